@@ -1,0 +1,84 @@
+"""Per-sample parameters of a transform call: a dataclass of arrays with a leading B dimension."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from augmentgen.core.rng import Array
+
+P = TypeVar("P", bound="Params")
+
+
+@dataclass(frozen=True)
+class Params:
+    """Base of every op's params. Subclasses add their own per-sample fields.
+
+    Args:
+        applied: ``[B]`` bool, whether the op acts on each sample (drawn from ``p``).
+
+    Every field is a ``[B, ...]`` tensor or numpy array, so params can be indexed,
+    moved between backends, serialized per sample and replayed.
+    """
+
+    applied: Array
+
+    def fields(self) -> dict[str, Array]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def to_torch(self: P, device: torch.device | str = "cpu") -> P:
+        conv = {
+            k: (torch.as_tensor(v).to(device) if isinstance(v, np.ndarray) else v.to(device))
+            for k, v in self.fields().items()
+        }
+        return dataclasses.replace(self, **conv)
+
+    def to_numpy(self: P) -> P:
+        conv = {
+            k: (v.detach().cpu().numpy() if isinstance(v, Tensor) else np.asarray(v))
+            for k, v in self.fields().items()
+        }
+        return dataclasses.replace(self, **conv)
+
+    def select(self: P, idx: Any) -> P:
+        """Rows ``idx`` of every field."""
+        return dataclasses.replace(self, **{k: v[idx] for k, v in self.fields().items()})
+
+    def expand(self: P, n: int) -> P:
+        """Row 0 repeated ``n`` times (``same_on_batch``)."""
+        out: dict[str, Array] = {}
+        for k, v in self.fields().items():
+            if isinstance(v, Tensor):
+                out[k] = v[:1].expand(n, *v.shape[1:]).clone()
+            else:
+                out[k] = np.repeat(np.asarray(v)[:1], n, axis=0)
+        return dataclasses.replace(self, **out)
+
+    def per_sample(self) -> list[dict[str, Any]]:
+        """One JSON-able dict per sample (provenance)."""
+        np_self = self.to_numpy()
+        fields = np_self.fields()
+        n = len(np.asarray(fields["applied"]))
+        rows: list[dict[str, Any]] = []
+        for i in range(n):
+            rows.append({k: np.asarray(v)[i].tolist() for k, v in fields.items()})
+        return rows
+
+    def to_dict(self) -> dict[str, Any]:
+        """Fields as nested lists plus the class name (for replay from JSON)."""
+        np_self = self.to_numpy()
+        return {"type": type(self).__name__, **{k: np.asarray(v).tolist() for k, v in np_self.fields().items()}}
+
+
+def params_from_dict(cls: type[P], data: dict[str, Any]) -> P:
+    """Inverse of ``Params.to_dict`` for a known class (numpy arrays)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    extra = set(data) - names - {"type"}
+    if extra:
+        raise ValueError(f"{cls.__name__}: unknown params fields {sorted(extra)}")
+    return cls(**{k: np.asarray(data[k]) for k in names})

@@ -1,0 +1,24 @@
+"""Dataset sources: idx files, Fashion-MNIST, scikit-learn digits, image folders; subsets and splits."""
+
+from augmentgen.data.idx import read_idx, write_idx
+from augmentgen.data.sources import (
+    FASHION_MNIST_CLASSES,
+    ArrayDataset,
+    load_digits,
+    load_fashion_mnist,
+    load_image_folder,
+    subset_per_class,
+    train_val_split,
+)
+
+__all__ = [
+    "FASHION_MNIST_CLASSES",
+    "ArrayDataset",
+    "load_digits",
+    "load_fashion_mnist",
+    "load_image_folder",
+    "read_idx",
+    "subset_per_class",
+    "train_val_split",
+    "write_idx",
+]

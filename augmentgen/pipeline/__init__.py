@@ -1,0 +1,13 @@
+"""Pipelines of ops, composites, adapters and generators; DataLoader helpers."""
+
+from augmentgen.pipeline.adapters import AlbumentationsStage, TorchvisionStage
+from augmentgen.pipeline.compose import OneOf, Pipeline, RandomApply, SomeOf, stage_from_dict
+from augmentgen.pipeline.dataloader import AugmentedDataset, BatchAugment, EpochSampler, collate_batch, make_loader
+from augmentgen.pipeline.plan import Step, Trace
+from augmentgen.pipeline.synthesize import Synthesize, SyntheticDataset
+
+__all__ = [
+    "AlbumentationsStage", "AugmentedDataset", "BatchAugment", "EpochSampler", "OneOf", "Pipeline",
+    "RandomApply", "SomeOf", "Step", "Synthesize", "SyntheticDataset", "Trace", "TorchvisionStage",
+    "collate_batch", "make_loader", "stage_from_dict",
+]

@@ -1,0 +1,346 @@
+"""``Pipeline`` and the composites ``OneOf``, ``SomeOf``, ``RandomApply``.
+
+Composites gate their children per sample: they draw a mask and AND it into the
+``applied`` of every leaf below them, so a batch keeps one shape and fusion still works
+across composite boundaries (see ``pipeline.plan``).
+
+Example:
+    >>> from augmentgen.ops.geometric import Rotate
+    >>> pipe = Pipeline([Rotate(degrees=(-15, 15))], seed=0)
+    >>> out = pipe(np.zeros((32, 32, 3), np.uint8))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import torch
+import yaml
+
+from augmentgen.core.batch import Batch, Sample
+from augmentgen.core.rng import RNG, Array, bernoulli, derive_seed, randint, sample_rng, torch_rng
+from augmentgen.ops.base import op_from_dict
+from augmentgen.pipeline.convert import from_input
+from augmentgen.pipeline.plan import Leaf, Step, Trace, and_applied, apply_trace_batch, apply_trace_sample
+
+Stage = Union["Composite", Leaf]
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What sampling needs to know of the data: batch size, current (H, W), device."""
+
+    batch_size: int
+    size: tuple[int, int]
+    device: torch.device | None
+
+
+def _check_stages(stages: Sequence[Any], where: str) -> list[Stage]:
+    out: list[Stage] = []
+    for i, s in enumerate(stages):
+        if not (isinstance(s, Composite) or isinstance(s, Leaf)):
+            raise TypeError(f"{where}[{i}]: {type(s).__name__} is not an op, composite, adapter or Synthesize")
+        out.append(s)
+    return out
+
+
+class Composite:
+    """Base of stage containers; children are leaves or composites."""
+
+    registry_name = "composite"
+    transforms: list[Stage]
+
+    def sample_steps(self, shape: _Shape, rng: RNG, path: str, mask: Array | None) -> tuple[list[Step], _Shape]:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+def _sample_child(
+    child: Stage, path: str, shape: _Shape, rng: RNG, mask: Array | None
+) -> tuple[list[Step], _Shape]:
+    if isinstance(child, Composite):
+        return child.sample_steps(shape, rng, path, mask)
+    params = child.sample_params(shape, rng)  # type: ignore[arg-type]
+    if mask is not None:
+        params = and_applied(params, mask)
+    return [Step(path, child, params)], _Shape(shape.batch_size, child.output_size(shape.size), shape.device)
+
+
+def _sample_children(
+    children: Sequence[Stage], shape: _Shape, rng: RNG, path: str, mask: Array | None
+) -> tuple[list[Step], _Shape]:
+    steps: list[Step] = []
+    for i, child in enumerate(children):
+        sub, shape = _sample_child(child, f"{path}.{i}" if path else str(i), shape, rng, mask)
+        steps.extend(sub)
+    return steps, shape
+
+
+def _combine(a: Array | None, b: Array) -> Array:
+    if a is None:
+        return b
+    if isinstance(b, torch.Tensor):
+        return torch.as_tensor(a, device=b.device, dtype=torch.bool) & b
+    return np.asarray(a, dtype=bool) & np.asarray(b, dtype=bool)
+
+
+class OneOf(Composite):
+    """Per sample, apply exactly one of ``transforms`` (chosen with ``weights``) with probability ``p``."""
+
+    registry_name = "one_of"
+
+    def __init__(self, transforms: Sequence[Any], *, p: float = 1.0, weights: Sequence[float] | None = None) -> None:
+        self.transforms = _check_stages(transforms, "one_of")
+        if not self.transforms:
+            raise ValueError("one_of needs at least one transform")
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"one_of.p must be in [0, 1], got {p}")
+        self.p = float(p)
+        w = np.ones(len(self.transforms)) if weights is None else np.asarray(weights, dtype=np.float64)
+        if w.shape != (len(self.transforms),) or (w < 0).any() or w.sum() <= 0:
+            raise ValueError(f"one_of.weights must be {len(self.transforms)} non-negative numbers, got {weights}")
+        self.weights = [float(x) for x in w / w.sum()]
+
+    def sample_steps(self, shape: _Shape, rng: RNG, path: str, mask: Array | None) -> tuple[list[Step], _Shape]:
+        n = shape.batch_size
+        gate = _combine(mask, bernoulli(rng, self.p, n))
+        cdf = np.cumsum(self.weights)
+        if isinstance(rng, torch.Generator):
+            u = torch.rand(n, generator=rng, device=rng.device)
+            choice: Array = torch.bucketize(u, torch.as_tensor(cdf[:-1], dtype=u.dtype, device=u.device), right=True)
+            masks: list[Array] = [_combine(gate, choice == k) for k in range(len(self.transforms))]
+        else:
+            uc = rng.random(n)
+            choice = np.searchsorted(cdf[:-1], uc, side="right")
+            masks = [_combine(gate, choice == k) for k in range(len(self.transforms))]
+        steps: list[Step] = []
+        end: _Shape | None = None
+        for k, child in enumerate(self.transforms):
+            sub, child_shape = _sample_child(child, f"{path}.{k}" if path else str(k), shape, rng, masks[k])
+            if end is not None and child_shape.size != end.size:
+                raise ValueError(
+                    f"one_of at '{path}': its choices give different output sizes {end.size} and {child_shape.size}"
+                )
+            steps.extend(sub)
+            end = child_shape
+        return steps, end or shape
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.registry_name, "p": self.p, "weights": self.weights, "transforms": [t.to_dict() for t in self.transforms]}  # type: ignore[union-attr]
+
+
+class SomeOf(Composite):
+    """Per sample, apply ``n`` of ``transforms`` chosen without replacement (in list order)."""
+
+    registry_name = "some_of"
+
+    def __init__(self, transforms: Sequence[Any], *, n: int | tuple[int, int] = 1, p: float = 1.0) -> None:
+        self.transforms = _check_stages(transforms, "some_of")
+        lo, hi = (n, n) if isinstance(n, int) else (int(n[0]), int(n[1]))
+        if not 0 <= lo <= hi <= len(self.transforms):
+            raise ValueError(f"some_of.n must lie in [0, {len(self.transforms)}], got {n}")
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"some_of.p must be in [0, 1], got {p}")
+        self.n = (lo, hi)
+        self.p = float(p)
+
+    def sample_steps(self, shape: _Shape, rng: RNG, path: str, mask: Array | None) -> tuple[list[Step], _Shape]:
+        b, k = shape.batch_size, len(self.transforms)
+        gate = _combine(mask, bernoulli(rng, self.p, b))
+        count = randint(rng, self.n[0], self.n[1] + 1, b)
+        if isinstance(rng, torch.Generator):
+            rank = torch.rand(b, k, generator=rng, device=rng.device).argsort(dim=1).argsort(dim=1)
+            chosen: Any = rank < torch.as_tensor(count).reshape(-1, 1)
+        else:
+            rank_np = rng.random((b, k)).argsort(axis=1).argsort(axis=1)
+            chosen = rank_np < np.asarray(count).reshape(-1, 1)
+        masks = [_combine(gate, chosen[:, j]) for j in range(k)]
+        steps: list[Step] = []
+        for j, child in enumerate(self.transforms):
+            sub, shape = _sample_child(child, f"{path}.{j}" if path else str(j), shape, rng, masks[j])
+            steps.extend(sub)
+        return steps, shape
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.registry_name, "n": list(self.n), "p": self.p, "transforms": [t.to_dict() for t in self.transforms]}  # type: ignore[union-attr]
+
+
+class RandomApply(Composite):
+    """Apply all of ``transforms`` to a sample with probability ``p``, or none of them."""
+
+    registry_name = "random_apply"
+
+    def __init__(self, transforms: Sequence[Any], *, p: float = 0.5) -> None:
+        self.transforms = _check_stages(transforms, "random_apply")
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"random_apply.p must be in [0, 1], got {p}")
+        self.p = float(p)
+
+    def sample_steps(self, shape: _Shape, rng: RNG, path: str, mask: Array | None) -> tuple[list[Step], _Shape]:
+        gate = _combine(mask, bernoulli(rng, self.p, shape.batch_size))
+        return _sample_children(self.transforms, shape, rng, path, gate)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.registry_name, "p": self.p, "transforms": [t.to_dict() for t in self.transforms]}  # type: ignore[union-attr]
+
+
+class Pipeline(Composite):
+    """A sequence of stages, callable on a PIL image, HWC array, CHW tensor, dict, Sample or Batch.
+
+    Args:
+        transforms: ops, composites, adapters or ``Synthesize`` stages, applied in order.
+        seed: base seed. Call ``k`` without ``rng``/``index`` uses the stream ``(seed, worker, k)``;
+            with ``index`` it uses ``(seed, epoch, index)``, the same in any worker. ``None``
+            draws fresh OS entropy per call (non-reproducible, like torchvision).
+        fuse: fuse consecutive geometric ops into one warp and color ops into one pass.
+
+    Example:
+        >>> pipe = Pipeline.from_dict({"transforms": [{"name": "horizontal_flip", "p": 0.5}]}, seed=1)
+        >>> img, trace = pipe(np.zeros((8, 8, 3), np.uint8), return_trace=True)
+        >>> np.array_equal(pipe.replay(np.zeros((8, 8, 3), np.uint8), trace), img)
+        True
+    """
+
+    registry_name = "pipeline"
+
+    def __init__(self, transforms: Sequence[Any], *, seed: int | None = None, fuse: bool = True) -> None:
+        self.transforms = _check_stages(transforms, "pipeline")
+        self.seed = seed
+        self.fuse = fuse
+        self._calls = 0  # counts calls without rng/index, so each draws a fresh stream
+
+    def __len__(self) -> int:
+        return len(self.transforms)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(type(t).__name__ for t in self.transforms)
+        return f"Pipeline([{inner}], seed={self.seed})"
+
+    # ---- sampling and applying --------------------------------------------------------
+    def sample_steps(self, shape: _Shape, rng: RNG, path: str, mask: Array | None) -> tuple[list[Step], _Shape]:
+        return _sample_children(self.transforms, shape, rng, path, mask)
+
+    def sample_trace(self, x: Batch | Sample, rng: RNG) -> Trace:
+        """Draw the parameters of every leaf for ``x`` (nothing is applied)."""
+        dev = x.device if isinstance(x, Batch) else None
+        steps, _ = self.sample_steps(_Shape(x.batch_size, x.size, dev), rng, "", None)
+        return Trace(tuple(steps))
+
+    def apply_trace(self, x: Batch | Sample, trace: Trace) -> Batch | Sample:
+        if isinstance(x, Batch):
+            return apply_trace_batch(x, trace, self.fuse)
+        return apply_trace_sample(x, trace, self.fuse)
+
+    def default_rng(self, x: Batch | Sample, *, index: int | None = None, epoch: int = 0) -> RNG:
+        """The rng a call uses when none is given (see ``seed``)."""
+        if self.seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
+            keys: tuple[int, ...] = ()
+        elif index is not None:
+            seed, keys = self.seed, (epoch, index)
+        else:
+            info = torch.utils.data.get_worker_info()
+            worker = -1 if info is None else int(info.seed)
+            self._calls += 1
+            seed, keys = self.seed, (worker, self._calls, 1 << 40)
+        if isinstance(x, Batch):
+            return torch_rng(seed, *keys, device=x.device)
+        return sample_rng(seed, *keys) if len(keys) >= 2 else np.random.Generator(np.random.PCG64(derive_seed(seed, *keys)))
+
+    def __call__(
+        self,
+        x: Any,
+        *,
+        rng: RNG | None = None,
+        index: int | None = None,
+        epoch: int = 0,
+        return_trace: bool = False,
+    ) -> Any:
+        inner, restore = from_input(x)
+        if rng is None:
+            rng = self.default_rng(inner, index=index, epoch=epoch)
+        elif isinstance(inner, Batch) != isinstance(rng, torch.Generator):
+            raise TypeError(
+                "rng must be a torch.Generator for tensor/Batch input and a numpy Generator for numpy/PIL input, "
+                f"got {type(rng).__name__} for {type(inner).__name__}"
+            )
+        trace = self.sample_trace(inner, rng)
+        out = restore(self.apply_trace(inner, trace))
+        return (out, trace) if return_trace else out
+
+    def replay(self, x: Any, trace: Trace) -> Any:
+        """Apply the parameters of an earlier call (``return_trace=True``) to ``x``."""
+        inner, restore = from_input(x)
+        return restore(self.apply_trace(inner, trace))
+
+    # ---- serialization ----------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"transforms": [t.to_dict() for t in self.transforms]}  # type: ignore[union-attr]
+        if self.seed is not None:
+            d["seed"] = self.seed
+        if not self.fuse:
+            d["fuse"] = False
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | list[Any], *, seed: int | None = None, where: str = "pipeline") -> Pipeline:
+        """Build from ``to_dict`` output (or a bare list of stage dicts); unknown keys name their path."""
+        if isinstance(data, list):
+            data = {"transforms": data}
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: expected a mapping or a list of stages, got {type(data).__name__}")
+        unknown = sorted(set(data) - {"transforms", "seed", "fuse", "name"})
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: ['fuse', 'seed', 'transforms']")
+        stages = [stage_from_dict(s, f"{where}.transforms[{i}]") for i, s in enumerate(data.get("transforms") or [])]
+        s = data.get("seed", seed) if seed is None else seed
+        return cls(stages, seed=s, fuse=bool(data.get("fuse", True)))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls, text_or_path: str | Path, *, seed: int | None = None) -> Pipeline:
+        """Load from YAML text or a file; a recipe file's ``pipeline:`` section is used if present."""
+        where = "pipeline"
+        text = str(text_or_path)
+        if isinstance(text_or_path, Path) or ("\n" not in text and text.endswith((".yaml", ".yml"))):
+            path = Path(text_or_path)
+            if not path.is_file():
+                raise ValueError(f"pipeline file not found: {path}")
+            text, where = path.read_text(), str(path)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ValueError(f"{where}: not valid YAML: {e}") from e
+        if isinstance(data, dict) and "pipeline" in data:
+            data, where = data["pipeline"], f"{where}: pipeline"
+        return cls.from_dict(data, seed=seed, where=where)
+
+
+_COMPOSITES: dict[str, type[Composite]] = {"one_of": OneOf, "some_of": SomeOf, "random_apply": RandomApply, "pipeline": Pipeline}
+
+
+def stage_from_dict(data: Any, where: str) -> Stage:
+    """Build a leaf or composite from its dict; errors name ``where``."""
+    if not isinstance(data, dict) or "name" not in data:
+        raise ValueError(f"{where}: a stage must be a mapping with a 'name' key, got {data!r}")
+    name = str(data["name"])
+    if name in _COMPOSITES:
+        kids = [stage_from_dict(s, f"{where}({name}).transforms[{i}]") for i, s in enumerate(data.get("transforms") or [])]
+        allowed = {"one_of": {"p", "weights"}, "some_of": {"n", "p"}, "random_apply": {"p"}, "pipeline": {"seed", "fuse"}}[name]
+        extra = sorted(set(data) - allowed - {"name", "transforms"})
+        if extra:
+            raise ValueError(f"{where}({name}): unknown key(s) {extra}; allowed: {sorted(allowed | {'transforms'})}")
+        kwargs = {k: (tuple(v) if isinstance(v, list) and k == "n" else v) for k, v in data.items() if k in allowed}
+        try:
+            return _COMPOSITES[name](kids, **kwargs)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{where}({name}): {e}") from e
+    return op_from_dict(data, where)  # type: ignore[return-value]

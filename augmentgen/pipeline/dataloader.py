@@ -1,0 +1,171 @@
+"""DataLoader helpers whose augmented epochs do not depend on the number of workers.
+
+The random stream of sample ``i`` in epoch ``e`` is ``(seed, e, i)``, drawn where the sample
+is made; worker ids, worker seeds and process-global RNG never enter. ``EpochSampler``
+carries the epoch from the main process to the workers inside each index, so this holds
+with ``persistent_workers=True`` too, where ``dataset.set_epoch`` would not reach them.
+
+Example:
+    >>> loader = make_loader(dataset, Pipeline([...]), seed=0, batch_size=64, num_workers=2)  # doctest: +SKIP
+    >>> for epoch in range(3):
+    ...     for images, labels in loader: ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from augmentgen.core.batch import Batch
+from augmentgen.core.rng import derive_seed, sample_rng, torch_rng
+from augmentgen.pipeline.compose import Pipeline
+
+
+class EpochSampler(Sampler[tuple[int, int]]):
+    """Yields ``(epoch, index)`` pairs, shuffled per epoch from ``(seed, epoch)``; the epoch advances per pass.
+
+    Args:
+        n: data set length.
+        shuffle: permute indices each epoch.
+        seed: base seed of the permutation.
+        start_epoch: the epoch of the first pass.
+        rank, world_size: keep every ``world_size``-th index starting at ``rank`` (DDP).
+    """
+
+    def __init__(
+        self, n: int, *, shuffle: bool = True, seed: int = 0, start_epoch: int = 0, rank: int = 0, world_size: int = 1
+    ) -> None:
+        if n < 0 or not 0 <= rank < world_size:
+            raise ValueError(f"EpochSampler: bad n={n}, rank={rank}, world_size={world_size}")
+        self.n, self.shuffle, self.seed = n, shuffle, seed
+        self.epoch = start_epoch
+        self.rank, self.world_size = rank, world_size
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.n, self.world_size))
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.epoch
+        self.epoch += 1
+        if self.shuffle:
+            order = np.random.Generator(np.random.PCG64(derive_seed(self.seed, "shuffle", epoch))).permutation(self.n)
+        else:
+            order = np.arange(self.n)
+        for i in order[self.rank :: self.world_size]:
+            yield epoch, int(i)
+
+
+class AugmentedDataset(Dataset[Any]):
+    """Wrap ``dataset`` so item ``i`` is augmented with the stream ``(seed, epoch, i)``.
+
+    Args:
+        dataset: items are an image, ``(image, label)``, or a dict with ``image``.
+        pipeline: applied per sample (numpy/PIL take the OpenCV path).
+        seed: base seed of the augmentation streams.
+        output: ``"tensor"`` gives a CHW tensor of the image's dtype (uint8 stays uint8: cheap to
+            pass between processes; convert on the device), ``"float"`` CHW float32 in [0, 1],
+            ``"same"`` whatever the pipeline returns.
+
+    Indexing with an int uses ``self.epoch``; indexing with ``(epoch, i)`` (from
+    ``EpochSampler``) uses that epoch.
+    """
+
+    def __init__(self, dataset: Any, pipeline: Pipeline, seed: int = 0, *, output: str = "tensor") -> None:
+        if output not in ("tensor", "float", "same"):
+            raise ValueError(f"AugmentedDataset.output must be 'tensor', 'float' or 'same', got {output!r}")
+        self.dataset, self.pipeline, self.seed, self.output = dataset, pipeline, seed, output
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def _convert(self, img: Any) -> Any:
+        if self.output == "same":
+            return img
+        if isinstance(img, np.ndarray):
+            arr = img[:, :, None] if img.ndim == 2 else img
+            t = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+        elif isinstance(img, Tensor):
+            t = img
+        else:  # PIL
+            arr = np.asarray(img)
+            arr = arr[:, :, None] if arr.ndim == 2 else arr
+            t = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+        if self.output == "float" and not t.is_floating_point():
+            t = t.to(torch.float32) / 255.0
+        return t
+
+    def __getitem__(self, key: int | tuple[int, int]) -> Any:
+        epoch, i = (key if isinstance(key, tuple) else (self.epoch, key))
+        item = self.dataset[i]
+        rng = sample_rng(self.seed, epoch, i)
+        if isinstance(item, dict):
+            out = self.pipeline(item, rng=rng)
+            out["image"] = self._convert(out["image"])
+            return out
+        if isinstance(item, tuple):
+            return (self._convert(self.pipeline(item[0], rng=rng)), *item[1:])
+        return self._convert(self.pipeline(item, rng=rng))
+
+
+class BatchAugment:
+    """An on-device stage after collate: ``batch k`` of ``epoch`` uses the stream ``(seed, epoch, k)``.
+
+    Batches hold the same indices whatever the worker count (the sampler is seeded), so the
+    output is independent of it. uint8 images are converted to float32 in [0, 1] first.
+    """
+
+    def __init__(self, pipeline: Pipeline, seed: int = 0) -> None:
+        self.pipeline, self.seed = pipeline, seed
+
+    def __call__(self, batch: Batch | Tensor, *, epoch: int, step: int, labels: Tensor | None = None) -> Any:
+        b = batch if isinstance(batch, Batch) else Batch(batch, label=labels)
+        b = b.as_float()
+        rng = torch_rng(self.seed, "batch", epoch, step, device=b.device)
+        out = self.pipeline(b, rng=rng)
+        return out if isinstance(batch, Batch) else out.image
+
+
+def collate_batch(items: Sequence[Any]) -> Batch:
+    """Collate ``(image CHW tensor, label)`` items into a ``Batch``."""
+    images = torch.stack([it[0] if isinstance(it, tuple) else it for it in items])
+    labels = None
+    if isinstance(items[0], tuple) and len(items[0]) > 1:
+        labels = torch.as_tensor([int(it[1]) for it in items])
+    return Batch(images, label=labels)
+
+
+def make_loader(
+    dataset: Any,
+    pipeline: Pipeline,
+    *,
+    seed: int = 0,
+    batch_size: int = 64,
+    shuffle: bool = True,
+    num_workers: int = 0,
+    output: str = "tensor",
+    collate_fn: Callable[[Sequence[Any]], Any] | None = None,
+    **loader_kwargs: Any,
+) -> DataLoader[Any]:
+    """A DataLoader over ``AugmentedDataset(dataset, pipeline, seed)`` with an ``EpochSampler``."""
+    ds = AugmentedDataset(dataset, pipeline, seed, output=output)
+    sampler = EpochSampler(len(ds), shuffle=shuffle, seed=seed)
+    return DataLoader(
+        ds,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=collate_fn,
+        **loader_kwargs,
+    )

@@ -1,0 +1,204 @@
+"""Sampling a pipeline into a flat trace of (leaf, params), and applying a trace with fusion.
+
+A pipeline runs in two phases, as torchvision v2 splits ``make_params`` from ``transform``:
+
+1. ``sample_trace``: walk the stage tree, draw every leaf's parameters in order, and let
+   composites (``OneOf``, ``SomeOf``, ``RandomApply``) gate their children by AND-ing a
+   per-sample mask into the children's ``applied``. The result is a flat ``Trace``.
+2. ``apply_trace``: run the leaves in order, fusing consecutive geometric leaves into one
+   matrix and one warp, and consecutive color-affine leaves into one ``[B, 3, 4]`` pass.
+
+Replay is ``apply_trace(x, trace)``: the same trace gives the same output, exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from augmentgen.core.batch import Batch, Sample
+from augmentgen.core.params import Params
+from augmentgen.core.rng import RNG, Array
+from augmentgen.ops.base import Op
+from augmentgen.ops.functional import color as fcolor
+from augmentgen.ops.functional import warp as fwarp
+
+
+@runtime_checkable
+class Leaf(Protocol):
+    """A stage that is not a composite: an ``Op``, an adapter, or ``Synthesize``."""
+
+    kind: str
+
+    def sample_params(self, batch: Batch | Sample, rng: RNG) -> Params: ...
+
+    def apply(self, batch: Batch, params: Params) -> Batch: ...
+
+    def apply_sample(self, sample: Sample, params: Params) -> Sample: ...
+
+    def output_size(self, size: tuple[int, int]) -> tuple[int, int]: ...
+
+
+@dataclass(frozen=True)
+class Step:
+    """One leaf call: the leaf's position in the tree (for provenance) and its params."""
+
+    path: str
+    leaf: Leaf
+    params: Params
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Everything a pipeline call drew; ``Pipeline.replay(x, trace)`` reproduces the call."""
+
+    steps: tuple[Step, ...]
+
+    def per_sample(self) -> list[dict[str, Any]]:
+        """Per-sample provenance: for each sample, the params of every leaf that acted on it."""
+        if not self.steps:
+            return []
+        rows: list[dict[str, Any]] | None = None
+        for step in self.steps:
+            ps = step.params.per_sample()
+            if rows is None:
+                rows = [{} for _ in ps]
+            for r, p in zip(rows, ps):
+                if p.get("applied", True):
+                    name = getattr(step.leaf, "registry_name", type(step.leaf).__name__)
+                    r[f"{step.path}:{name}"] = {k: v for k, v in p.items() if k != "applied"}
+        return rows or []
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"steps": [{"path": s.path, "params": s.params.to_dict()} for s in self.steps]}
+
+
+def and_applied(params: Params, mask: Array) -> Params:
+    """``params`` with ``applied`` AND ``mask`` (same backend as ``params.applied``)."""
+    a = params.applied
+    if isinstance(a, Tensor):
+        m = torch.as_tensor(mask, device=a.device, dtype=torch.bool)
+        return dataclasses.replace(params, applied=a & m)
+    return dataclasses.replace(params, applied=np.asarray(a, dtype=bool) & np.asarray(mask, dtype=bool))
+
+
+def _kind(leaf: Leaf) -> str:
+    return getattr(leaf, "kind", "opaque")
+
+
+def _group(steps: tuple[Step, ...]) -> list[list[Step]]:
+    """Runs of consecutive steps that fuse: geometric with the same WarpSpec, or color."""
+    groups: list[list[Step]] = []
+    for s in steps:
+        k = _kind(s.leaf)
+        if groups and k in ("geometric", "color"):
+            last = groups[-1][-1]
+            if _kind(last.leaf) == k and (
+                k == "color" or _spec(last.leaf) == _spec(s.leaf)
+            ):
+                groups[-1].append(s)
+                continue
+        groups.append([s])
+    return groups
+
+
+def _spec(leaf: Leaf) -> fwarp.WarpSpec:
+    assert isinstance(leaf, Op)  # only geometric Ops reach here
+    return leaf.warp_spec()
+
+
+def _fused_matrix(group: list[Step], size: tuple[int, int], backend: str, device: torch.device | None) -> tuple[Array, tuple[int, int]]:
+    total: Array | None = None
+    cur = size
+    for s in group:
+        op = s.leaf
+        assert isinstance(op, Op)
+        p = s.params.to_numpy() if backend == "numpy" else s.params.to_torch(device or "cpu")
+        m = op.full_matrix(p, cur)
+        if backend == "torch":
+            mt = torch.as_tensor(m, device=device, dtype=torch.float64)
+            total = mt if total is None else torch.bmm(mt, torch.as_tensor(total))
+        else:
+            mn = np.asarray(m, dtype=np.float64)
+            total = mn if total is None else np.matmul(mn, np.asarray(total))
+        cur = op.output_size(cur)
+    assert total is not None
+    return total, cur
+
+
+def _fused_color_torch(group: list[Step], image: Tensor) -> Tensor:
+    mean = fcolor.mean_rgb(image).to(torch.float64)  # [B, 3]
+    total: Tensor | None = None
+    for s in group:
+        op = s.leaf
+        assert isinstance(op, Op)
+        p = s.params.to_torch(image.device)
+        m = torch.as_tensor(op.color_matrix(p, mean.to(torch.float32)), device=image.device).to(torch.float64)
+        applied = torch.as_tensor(p.applied, device=image.device).reshape(-1, 1, 1)
+        m = torch.where(applied, m, fcolor.identity_color_matrix(m))
+        mean = torch.einsum("bij,bj->bi", m[:, :, :3], mean) + m[:, :, 3]
+        if total is None:
+            total = m
+        else:  # compose affine maps: m ∘ total
+            lin = torch.bmm(m[:, :, :3], total[:, :, :3])
+            off = torch.einsum("bij,bj->bi", m[:, :, :3], total[:, :, 3]) + m[:, :, 3]
+            total = torch.cat([lin, off.unsqueeze(-1)], dim=-1)
+    assert total is not None
+    return fcolor.color_affine(image, total.to(torch.float32))
+
+
+def _fused_color_np(group: list[Step], image: np.ndarray) -> np.ndarray:
+    mean = fcolor.mean_rgb_np(image).astype(np.float64)
+    total: np.ndarray | None = None
+    for s in group:
+        op = s.leaf
+        assert isinstance(op, Op)
+        p = s.params
+        if not bool(np.asarray(p.applied)[0]):
+            continue
+        m = np.asarray(op.color_matrix(p.to_numpy(), mean[None].astype(np.float32)), np.float64)[0]
+        mean = m[:, :3] @ mean + m[:, 3]
+        if total is None:
+            total = m
+        else:
+            total = np.concatenate([m[:, :3] @ total[:, :3], (m[:, :3] @ total[:, 3] + m[:, 3])[:, None]], axis=1)
+    if total is None:
+        return image
+    return fcolor.color_affine_np(image, total.astype(np.float32))
+
+
+def apply_trace_batch(batch: Batch, trace: Trace, fuse: bool = True) -> Batch:
+    """Apply ``trace`` to a Batch (torch backend)."""
+    groups = _group(trace.steps) if fuse else [[s] for s in trace.steps]
+    for g in groups:
+        k = _kind(g[0].leaf)
+        if len(g) > 1 and k == "geometric":
+            mat, out = _fused_matrix(g, batch.size, "torch", batch.device)
+            batch = fwarp.warp_batch(batch, torch.as_tensor(mat), out, _spec(g[0].leaf))
+        elif len(g) > 1 and k == "color":
+            if not any(bool(torch.as_tensor(s.params.applied).any()) for s in g):
+                continue
+            batch = batch.replace(image=_fused_color_torch(g, batch.image))
+        else:
+            batch = g[0].leaf.apply(batch, g[0].params)
+    return batch
+
+
+def apply_trace_sample(sample: Sample, trace: Trace, fuse: bool = True) -> Sample:
+    """Apply ``trace`` to one Sample (numpy / OpenCV backend)."""
+    groups = _group(trace.steps) if fuse else [[s] for s in trace.steps]
+    for g in groups:
+        k = _kind(g[0].leaf)
+        if len(g) > 1 and k == "geometric":
+            mat, out = _fused_matrix(g, sample.size, "numpy", None)
+            sample = fwarp.warp_sample(sample, np.asarray(mat)[0], out, _spec(g[0].leaf))
+        elif len(g) > 1 and k == "color":
+            sample = sample.replace(image=_fused_color_np(g, sample.image))
+        else:
+            sample = g[0].leaf.apply_sample(sample, g[0].params)
+    return sample

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from augmentgen.core.batch import Batch
+from augmentgen.pipeline import AugmentedDataset, BatchAugment, EpochSampler, Pipeline, make_loader
+
+SPEC = [{"name": "rotate", "degrees": [-30, 30]}, {"name": "horizontal_flip", "p": 0.5},
+        {"name": "color_jitter", "brightness": 0.3, "contrast": 0.3}, {"name": "gaussian_noise", "p": 0.5}]
+
+
+class Images(Dataset[tuple[np.ndarray, int]]):
+    def __init__(self, n: int = 24) -> None:
+        rng = np.random.default_rng(0)
+        self.x = rng.integers(0, 256, (n, 16, 16, 3), dtype=np.uint8)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        return self.x[i], i % 3
+
+
+def epochs(num_workers: int, n_epochs: int = 2, persistent: bool = False) -> list[torch.Tensor]:
+    loader = make_loader(Images(), Pipeline.from_dict(SPEC), seed=11, batch_size=5, num_workers=num_workers,
+                         persistent_workers=persistent and num_workers > 0)
+    out = []
+    for _ in range(n_epochs):
+        out.append(torch.cat([imgs for imgs, _ in loader]))
+    return out
+
+
+def test_augmented_epochs_do_not_depend_on_worker_count_and_differ_between_epochs() -> None:
+    ref = epochs(0)
+    assert ref[0].shape == (24, 3, 16, 16) and ref[0].dtype == torch.uint8
+    assert not torch.equal(ref[0], ref[1])
+    for w in (1, 2, 4):
+        got = epochs(w)
+        assert all(torch.equal(a, b) for a, b in zip(ref, got)), f"num_workers={w} differs"
+    got = epochs(2, persistent=True)
+    assert all(torch.equal(a, b) for a, b in zip(ref, got)), "persistent workers differ"
+
+
+def test_epoch_sampler_shards_ranks_without_duplicates() -> None:
+    seen = []
+    for r in range(3):
+        s = EpochSampler(10, seed=1, rank=r, world_size=3)
+        seen += [i for _, i in s]
+    assert sorted(seen) == list(range(10))
+    s = EpochSampler(10, seed=1)
+    a, b = [i for _, i in s], [i for _, i in s]
+    assert sorted(a) == sorted(b) == list(range(10)) and a != b
+
+
+def test_augmented_dataset_float_output_and_int_index() -> None:
+    ds = AugmentedDataset(Images(), Pipeline.from_dict(SPEC), seed=2, output="float")
+    x, y = ds[3]
+    assert x.dtype == torch.float32 and x.shape == (3, 16, 16) and 0 <= float(x.min()) and float(x.max()) <= 1
+    ds.set_epoch(0)
+    assert torch.equal(ds[3][0], ds[(0, 3)][0])
+    assert not torch.equal(ds[(0, 3)][0], ds[(1, 3)][0])
+
+
+class SameImage(Dataset[torch.Tensor]):
+    """A user's own dataset calling a pipeline as ``transform`` with no index."""
+
+    def __init__(self) -> None:
+        self.pipe = Pipeline.from_dict(SPEC, seed=0)
+        self.img = np.full((16, 16, 3), 128, np.uint8)
+
+    def __len__(self) -> int:
+        return 16
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.from_numpy(self.pipe(self.img))
+
+
+def test_plain_transform_calls_in_workers_do_not_repeat_across_workers() -> None:
+    loader = DataLoader(SameImage(), batch_size=4, num_workers=2)
+    outs = torch.cat(list(loader))
+    assert len({o.numpy().tobytes() for o in outs}) == 16
+
+
+def test_batch_augment_is_deterministic_per_epoch_and_step() -> None:
+    aug = BatchAugment(Pipeline.from_dict(SPEC), seed=4)
+    x = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8)
+    a = aug(x, epoch=0, step=1)
+    assert a.dtype == torch.float32
+    assert torch.equal(a, aug(x, epoch=0, step=1))
+    assert not torch.equal(a, aug(x, epoch=0, step=2))
+    b = aug(Batch(x, label=torch.arange(8)), epoch=0, step=1)
+    assert isinstance(b, Batch) and torch.equal(b.image, a)
+
+
+@pytest.mark.parametrize("bad", ["nope"])
+def test_bad_output_kind(bad: str) -> None:
+    with pytest.raises(ValueError, match="output"):
+        AugmentedDataset(Images(), Pipeline([]), output=bad)

@@ -117,7 +117,7 @@ class Op:
         applied = params.applied
         if isinstance(m, Tensor):
             a = torch.as_tensor(applied, device=m.device).reshape(-1, 1, 1)
-            return torch.where(a, m, base.to(m.dtype))
+            return torch.where(a, m, torch.as_tensor(base).to(m.dtype))
         return np.where(np.asarray(applied).reshape(-1, 1, 1), m, base).astype(np.float64)
 
     def apply(self, batch: Batch, params: Params) -> Batch:
@@ -170,7 +170,7 @@ class Op:
                 f"{where or cls.registry_name}: unknown key(s) {unknown} for op '{cls.registry_name}'; "
                 f"allowed: {sorted(names)}"
             )
-        kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in body.items()}
+        kwargs: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in body.items()}
         try:
             return cls(**kwargs)
         except (TypeError, ValueError) as e:

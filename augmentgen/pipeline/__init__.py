@@ -2,7 +2,13 @@
 
 from augmentgen.pipeline.adapters import AlbumentationsStage, TorchvisionStage
 from augmentgen.pipeline.compose import OneOf, Pipeline, RandomApply, SomeOf, stage_from_dict
-from augmentgen.pipeline.dataloader import AugmentedDataset, BatchAugment, EpochSampler, collate_batch, make_loader
+from augmentgen.pipeline.dataloader import (
+    AugmentedDataset,
+    BatchAugment,
+    EpochSampler,
+    collate_batch,
+    make_loader,
+)
 from augmentgen.pipeline.plan import Step, Trace
 from augmentgen.pipeline.synthesize import Synthesize, SyntheticDataset
 

@@ -86,8 +86,10 @@ def _combine(a: Array | None, b: Array) -> Array:
     if a is None:
         return b
     if isinstance(b, torch.Tensor):
-        return torch.as_tensor(a, device=b.device, dtype=torch.bool) & b
-    return np.asarray(a, dtype=bool) & np.asarray(b, dtype=bool)
+        out: Array = torch.as_tensor(a, device=b.device, dtype=torch.bool) & b
+        return out
+    out_np: np.ndarray = np.asarray(a, dtype=bool) & np.asarray(b, dtype=bool)
+    return out_np
 
 
 class OneOf(Composite):
@@ -338,9 +340,12 @@ def stage_from_dict(data: Any, where: str) -> Stage:
         extra = sorted(set(data) - allowed - {"name", "transforms"})
         if extra:
             raise ValueError(f"{where}({name}): unknown key(s) {extra}; allowed: {sorted(allowed | {'transforms'})}")
-        kwargs = {k: (tuple(v) if isinstance(v, list) and k == "n" else v) for k, v in data.items() if k in allowed}
+        kwargs: dict[str, Any] = {
+            k: (tuple(v) if isinstance(v, list) and k == "n" else v) for k, v in data.items() if k in allowed
+        }
+        ctor: Any = _COMPOSITES[name]
         try:
-            return _COMPOSITES[name](kids, **kwargs)
+            return ctor(kids, **kwargs)  # type: ignore[no-any-return]
         except (TypeError, ValueError) as e:
             raise ValueError(f"{where}({name}): {e}") from e
     return op_from_dict(data, where)  # type: ignore[return-value]

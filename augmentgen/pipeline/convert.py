@@ -59,8 +59,8 @@ def from_input(x: Any) -> tuple[Batch | Sample, Restore]:
     if pil is not None and isinstance(x, pil):
         from PIL import Image
 
-        mode = x.mode
-        arr = np.asarray(x.convert("RGB") if mode not in ("L", "RGB") else x)
+        pil_img: Any = x
+        arr = np.asarray(pil_img.convert("RGB") if pil_img.mode not in ("L", "RGB") else pil_img)
         img, squeeze = _np_image(arr, "PIL image")
 
         def restore_pil(out: Batch | Sample) -> Any:

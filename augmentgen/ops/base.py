@@ -181,5 +181,8 @@ def op_from_dict(data: dict[str, Any], where: str = "op") -> Op:
     """Look up ``data['name']`` in the op registry and build it."""
     if not isinstance(data, dict) or "name" not in data:
         raise ValueError(f"{where}: an op must be a mapping with a 'name' key, got {data!r}")
-    cls = OPS.get(str(data["name"]))
+    try:
+        cls = OPS.get(str(data["name"]))
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
     return cls.from_dict(data, where=f"{where}({data['name']})")  # type: ignore[no-any-return]

@@ -5,6 +5,8 @@ import pytest
 import torch
 
 import augmentgen.ops  # noqa: F401  (fills the registry)
+import augmentgen.ops.crop  # noqa: F401
+import augmentgen.ops.geometric  # noqa: F401
 
 
 @pytest.fixture

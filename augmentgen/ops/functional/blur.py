@@ -1,0 +1,168 @@
+"""Blur kernels with per-sample kernels: Gaussian (separable) and motion (line) blur.
+
+Both backends build the *same* kernel weights from the params (float32), then filter with
+reflect-101 borders (torch ``"reflect"`` padding == OpenCV ``BORDER_REFLECT_101``, as in
+torchvision's ``gaussian_blur``). The batched path runs one grouped convolution over
+``[1, B*C, H, W]`` with one kernel per (sample, channel), no loop over samples. When the
+padding is not smaller than the image (tiny images), both backends fall back to replicate
+borders, since reflection needs ``pad < size``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def auto_gaussian_ksize(sigma_max: float) -> int:
+    """Odd kernel size covering +-3 sigma (at least 3)."""
+    return max(3, 2 * math.ceil(3.0 * sigma_max) + 1)
+
+
+def gaussian_kernel1d(sigma: Tensor, ksize: int) -> Tensor:
+    """``[B, k]`` float32 normalized Gaussian taps (torchvision's formula); sigma 0 gives the exact delta.
+
+    Computed in float64 and rounded once, so ``gaussian_kernel1d_np`` gives the same taps.
+    """
+    half = (ksize - 1) * 0.5
+    x = torch.linspace(-half, half, ksize, device=sigma.device, dtype=torch.float64)
+    s = sigma.to(torch.float64).reshape(-1, 1)
+    pos = s > 0
+    pdf = torch.exp(-0.5 * (x / torch.where(pos, s, torch.ones_like(s))) ** 2)
+    pdf = torch.where(pos, pdf, (x == 0).to(torch.float64).expand_as(pdf))
+    return (pdf / pdf.sum(-1, keepdim=True)).to(torch.float32)
+
+
+def gaussian_kernel1d_np(sigma: float, ksize: int) -> np.ndarray:
+    """``[k]`` float32 taps equal to ``gaussian_kernel1d`` for one sample (numpy, no torch)."""
+    half = (ksize - 1) * 0.5
+    x = np.linspace(-half, half, ksize)
+    if sigma <= 0:
+        return np.asarray(x == 0, np.float32)
+    pdf = np.exp(-0.5 * (x / float(sigma)) ** 2)
+    return np.asarray(pdf / pdf.sum(), np.float32)
+
+
+def motion_kernel(length: Tensor, angle: Tensor, ksize: int) -> Tensor:
+    """``[B, k, k]`` float32 anti-aliased line kernels: weight ``max(0, 1 - distance to the segment)``.
+
+    Args:
+        length: ``[B]`` segment length in pixels (0 gives the exact delta).
+        angle: ``[B]`` degrees, counter-clockwise from +x as seen on screen (y points down).
+        ksize: odd kernel size, at least ``length + 3`` (see ``motion_ksize``).
+    """
+    half = (ksize - 1) // 2
+    r = torch.arange(-half, half + 1, device=length.device, dtype=torch.float64)
+    yy, xx = torch.meshgrid(r, r, indexing="ij")  # [k, k]
+    a = torch.deg2rad(angle.to(torch.float64)).reshape(-1, 1, 1)
+    dx, dy = torch.cos(a), -torch.sin(a)
+    h = (length.to(torch.float64) * 0.5).reshape(-1, 1, 1)
+    t = torch.minimum(torch.maximum(xx * dx + yy * dy, -h), h)
+    w = (1.0 - torch.sqrt((xx - t * dx) ** 2 + (yy - t * dy) ** 2)).clamp_min(0.0)
+    return (w / w.sum(dim=(-2, -1), keepdim=True)).to(torch.float32)
+
+
+def motion_kernel_np(length: float, angle: float, ksize: int) -> np.ndarray:
+    """``[k, k]`` float32 kernel equal to ``motion_kernel`` for one sample (numpy, no torch)."""
+    half = (ksize - 1) // 2
+    r = np.arange(-half, half + 1, dtype=np.float64)
+    yy, xx = np.meshgrid(r, r, indexing="ij")
+    a = math.radians(float(angle))
+    dx, dy = math.cos(a), -math.sin(a)
+    h = float(length) * 0.5
+    t = np.clip(xx * dx + yy * dy, -h, h)
+    w = np.maximum(1.0 - np.sqrt((xx - t * dx) ** 2 + (yy - t * dy) ** 2), 0.0)
+    return np.asarray(w / w.sum(), np.float32)
+
+
+def motion_ksize(length_max: float) -> int:
+    """Odd kernel size that holds a segment of ``length_max`` plus its 1 px anti-aliasing."""
+    return 2 * (math.ceil(length_max * 0.5) + 1) + 1
+
+
+def _pad_mode(pad: int, h: int, w: int) -> str:
+    return "reflect" if pad < min(h, w) else "replicate"
+
+
+def _border(pad: int, h: int, w: int) -> int:
+    return cv2.BORDER_REFLECT_101 if pad < min(h, w) else cv2.BORDER_REPLICATE
+
+
+def _grouped(image: Tensor) -> tuple[Tensor, torch.dtype]:
+    b, c, h, w = image.shape
+    if image.dtype == torch.uint8:
+        work = torch.float32
+    elif image.is_floating_point():
+        # CPU half convolutions are slow or missing: compute those in float32.
+        work = image.dtype if image.is_cuda or image.dtype != torch.float16 else torch.float32
+    else:
+        raise TypeError(f"blur kernels need float or uint8 images, got {image.dtype}")
+    return image.to(work).reshape(1, b * c, h, w), work
+
+
+def _finish(image: Tensor, out: Tensor) -> Tensor:
+    b, c, h, w = image.shape
+    out = out.reshape(b, c, h, w)
+    if image.dtype == torch.uint8:
+        return out.round_().clamp_(0, 255).to(torch.uint8)
+    return out.to(image.dtype)
+
+
+def gaussian_blur(image: Tensor, sigma: Tensor, ksize: int) -> Tensor:
+    """Separable Gaussian blur, one sigma per sample (``sigma`` ``[B]`` pixels), dtype kept.
+
+    Example:
+        >>> x = torch.rand(2, 3, 8, 8)
+        >>> torch.equal(gaussian_blur(x, torch.zeros(2), 5), x)
+        True
+    """
+    b, c, h, w = image.shape
+    x, work = _grouped(image)
+    k1 = gaussian_kernel1d(sigma.to(image.device), ksize).to(work)  # [B, k]
+    k1 = k1.repeat_interleave(c, dim=0)  # [B*C, k]
+    p = ksize // 2
+    x = F.pad(x, (p, p, p, p), mode=_pad_mode(p, h, w))
+    x = F.conv2d(x, k1.reshape(b * c, 1, 1, ksize), groups=b * c)
+    x = F.conv2d(x, k1.reshape(b * c, 1, ksize, 1), groups=b * c)
+    return _finish(image, x)
+
+
+def gaussian_blur_np(image: np.ndarray, sigma: float, ksize: int) -> np.ndarray:
+    """Per-sample Gaussian blur with ``cv2.sepFilter2D`` and the same taps."""
+    if sigma == 0.0:
+        return image
+    k1 = gaussian_kernel1d_np(sigma, ksize)
+    p = ksize // 2
+    h, w = image.shape[:2]
+    out = cv2.sepFilter2D(image, -1, k1, k1, borderType=_border(p, h, w))
+    return out.reshape(image.shape)
+
+
+def motion_blur(image: Tensor, kernels: Tensor) -> Tensor:
+    """Filter each sample with its own ``[B, k, k]`` kernel (grouped conv, reflect borders)."""
+    b, c, h, w = image.shape
+    k = int(kernels.shape[-1])
+    x, work = _grouped(image)
+    weight = kernels.to(device=image.device, dtype=work).repeat_interleave(c, dim=0).unsqueeze(1)
+    p = k // 2
+    x = F.pad(x, (p, p, p, p), mode=_pad_mode(p, h, w))
+    return _finish(image, F.conv2d(x, weight, groups=b * c))
+
+
+def motion_blur_np(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Per-sample motion blur with ``cv2.filter2D``; all-zero kernel borders are trimmed first."""
+    nz = np.nonzero(kernel)
+    half = int(max(np.abs(nz[0] - kernel.shape[0] // 2).max(), np.abs(nz[1] - kernel.shape[1] // 2).max()))
+    if half == 0:
+        return image  # a delta kernel
+    c0 = kernel.shape[0] // 2
+    kern = np.ascontiguousarray(kernel[c0 - half : c0 + half + 1, c0 - half : c0 + half + 1])
+    h, w = image.shape[:2]
+    # the border rule follows the untrimmed kernel, as on the batched path
+    out = cv2.filter2D(image, -1, kern, borderType=_border(c0, h, w))
+    return out.reshape(image.shape)

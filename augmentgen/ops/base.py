@@ -54,6 +54,9 @@ class Op:
 
     kind: ClassVar[str] = "pixel"
     registry_name: ClassVar[str] = ""
+    # Geometric ops whose source region never leaves the image (flips, resize, in-image
+    # crops) do not care about the border mode, so they fuse with neighbours of any mode.
+    border_free: ClassVar[bool] = False
 
     p: float = 1.0
     same_on_batch: bool = False
@@ -103,18 +106,28 @@ class Op:
         return params.expand(n) if m != n else params
 
     def warp_spec(self) -> fwarp.WarpSpec:
-        return fwarp.WarpSpec(
-            interpolation=getattr(self, "interpolation", "bilinear"),
-            border_mode=getattr(self, "border_mode", "constant"),
-            fill=float(getattr(self, "fill", 0.0)),
+        key = (
+            getattr(self, "interpolation", "bilinear"),
+            getattr(self, "border_mode", "constant"),
+            float(getattr(self, "fill", 0.0)),
+            float(getattr(self, "min_box_size", 1.0)),
+            float(getattr(self, "min_visibility", 0.0)),
         )
+        cached = self.__dict__.get("_spec")
+        if cached is None or cached[0] != key:  # hyperparameters may be edited after construction
+            cached = (key, fwarp.WarpSpec(*key))
+            self.__dict__["_spec"] = cached
+        spec: fwarp.WarpSpec = cached[1]
+        return spec
 
     def full_matrix(self, params: Params, size: tuple[int, int]) -> Array:
         """``matrix`` with non-applied rows replaced by a plain resize to the output size."""
         m = self.matrix(params, size)
+        applied = params.applied
+        if isinstance(applied, np.ndarray) and applied.all():
+            return m  # the common per-sample case: nothing to blend
         out = self.output_size(size)
         base = fwarp.resize_matrix(size, out, like=m, n=int(m.shape[0]))
-        applied = params.applied
         if isinstance(m, Tensor):
             a = torch.as_tensor(applied, device=m.device).reshape(-1, 1, 1)
             return torch.where(a, m, torch.as_tensor(base).to(m.dtype))

@@ -91,23 +91,47 @@ def _kind(leaf: Leaf) -> str:
     return getattr(leaf, "kind", "opaque")
 
 
+def _border_free(leaf: Leaf) -> bool:
+    return bool(getattr(leaf, "border_free", False))
+
+
+def _joins(group: list[Step], s: Step) -> bool:
+    """Whether geometric step ``s`` can fuse onto ``group`` without changing the result.
+
+    A border-free op (its source region stays inside its input) can follow anything with
+    the same interpolation and box policy. A border-sensitive op sees the border of its
+    input, which after a crop is not the border of the original image, so it only joins
+    groups of border-sensitive ops with the same spec.
+    """
+    a, b = _spec(group), _spec([s])
+    if (a.interpolation, a.min_box_size, a.min_visibility) != (b.interpolation, b.min_box_size, b.min_visibility):
+        return False
+    if _border_free(s.leaf):
+        return True
+    return not any(_border_free(x.leaf) for x in group) and a == b
+
+
 def _group(steps: tuple[Step, ...]) -> list[list[Step]]:
-    """Runs of consecutive steps that fuse: geometric with the same WarpSpec, or color."""
+    """Runs of consecutive steps that fuse: geometric ones that ``_joins`` allows, or color ones."""
     groups: list[list[Step]] = []
     for s in steps:
         k = _kind(s.leaf)
         if groups and k in ("geometric", "color"):
-            last = groups[-1][-1]
-            if _kind(last.leaf) == k and (
-                k == "color" or _spec(last.leaf) == _spec(s.leaf)
-            ):
-                groups[-1].append(s)
+            g = groups[-1]
+            if _kind(g[0].leaf) == k and (k == "color" or _joins(g, s)):
+                g.append(s)
                 continue
         groups.append([s])
     return groups
 
 
-def _spec(leaf: Leaf) -> fwarp.WarpSpec:
+def _spec(group: list[Step]) -> fwarp.WarpSpec:
+    """The spec a fused group warps with: that of its first border-sensitive op."""
+    for s in group:
+        if not _border_free(s.leaf):
+            assert isinstance(s.leaf, Op)
+            return s.leaf.warp_spec()
+    leaf = group[0].leaf
     assert isinstance(leaf, Op)  # only geometric Ops reach here
     return leaf.warp_spec()
 
@@ -179,7 +203,7 @@ def apply_trace_batch(batch: Batch, trace: Trace, fuse: bool = True) -> Batch:
         k = _kind(g[0].leaf)
         if len(g) > 1 and k == "geometric":
             mat, out = _fused_matrix(g, batch.size, "torch", batch.device)
-            batch = fwarp.warp_batch(batch, torch.as_tensor(mat), out, _spec(g[0].leaf))
+            batch = fwarp.warp_batch(batch, torch.as_tensor(mat), out, _spec(g))
         elif len(g) > 1 and k == "color":
             if not any(bool(torch.as_tensor(s.params.applied).any()) for s in g):
                 continue
@@ -196,7 +220,7 @@ def apply_trace_sample(sample: Sample, trace: Trace, fuse: bool = True) -> Sampl
         k = _kind(g[0].leaf)
         if len(g) > 1 and k == "geometric":
             mat, out = _fused_matrix(g, sample.size, "numpy", None)
-            sample = fwarp.warp_sample(sample, np.asarray(mat)[0], out, _spec(g[0].leaf))
+            sample = fwarp.warp_sample(sample, np.asarray(mat)[0], out, _spec(g))
         elif len(g) > 1 and k == "color":
             sample = sample.replace(image=_fused_color_np(g, sample.image))
         else:

@@ -39,7 +39,10 @@ class Params:
         return dataclasses.replace(self, **conv)
 
     def to_numpy(self: P) -> P:
-        if all(isinstance(v, np.ndarray) for v in self.__dict__.values()):
+        for v in self.__dict__.values():
+            if not isinstance(v, np.ndarray):
+                break
+        else:
             return self  # already numpy: the per-sample path calls this once per op and sample
         conv = {
             k: (v.detach().cpu().numpy() if isinstance(v, Tensor) else np.asarray(v))

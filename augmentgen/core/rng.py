@@ -79,6 +79,12 @@ def log_uniform(rng: RNG, low: float, high: float, n: int) -> Array:
 
 def bernoulli(rng: RNG, p: float, n: int) -> Array:
     """``n`` booleans, each True with probability ``p``; p=1 and p=0 draw nothing."""
+    if isinstance(rng, np.random.Generator):  # checked first: cheap, and the per-sample hot path
+        if p >= 1.0:
+            return np.ones(n, dtype=bool)
+        if p <= 0.0:
+            return np.zeros(n, dtype=bool)
+        return rng.random(n) < p
     if isinstance(rng, torch.Generator):
         if p >= 1.0:
             return torch.ones(n, dtype=torch.bool, device=rng.device)

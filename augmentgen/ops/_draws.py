@@ -48,22 +48,22 @@ def uniform_cols(rng: RNG, ranges: Sequence[tuple[float, float]], n: int) -> tup
     A range with ``lo == hi`` gives exactly ``lo`` (``u * 0 + lo``), so magnitude 0 is exact.
     """
     k = len(ranges)
-    if isinstance(rng, torch.Generator):
-        u_t = torch.rand((n, k), generator=rng, device=rng.device)
-        lo_t = torch.tensor([r[0] for r in ranges], device=rng.device)
-        span_t = torch.tensor([r[1] - r[0] for r in ranges], device=rng.device)
-        vals_t = u_t * span_t + lo_t
-        return [vals_t[:, j] for j in range(k)], u_t
-    if n == 1:  # the per-sample path: in-place math on a [k, 1] draw, rows are the columns
-        span1, lo1 = _span_lo(tuple(ranges))
-        u1 = rng.random((k, 1))
-        v1 = u1 * span1
-        v1 += lo1
-        return list(v1.astype(np.float32)), u1.T
-    span, lo = _span_lo(tuple(ranges))
-    u = rng.random((n, k))
-    vals = (u * span.T + lo.T).astype(np.float32)
-    return [vals[:, j] for j in range(k)], u
+    # numpy first: isinstance(x, torch.Generator) costs ~0.6 us (metaclass check), numpy's 0.08
+    if isinstance(rng, np.random.Generator):
+        span, lo = _span_lo(tuple(ranges))
+        if n == 1:  # the per-sample path: in-place math on a [k, 1] draw, rows are the columns
+            u1 = rng.random((k, 1))
+            v1 = u1 * span
+            v1 += lo
+            return list(v1.astype(np.float32)), u1.T
+        u = rng.random((n, k))
+        vals = (u * span.T + lo.T).astype(np.float32)
+        return [vals[:, j] for j in range(k)], u
+    u_t = torch.rand((n, k), generator=rng, device=rng.device)
+    lo_t = torch.tensor([r[0] for r in ranges], device=rng.device)
+    span_t = torch.tensor([r[1] - r[0] for r in ranges], device=rng.device)
+    vals_t = u_t * span_t + lo_t
+    return [vals_t[:, j] for j in range(k)], u_t
 
 
 @lru_cache(maxsize=256)

@@ -64,6 +64,7 @@ BASIS = _make_basis()  # [5, 3, 4] float64, see the module docstring
 _BASIS12 = BASIS.reshape(5, 12)
 _BASIS12_F32 = _BASIS12.astype(np.float32)  # what both backends multiply with
 _EYE34 = np.eye(3, 4, dtype=np.float32)
+_TO_U8 = np.array([1.0, 1.0, 1.0, 255.0], np.float32)  # offset column in 0..255 units
 
 
 @lru_cache(maxsize=16)
@@ -108,13 +109,18 @@ def combine(coefs: list[Scalar]) -> Tensor | np.ndarray:
     return (np.array([float(c) for c in coefs], np.float32) @ _BASIS12_F32).reshape(1, 3, 4)
 
 
+def combine_floats(coefs: list[float]) -> np.ndarray:
+    """``combine`` for five Python floats (the per-sample path): ``[1, 3, 4]`` float32."""
+    return (np.array(coefs, np.float32) @ _BASIS12_F32).reshape(1, 3, 4)
+
+
 def gray_of(mean: Tensor | np.ndarray) -> Scalar:
     """``[B]`` luma of ``[B, 3]`` mean RGB (a float for a ``[1, 3]`` numpy mean, the fast path)."""
     if isinstance(mean, Tensor):
         return mean.to(torch.float32) @ torch.as_tensor(LUMA, dtype=torch.float32, device=mean.device)
     if mean.shape[0] == 1:
-        m = mean.reshape(3)
-        return 0.299 * float(m[0]) + 0.587 * float(m[1]) + 0.114 * float(m[2])
+        r, g, b = mean.ravel().tolist()
+        return 0.299 * r + 0.587 * g + 0.114 * b
     return np.asarray(mean, np.float64) @ LUMA
 
 
@@ -262,9 +268,7 @@ def color_affine_np(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     u8 = image.dtype == np.uint8
     if c == 3:
         if u8:
-            m = m.copy()
-            m[:, 3] *= 255.0
-            return cv2.transform(image, m)
+            return cv2.transform(image, m * _TO_U8)
         out = cv2.transform(np.asarray(image, np.float32), m)
         return np.clip(out, 0.0, 1.0, out=out)
     if c != 1:

@@ -81,7 +81,7 @@ def noise_bank() -> np.ndarray:
 def noise_window_np(offset: int, n: int) -> np.ndarray:
     """``bank[offset : offset + n]`` (cyclic), a read-only float32 view."""
     o = int(offset) % BANK_SIZE
-    return _bank_np(_ext_len(n))[o : o + n]
+    return _bank_np(_ext_len(n) if n > 1 << 16 else 1 << 16)[o : o + n]
 
 
 def noise_windows(offset: Tensor, n: int, device: torch.device) -> Tensor:
@@ -135,9 +135,10 @@ def gaussian_noise(image: Tensor, sigma: Tensor, offset: Tensor) -> Tensor:
 
 
 def _flat(image: np.ndarray) -> tuple[np.ndarray, int]:
-    h = image.shape[0]
-    n = image.size
-    return np.ascontiguousarray(image).reshape(h, n // h), n
+    """``[H, W*C]`` view (OpenCV then sees one channel, so scalars apply to every value)."""
+    if not image.flags.c_contiguous:
+        image = np.ascontiguousarray(image)
+    return image.reshape(image.shape[0], -1), image.size
 
 
 def gaussian_noise_np(image: np.ndarray, sigma: float, offset: int) -> np.ndarray:

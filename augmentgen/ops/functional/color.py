@@ -116,12 +116,12 @@ def combine_floats(coefs: list[float]) -> np.ndarray:
 
 def gray_of(mean: Tensor | np.ndarray) -> Scalar:
     """``[B]`` luma of ``[B, 3]`` mean RGB (a float for a ``[1, 3]`` numpy mean, the fast path)."""
-    if isinstance(mean, Tensor):
-        return mean.to(torch.float32) @ torch.as_tensor(LUMA, dtype=torch.float32, device=mean.device)
-    if mean.shape[0] == 1:
-        r, g, b = mean.ravel().tolist()
-        return 0.299 * r + 0.587 * g + 0.114 * b
-    return np.asarray(mean, np.float64) @ LUMA
+    if isinstance(mean, np.ndarray):
+        if mean.shape[0] == 1:
+            r, g, b = mean.ravel().tolist()
+            return float(0.299 * r + 0.587 * g + 0.114 * b)
+        return np.asarray(mean, np.float64) @ LUMA
+    return mean.to(torch.float32) @ torch.as_tensor(LUMA, dtype=torch.float32, device=mean.device)
 
 
 def brightness_coefs(factor: Scalar) -> list[Scalar]:

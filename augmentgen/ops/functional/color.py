@@ -252,7 +252,9 @@ def color_affine(image: Tensor, matrix: Tensor) -> Tensor:
     dt = image.dtype if image.is_cuda or image.dtype in (torch.float32, torch.float64) else torch.float32
     x = image.reshape(b, c, h * w).to(dt)
     out = torch.baddbmm(t.to(dt), a.to(dt), x)
-    return out.clamp(0.0, 1.0).reshape(b, c, h, w).to(image.dtype)
+    # in place when autograd allows: on CPU every fresh full-size tensor costs page faults
+    out = out.clamp(0.0, 1.0) if out.requires_grad else out.clamp_(0.0, 1.0)
+    return out.reshape(b, c, h, w).to(image.dtype)
 
 
 def color_affine_np(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:

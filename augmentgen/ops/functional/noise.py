@@ -128,10 +128,11 @@ def gaussian_noise(image: Tensor, sigma: Tensor, offset: Tensor) -> Tensor:
     """
     z = _hwc_noise(offset, tuple(image.shape), image.device)  # type: ignore[arg-type]
     if image.dtype == torch.uint8:
-        out = image.to(torch.float32) + _col(sigma, image) * 255.0 * z
+        out = torch.addcmul(image.to(torch.float32), _col(sigma, image) * 255.0, z)
         return out.round_().clamp_(0, 255).to(torch.uint8)
     x = _as01(image)
-    return (x + _col(sigma, image).to(x.dtype) * z.to(x.dtype)).clamp(0.0, 1.0)
+    out = torch.addcmul(x, _col(sigma, image).to(x.dtype), z.to(x.dtype))
+    return out.clamp(0.0, 1.0) if out.requires_grad else out.clamp_(0.0, 1.0)
 
 
 def _flat(image: np.ndarray) -> tuple[np.ndarray, int]:

@@ -1,0 +1,138 @@
+"""Per-sample OpenCV/numpy warp kernels for one HWC image and its targets.
+
+OpenCV puts pixel centres on integers, our continuous convention puts them at ``+0.5``
+(see ``core.batch``), so a matrix ``M`` becomes ``T(-0.5) . M . T(+0.5)`` for OpenCV.
+Affine matrices go through ``cv2.warpAffine``, others through ``cv2.warpPerspective``.
+``reflect`` is ``cv2.BORDER_REFLECT`` (edge pixel repeated), which is what torch's
+``grid_sample(padding_mode="reflection", align_corners=False)`` does.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+_BORDER = {"constant": cv2.BORDER_CONSTANT, "reflect": cv2.BORDER_REFLECT, "replicate": cv2.BORDER_REPLICATE}
+_INTERP = {"bilinear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST}
+_CV_DTYPE_CHARS = "BHhfd"  # uint8, uint16, int16, float32, float64
+_MAX_CV_CHANNELS = 4  # warpAffine/warpPerspective take up to 4 channels per call for all modes
+
+
+def cv_matrix(m: list[list[float]]) -> tuple[np.ndarray, bool]:
+    """OpenCV's matrix (pixel centres on integers) for ``m`` and whether it is affine.
+
+    Args:
+        m: 3x3 nested list mapping input to output continuous coordinates.
+
+    Returns:
+        ``([2, 3] or [3, 3] float64, affine)``.
+    """
+    (a, b, c), (d, e, f), (g, h, k) = m
+    if g == 0.0 and h == 0.0 and k == 1.0:
+        # T(-.5) M T(.5) for an affine M: the linear part stays, the shift absorbs the half pixels
+        return np.array([[a, b, c + 0.5 * (a + b) - 0.5], [d, e, f + 0.5 * (d + e) - 0.5]], np.float64), True
+    mm = np.array(m, np.float64)
+    shift = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])
+    unshift = np.array([[1.0, 0.0, -0.5], [0.0, 1.0, -0.5], [0.0, 0.0, 1.0]])
+    return unshift @ mm @ shift, False
+
+
+def warp_image(
+    image: np.ndarray,
+    cvm: np.ndarray,
+    affine: bool,
+    out_size: tuple[int, int],
+    *,
+    interpolation: str,
+    border_mode: str,
+    fill: float,
+) -> np.ndarray:
+    """Warp one ``[H, W, C]`` (or ``[H, W]``) image with an OpenCV matrix from ``cv_matrix``.
+
+    Args:
+        image: uint8 (fill scaled by 255) or float image.
+        cvm: ``[2, 3]`` when ``affine`` else ``[3, 3]``.
+        out_size: (H, W).
+        interpolation: ``"bilinear"`` or ``"nearest"``.
+        border_mode: ``"constant"``, ``"reflect"`` or ``"replicate"``.
+        fill: constant border value in [0, 1] image units.
+
+    Shape:
+        ``[H, W, C]`` -> ``[H_out, W_out, C]`` (a channel axis of 1 is kept).
+    """
+    if image.dtype.char not in _CV_DTYPE_CHARS:
+        raise TypeError(
+            f"warp_sample: image dtype {image.dtype} is not supported by OpenCV; use uint8 or float32"
+        )
+    value = fill * 255.0 if image.dtype.char == "B" else fill
+    if image.ndim == 3 and image.shape[2] > _MAX_CV_CHANNELS:
+        parts = [
+            warp_image(
+                image[..., i : i + _MAX_CV_CHANNELS],
+                cvm,
+                affine,
+                out_size,
+                interpolation=interpolation,
+                border_mode=border_mode,
+                fill=fill,
+            )
+            for i in range(0, image.shape[2], _MAX_CV_CHANNELS)
+        ]
+        return np.concatenate(parts, axis=2)
+    dsize = (int(out_size[1]), int(out_size[0]))
+    flags, border = _INTERP[interpolation], _BORDER[border_mode]
+    bval = (value, value, value, value)
+    if affine:
+        out = cv2.warpAffine(image, cvm, dsize, flags=flags, borderMode=border, borderValue=bval)
+    else:
+        out = cv2.warpPerspective(image, cvm, dsize, flags=flags, borderMode=border, borderValue=bval)
+    if image.ndim == 3 and out.ndim == 2:
+        out = out[:, :, None]
+    return out
+
+
+def warp_masks(
+    masks: np.ndarray, cvm: np.ndarray, affine: bool, out_size: tuple[int, int], *, border_mode: str
+) -> np.ndarray:
+    """Nearest-neighbour warp of ``[K, H, W]`` masks; constant border fills 0."""
+    if masks.shape[0] == 0:
+        return np.zeros((0, *out_size), masks.dtype)
+    src = masks.astype(np.uint8) if masks.dtype == bool else masks
+    hwk = np.ascontiguousarray(np.moveaxis(src, 0, -1))
+    out = warp_image(hwk, cvm, affine, out_size, interpolation="nearest", border_mode=border_mode, fill=0.0)
+    out = np.moveaxis(out.reshape(*out_size, -1), -1, 0)
+    return out.astype(bool) if masks.dtype == bool else np.ascontiguousarray(out)
+
+
+def transform_points(points: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Apply a 3x3 matrix to ``[P, 2]`` points (with the perspective divide); float64 out."""
+    p = np.asarray(points, np.float64)
+    xy = p @ m[:2, :2].T + m[:2, 2]
+    z = p @ m[2, :2] + m[2, 2]
+    out: np.ndarray = xy / z[:, None]
+    return out
+
+
+def warp_boxes(
+    xyxy: np.ndarray,
+    valid: np.ndarray,
+    m: np.ndarray,
+    out_size: tuple[int, int],
+    *,
+    min_size: float,
+    min_visibility: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Numpy twin of ``warp_torch.warp_boxes`` for one sample: ``[N, 4]``, ``[N]`` -> same shapes."""
+    n = xyxy.shape[0]
+    x0, y0, x1, y1 = (np.asarray(xyxy, np.float64)[:, k] for k in range(4))
+    corners = np.stack([x0, y0, x1, y0, x1, y1, x0, y1], axis=-1).reshape(n * 4, 2)
+    pts = transform_points(corners, m).reshape(n, 4, 2)
+    raw = np.concatenate([pts.min(axis=1), pts.max(axis=1)], axis=-1)
+    ho, wo = out_size
+    with np.errstate(invalid="ignore"):
+        clipped = np.minimum(np.maximum(raw, 0.0), np.array([wo, ho, wo, ho], np.float64))
+        cw, ch = clipped[:, 2] - clipped[:, 0], clipped[:, 3] - clipped[:, 1]
+        area = (raw[:, 2] - raw[:, 0]) * (raw[:, 3] - raw[:, 1])
+        ok = valid & (cw >= min_size) & (ch >= min_size) & (cw * ch >= min_visibility * area)
+    ok &= np.isfinite(raw).all(axis=-1)
+    return clipped.astype(np.float32), ok

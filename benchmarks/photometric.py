@@ -16,6 +16,25 @@ import torch
 import augmentgen.ops  # noqa: F401
 from augmentgen.core import OPS, Batch, Sample
 
+PHOTOMETRIC = [
+    "brightness",
+    "contrast",
+    "saturation",
+    "hue",
+    "color_jitter",
+    "grayscale",
+    "gamma",
+    "normalize",
+    "gaussian_noise",
+    "shot_noise",
+    "speckle_noise",
+    "salt_and_pepper",
+    "gaussian_blur",
+    "motion_blur",
+    "random_erasing",
+    "cutout",
+]
+
 
 def _photo(size: int) -> np.ndarray:
     from skimage import data
@@ -35,7 +54,7 @@ def main() -> None:
     args = ap.parse_args()
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
-    names = args.ops.split(",") if args.ops else OPS.names()
+    names = args.ops.split(",") if args.ops else PHOTOMETRIC
     configs = {
         "color_jitter": {"brightness": 0.2, "contrast": 0.2, "saturation": 0.2},
         "gaussian_noise": {"sigma": (0.03, 0.03)},

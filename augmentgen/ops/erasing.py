@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Union
 
@@ -45,6 +46,13 @@ def _boxes(hh: Array, ww: Array, uy: Array, ux: Array, size: tuple[int, int]) ->
         y0 = torch.floor(torch.as_tensor(uy) * (h - bh + 1)).to(torch.int64).clamp(max=h - bh)
         x0 = torch.floor(torch.as_tensor(ux) * (w - bw + 1)).to(torch.int64).clamp(max=w - bw)
         return torch.stack([y0, x0, y0 + bh, x0 + bw], -1)
+    if np.size(hh) <= 16:  # per-sample path: Python ints beat a dozen tiny array ops (~40 us)
+        rows = []
+        for hv, wv, yv, xv in zip(*(np.asarray(v, np.float64).ravel().tolist() for v in (hh, ww, uy, ux))):
+            bh, bw = min(max(round(hv), 0), h), min(max(round(wv), 0), w)
+            y0, x0 = min(math.floor(yv * (h - bh + 1)), h - bh), min(math.floor(xv * (w - bw + 1)), w - bw)
+            rows.append((y0, x0, y0 + bh, x0 + bw))
+        return np.array(rows, np.int64).reshape(*np.shape(hh), 4)
     bh_n = np.clip(np.round(hh), 0, h).astype(np.int64)
     bw_n = np.clip(np.round(np.asarray(ww)), 0, w).astype(np.int64)
     y0_n = np.minimum(np.floor(np.asarray(uy) * (h - bh_n + 1)).astype(np.int64), h - bh_n)

@@ -1,0 +1,268 @@
+"""Shard writing throughput: augmentgen's writer against the common practice, the encode ceiling and raw tar.
+
+Measured in one run, on RGB uint8 scikit-image photos (random crops and flips of each
+photo, resized to 32 and 224 px), PNG and JPEG (quality 95):
+
+- ``baseline``: a Python loop calling ``webdataset.ShardWriter.write`` with PIL-encoded images
+  (PIL defaults; quality 95 for JPEG) and the label, one process: the common practice.
+- ``encode_1t``: images/s of the OpenCV encoder alone on one thread; ``ceiling`` is that
+  times the usable cores (what a perfect encode pool could reach).
+- ``raw_tar_*``: writing pre-encoded bytes only: ``tarfile``, ``webdataset.ShardWriter`` and
+  augmentgen's ``tar_member``.
+- ``augmentgen``: ``write_shards`` end to end (source batches, checks, provenance json, cls,
+  encode pool, tar, fsync, rename, manifest), samples/s.
+- ``memory``: peak RSS of a child process writing 10 and 100 shards (same shard size).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from augmentgen.core.rng import sample_rng
+
+Log = Callable[[str], None] | None
+
+
+def photo_dataset(size: int = 32, n: int = 64, seed: int = 0) -> Any:
+    """``n`` RGB crops of the scikit-image photos at ``size`` px, as an ``ArrayDataset`` (labels = photo id)."""
+    from augmentgen.data import ArrayDataset
+    from augmentgen.data.photos import PHOTOS, load_photo
+
+    names = list(PHOTOS)
+    rng = sample_rng(seed, 0, 0, "bench-shards")
+    big = [load_photo(name, 256) for name in names]
+    images = np.empty((n, size, size, 3), np.uint8)
+    labels = np.empty(n, np.int64)
+    for i in range(n):
+        k = i % len(big)
+        src = big[k] if big[k].ndim == 3 and big[k].shape[2] == 3 else np.repeat(big[k][..., :1], 3, axis=2)
+        side = int(rng.integers(160, 257))
+        y, x = int(rng.integers(0, 257 - side)), int(rng.integers(0, 257 - side))
+        crop = src[y : y + side, x : x + side]
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        images[i] = cv2.resize(np.ascontiguousarray(crop), (size, size), interpolation=cv2.INTER_AREA)
+        labels[i] = k
+    return ArrayDataset(images, labels, names, f"bench-photos-{size}px")
+
+
+def _rate(n: int, fn: Callable[[], object]) -> float:
+    t = time.perf_counter()
+    fn()
+    return n / (time.perf_counter() - t)
+
+
+def _pil_bytes(img: np.ndarray, fmt: str) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    if fmt == "png":
+        Image.fromarray(img).save(buf, format="PNG")
+    else:
+        Image.fromarray(img).save(buf, format="JPEG", quality=95)
+    return buf.getvalue()
+
+
+def _baseline(images: np.ndarray, labels: np.ndarray, n: int, fmt: str, shard_size: int, out: Path) -> float:
+    import webdataset as wds
+
+    def run() -> None:
+        with wds.ShardWriter(str(out / "base-%06d.tar"), maxcount=shard_size, verbose=0) as sink:
+            for i in range(n):
+                k = i % len(images)
+                sink.write({"__key__": f"{i:08d}", fmt: _pil_bytes(images[k], fmt), "cls": int(labels[k])})
+
+    return _rate(n, run)
+
+
+def _raw_tar(
+    encoded: list[bytes], labels: np.ndarray, n: int, fmt: str, shard_size: int, out: Path
+) -> dict[str, float]:
+    import webdataset as wds
+
+    from augmentgen.shards.tario import tar_end, tar_member
+
+    def plain() -> None:
+        for s in range(0, n, shard_size):
+            with tarfile.open(out / f"plain-{s}.tar", "w") as tf:
+                for i in range(s, min(n, s + shard_size)):
+                    for ext, data in (
+                        (fmt, encoded[i % len(encoded)]),
+                        ("cls", b"%d" % labels[i % len(labels)]),
+                    ):
+                        ti = tarfile.TarInfo(f"{i:08d}.{ext}")
+                        ti.size, ti.mtime = len(data), 0
+                        tf.addfile(ti, io.BytesIO(data))
+
+    def shardwriter() -> None:
+        with wds.ShardWriter(str(out / "sw-%06d.tar"), maxcount=shard_size, verbose=0) as sink:
+            for i in range(n):
+                sink.write(
+                    {
+                        "__key__": f"{i:08d}",
+                        fmt: encoded[i % len(encoded)],
+                        "cls": int(labels[i % len(labels)]),
+                    }
+                )
+
+    def ours() -> None:
+        for s in range(0, n, shard_size):
+            with open(out / f"ours-{s}.tar", "wb") as f:
+                size = 0
+                for i in range(s, min(n, s + shard_size)):
+                    data = tar_member(f"{i:08d}.cls", b"%d" % labels[i % len(labels)]) + tar_member(
+                        f"{i:08d}.{fmt}", encoded[i % len(encoded)]
+                    )
+                    f.write(data)
+                    size += len(data)
+                f.write(tar_end(size))
+
+    return {
+        "raw_tar_tarfile": _rate(n, plain),
+        "raw_tar_shardwriter": _rate(n, shardwriter),
+        "raw_tar_augmentgen": _rate(n, ours),
+    }
+
+
+def _encode(images: np.ndarray, n: int, fmt: str, threads: int) -> float:
+    from augmentgen.shards.encoders import EncodeSpec, encode_image
+
+    spec = EncodeSpec(fmt, 95)
+    if threads == 1:
+        return _rate(n, lambda: [encode_image(images[i % len(images)], spec) for i in range(n)])
+    chunk = max(1, min(64, 65536 // (images.shape[1] * images.shape[2])))
+
+    def job(s: int) -> None:
+        for i in range(s, min(n, s + chunk)):
+            encode_image(images[i % len(images)], spec)
+
+    with ThreadPoolExecutor(threads) as pool:
+        return _rate(n, lambda: list(pool.map(job, range(0, n, chunk))))
+
+
+def _recipe(size: int, fmt: str, n: int, shard_size: int, pool: int) -> Any:
+    from augmentgen.shards.config import recipe_from_dict
+
+    return recipe_from_dict(
+        {
+            "shards": {
+                "name": f"bench{size}{fmt}",
+                "count": max(1, n // shard_size),
+                "size": shard_size,
+                "format": fmt,
+            },
+            "source": {
+                "kind": "dataset",
+                "target": "augmentgen.bench.shards:photo_dataset",
+                "options": {"size": size, "n": pool},
+            },
+        }
+    )
+
+
+def _augmentgen(size: int, fmt: str, n: int, shard_size: int, pool: int, out: Path) -> float:
+    from augmentgen.shards.build import build_source
+    from augmentgen.shards.distribute import write_shards
+
+    recipe = _recipe(size, fmt, n, shard_size, pool)
+    source = build_source(recipe)  # built outside the timing: the figure is the writer's
+    res = write_shards(recipe, out, source=source)
+    return res.samples / res.seconds
+
+
+def _peak_rss_kb(count: int, shard_size: int, out: Path) -> int:
+    code = (
+        "import resource, sys\n"
+        "from augmentgen.bench.shards import _recipe\n"
+        "from augmentgen.shards.distribute import write_shards\n"
+        f"r = _recipe(32, 'png', {count * shard_size}, {shard_size}, 256)\n"
+        f"write_shards(r, {str(out)!r})\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(res.stdout.strip().splitlines()[-1])
+
+
+def run_shards_benchmark(*, quick: bool = False, log: Log = None) -> dict[str, Any]:
+    """Measure everything in the module docstring; returns the figures (samples/s unless named otherwise).
+
+    Example:
+        >>> res = run_shards_benchmark(quick=True)  # doctest: +SKIP
+        >>> res["results"]["224px-png"]["speedup_vs_baseline"]  # doctest: +SKIP
+    """
+    import cv2 as _cv2
+
+    from augmentgen.shards.distribute import usable_cores
+
+    cores = usable_cores()
+    plan = {32: 2000 if quick else 20000, 224: 200 if quick else 2000}
+    shard_size = {32: 1000, 224: 100}
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="augmentgen-bench-shards-") as tmp:
+        root = Path(tmp)
+        for size, n in plan.items():
+            ds = photo_dataset(size, 64)
+            for fmt in ("png", "jpg"):
+                name = f"{size}px-{fmt}"
+                work = root / name
+                for sub in ("base", "raw", "ours"):
+                    (work / sub).mkdir(parents=True)
+                from augmentgen.shards.encoders import EncodeSpec, encode_image
+
+                encoded = [encode_image(img, EncodeSpec(fmt, 95)) for img in ds.images]
+                enc1 = _encode(ds.images, n, fmt, 1)
+                r: dict[str, Any] = {"samples": n, "shard_size": shard_size[size]}
+                r["baseline"] = _baseline(ds.images, ds.labels, n, fmt, shard_size[size], work / "base")
+                r["encode_1t"] = enc1
+                r["ceiling"] = enc1 * cores
+                r["encode_pool"] = _encode(ds.images, n, fmt, cores)
+                r.update(_raw_tar(encoded, ds.labels, n, fmt, shard_size[size], work / "raw"))
+                r["augmentgen"] = _augmentgen(size, fmt, n, shard_size[size], 64, work / "ours")
+                r["speedup_vs_baseline"] = r["augmentgen"] / r["baseline"]
+                r["fraction_of_ceiling"] = r["augmentgen"] / r["ceiling"]
+                results[name] = r
+                if log is not None:
+                    log(
+                        f"{name:>10}: augmentgen {r['augmentgen']:8.0f}/s  baseline {r['baseline']:7.0f}/s "
+                        f"(x{r['speedup_vs_baseline']:.1f})  ceiling {r['ceiling']:7.0f}/s "
+                        f"({100 * r['fraction_of_ceiling']:.0f}%)  raw tar: tarfile {r['raw_tar_tarfile']:.0f}/s, "
+                        f"ShardWriter {r['raw_tar_shardwriter']:.0f}/s, augmentgen {r['raw_tar_augmentgen']:.0f}/s"
+                    )
+        mem_shard = 50 if quick else 200
+        rss10 = _peak_rss_kb(10, mem_shard, root / "mem10")
+        rss100 = _peak_rss_kb(100, mem_shard, root / "mem100")
+    memory = {
+        "shard_size": mem_shard,
+        "peak_rss_kb_10_shards": rss10,
+        "peak_rss_kb_100_shards": rss100,
+        "ratio": rss100 / rss10,
+    }
+    if log is not None:
+        log(
+            f"memory: peak RSS {rss10 / 1024:.0f} MiB for 10 shards, {rss100 / 1024:.0f} MiB for 100 (x{rss100 / rss10:.3f})"
+        )
+    return {
+        "cores": cores,
+        "quick": quick,
+        "opencv": _cv2.__version__,
+        "results": results,
+        "memory": memory,
+        "notes": "samples/s; augmentgen writes image + cls + provenance json per sample, the baseline image + cls",
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(run_shards_benchmark(quick=True, log=print), indent=2))

@@ -1,0 +1,397 @@
+"""Run a recipe's shards: plan (resume, overwrite guard), hand indices to workers, record them in the manifest.
+
+Shard ``i`` is a pure function of the recipe, the seed and ``i``, so any split of the
+indices gives the same bytes: this process, a pool of local processes (``workers > 1``),
+Ray tasks (``distributor="ray"``), or torchrun ranks (``RANK``/``WORLD_SIZE`` take
+``indices[rank::world_size]``). A shard that raises is retried ``run.retries`` times, then
+recorded as ``failed``; nothing half-written is ever left under its name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import time
+from collections import Counter, deque
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+import torch
+
+from augmentgen.shards.build import build_source
+from augmentgen.shards.config import GenerateRecipe, RunConfig
+from augmentgen.shards.manifest import (
+    Manifest,
+    ShardEntry,
+    check_same_recipe,
+    shard_key,
+    update_manifest,
+)
+from augmentgen.shards.sources import ShardSource
+from augmentgen.shards.writer import TMP_MARK, DiskFullError, ShardRecord, ShardWriter
+
+logger = logging.getLogger(__name__)
+
+FLUSH_SECONDS = (
+    0.5  # manifest rewrites at most this often (a kill loses at most this much bookkeeping, no shard)
+)
+
+
+class ProgressHook(Protocol):
+    """What a caller (the CLI's progress bar) hears while shards are written."""
+
+    def start(self, todo: int, done: int) -> None: ...
+
+    def shard_done(self, record: ShardRecord) -> None: ...
+
+    def shard_failed(self, index: int, error: str) -> None: ...
+
+
+@dataclass
+class GenerateResult:
+    """What one call of ``write_shards`` did (for a torchrun rank: its own shards)."""
+
+    out: Path
+    written: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)
+    samples: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def rank_and_world(distributor: str) -> tuple[int, int]:
+    """``(rank, world_size)`` from torchrun's environment; ``(0, 1)`` outside it."""
+    env_rank, env_world = os.environ.get("RANK"), os.environ.get("WORLD_SIZE")
+    if distributor == "torchrun" and (env_rank is None or env_world is None):
+        raise ValueError(
+            "distributor 'torchrun' needs the RANK and WORLD_SIZE environment variables (run under torchrun)"
+        )
+    if env_rank is None or env_world is None or distributor == "ray":
+        return 0, 1
+    try:
+        rank, world = int(env_rank), int(env_world)
+    except ValueError:
+        raise ValueError(f"RANK={env_rank!r} and WORLD_SIZE={env_world!r} must be integers") from None
+    if not 0 <= rank < world:
+        raise ValueError(f"RANK={rank} must lie in [0, WORLD_SIZE={world})")
+    return rank, world
+
+
+def _versions(source: dict[str, Any]) -> dict[str, Any]:
+    from augmentgen import __version__
+
+    return {
+        "augmentgen": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+        "source": source,
+    }
+
+
+_TMP_RE = re.compile(r"^(?P<name>.+)-(?P<index>\d{6})\.tar" + re.escape(TMP_MARK) + r"\d+$")
+
+
+def _plan(
+    recipe: GenerateRecipe, out: Path, source: ShardSource, indices: list[int], resume: bool
+) -> tuple[list[int], list[int]]:
+    """Create or check the manifest; return (todo, already done) among ``indices``."""
+    desc = source.describe()
+    sha = recipe.sha256(desc)
+    cfg = recipe.shards
+
+    def init(found: Manifest | None) -> Manifest:
+        if found is None:
+            return Manifest(
+                recipe=recipe.output_dict(), recipe_sha256=sha, versions=_versions(desc), count=cfg.count
+            )
+        check_same_recipe(found, recipe.output_dict(), sha, out)
+        return found
+
+    manifest = update_manifest(out, init)
+    mine = set(indices)
+    done: list[int] = []
+    for i in manifest.done_indices():
+        entry = manifest.shards[shard_key(i)]
+        path = out / entry.file
+        if i not in mine:
+            continue
+        if path.is_file() and path.stat().st_size == entry.bytes:
+            done.append(i)
+        else:
+            logger.warning(
+                "%s is listed as done but is missing or has another size; it is written again", path
+            )
+    if not resume:
+        clash = sorted(set(done) | {i for i in indices if (out / cfg.file_name(i)).exists()})
+        if clash:
+            raise ValueError(
+                f"{out} already holds {len(clash)} shard(s) of this job (e.g. {cfg.file_name(clash[0])}); "
+                "pass --resume to finish it, or choose another --out (nothing was overwritten)"
+            )
+    for p in out.iterdir():
+        m = _TMP_RE.match(p.name)
+        if m and m["name"] == cfg.name and int(m["index"]) in mine:
+            logger.info("removing %s left by an interrupted run", p.name)
+            p.unlink(missing_ok=True)
+    todo = [i for i in indices if i not in set(done)]
+    return todo, sorted(done)
+
+
+class _Recorder:
+    """Collects finished shards and merges them into the manifest at most every ``FLUSH_SECONDS``."""
+
+    def __init__(self, out: Path, hook: ProgressHook | None, result: GenerateResult) -> None:
+        self.out, self.hook, self.result = out, hook, result
+        self.entries: dict[str, ShardEntry] = {}
+        self.last = time.monotonic()
+
+    def done(self, record: ShardRecord) -> None:
+        self.entries[shard_key(record.index)] = record.entry()
+        self.result.written.append(record.index)
+        self.result.samples += record.samples
+        self.result.rejected = dict(Counter(self.result.rejected) + Counter(record.rejected))
+        if self.hook is not None:
+            self.hook.shard_done(record)
+        self.maybe_flush()
+
+    def failed(self, index: int, file: str, error: str) -> None:
+        logger.error("shard %d failed for good: %s", index, error)
+        self.entries[shard_key(index)] = ShardEntry(file=file, state="failed", error=error)
+        self.result.failed[index] = error
+        if self.hook is not None:
+            self.hook.shard_failed(index, error)
+        self.maybe_flush()
+
+    def maybe_flush(self) -> None:
+        if time.monotonic() - self.last >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.entries:
+            return
+        entries, self.entries = self.entries, {}
+
+        def merge(found: Manifest | None) -> Manifest:
+            if found is None:
+                raise ValueError(f"{self.out}: the manifest disappeared while shards were being written")
+            return found.model_copy(update={"shards": {**found.shards, **entries}})
+
+        update_manifest(self.out, merge)
+        self.last = time.monotonic()
+
+
+def _error_text(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}"
+
+
+# ---- runners ------------------------------------------------------------------------------------
+
+# Per-process memo of the writer built from a recipe: worker processes and Ray workers build the
+# source (data set, generator weights) once and reuse it for every shard they are handed.
+_WORKER_WRITERS: dict[tuple[str, str], ShardWriter] = {}
+
+
+def _worker_writer(recipe_json: str, out: str, threads: int, queue: int) -> ShardWriter:
+    key = (recipe_json, out)
+    if key not in _WORKER_WRITERS:
+        recipe = GenerateRecipe.model_validate_json(recipe_json)
+        _WORKER_WRITERS[key] = ShardWriter(
+            build_source(recipe), recipe.shards, out, threads=threads, queue=queue
+        )
+    return _WORKER_WRITERS[key]
+
+
+def _write_in_worker(
+    recipe_json: str, out: str, index: int, threads: int, queue: int, torch_threads: int
+) -> ShardRecord:
+    torch.set_num_threads(torch_threads)
+    return _worker_writer(recipe_json, out, threads, queue).write(index)
+
+
+def _run_here(writer: ShardWriter, todo: list[int], retries: int, rec: _Recorder) -> None:
+    attempts: Counter[int] = Counter()
+    while todo:
+        again: list[int] = []
+        with contextlib.closing(writer.write_many(todo)) as results:
+            for res in results:
+                if isinstance(res, ShardRecord):
+                    rec.done(res)
+                    continue
+                if isinstance(res.error, DiskFullError):
+                    raise res.error
+                attempts[res.index] += 1
+                logger.warning(
+                    "shard %d attempt %d of %d failed: %s",
+                    res.index,
+                    attempts[res.index],
+                    retries + 1,
+                    res.text,
+                )
+                if attempts[res.index] > retries:
+                    rec.failed(res.index, writer.shards.file_name(res.index), res.text)
+                else:
+                    again.append(res.index)
+        todo = again
+
+
+def _run_pool(
+    recipe: GenerateRecipe, out: Path, todo: list[int], run: RunConfig, threads: int, rec: _Recorder
+) -> None:
+    recipe_json = recipe.model_dump_json()
+    torch_threads = max(1, usable_cores() // run.workers)
+    queue: deque[tuple[int, int]] = deque((i, 0) for i in todo)
+    ctx = get_context("spawn")  # fork would copy torch's thread pools and locks mid-use
+    pool = ProcessPoolExecutor(run.workers, mp_context=ctx)
+    inflight: dict[Future[ShardRecord], tuple[int, int]] = {}
+    try:
+        while queue or inflight:
+            while queue and len(inflight) < 2 * run.workers:
+                i, attempt = queue.popleft()
+                fut = pool.submit(
+                    _write_in_worker, recipe_json, str(out), i, threads, run.queue, torch_threads
+                )
+                inflight[fut] = (i, attempt)
+            finished, _ = wait(inflight, return_when=FIRST_COMPLETED)
+            broken = False
+            for fut in finished:
+                i, attempt = inflight.pop(fut)
+                try:
+                    rec.done(fut.result())
+                except DiskFullError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - retried, then recorded
+                    broken = broken or isinstance(e, BrokenProcessPool)
+                    logger.warning("shard %d attempt %d failed: %s", i, attempt + 1, _error_text(e))
+                    if attempt < run.retries:
+                        queue.append((i, attempt + 1))
+                    else:
+                        rec.failed(i, recipe.shards.file_name(i), _error_text(e))
+            if broken:  # a worker died: every shard in flight failed with it; start a new pool
+                for i, attempt in inflight.values():
+                    if attempt < run.retries:
+                        queue.append((i, attempt + 1))
+                    else:
+                        rec.failed(i, recipe.shards.file_name(i), "worker process died")
+                inflight.clear()
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = ProcessPoolExecutor(run.workers, mp_context=ctx)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_ray(
+    recipe: GenerateRecipe, out: Path, todo: list[int], run: RunConfig, threads: int, rec: _Recorder
+) -> None:
+    try:
+        import ray
+    except ImportError as e:
+        raise ValueError("distributor 'ray' needs Ray: pip install 'augmentgen[ray]'") from e
+    started = not ray.is_initialized()
+    if started:
+        ray.init(include_dashboard=False)
+    recipe_json = recipe.model_dump_json()
+    # max_retries re-runs a task whose worker process died; exceptions are retried below.
+    remote = ray.remote(_write_in_worker).options(num_cpus=1, max_retries=run.retries)
+    queue: deque[tuple[int, int]] = deque((i, 0) for i in todo)
+    inflight: dict[Any, tuple[int, int]] = {}
+    try:
+        while queue or inflight:
+            while queue and len(inflight) < run.workers:
+                i, attempt = queue.popleft()
+                inflight[remote.remote(recipe_json, str(out), i, threads, run.queue, 1)] = (i, attempt)
+            ready, _ = ray.wait(list(inflight), num_returns=1)
+            for ref in ready:
+                i, attempt = inflight.pop(ref)
+                try:
+                    rec.done(ray.get(ref))
+                except ray.exceptions.RayError as e:
+                    cause = getattr(e, "cause", None)
+                    if isinstance(cause, DiskFullError):
+                        raise cause from e
+                    logger.warning("shard %d attempt %d failed on Ray: %s", i, attempt + 1, e)
+                    if attempt < run.retries:
+                        queue.append((i, attempt + 1))
+                    else:
+                        rec.failed(i, recipe.shards.file_name(i), _error_text(cause or e))
+    finally:
+        for ref in inflight:
+            ray.cancel(ref, force=True)
+        if started:
+            ray.shutdown()
+
+
+def write_shards(
+    recipe: GenerateRecipe,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    run: RunConfig | None = None,
+    hook: ProgressHook | None = None,
+    source: ShardSource | None = None,
+) -> GenerateResult:
+    """Write (or, with ``resume``, finish) every shard of ``recipe`` into ``out``.
+
+    Args:
+        recipe: the shard layout, source and pipeline.
+        out: the output folder (created if missing).
+        resume: skip shards the manifest lists as done; without it, an output that already
+            holds any shard of this job is an error (nothing is overwritten).
+        run: workers / distributor / threads / retries; defaults to ``recipe.run``.
+        hook: progress callbacks.
+        source: an already built source (this process only); default builds it from the recipe.
+
+    Example:
+        >>> r = load_recipe("recipes/digits-shards.yaml")  # doctest: +SKIP
+        >>> write_shards(r, "out/digits").written  # doctest: +SKIP
+        [0, 1, 2, 3, 4, 5, 6, 7]
+    """
+    t0 = time.perf_counter()
+    run = run or recipe.run
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rank, world = rank_and_world(run.distributor)
+    if world > 1 and run.distributor == "local":
+        logger.info("RANK/WORLD_SIZE set: writing the shards of rank %d of %d", rank, world)
+    indices = list(range(recipe.shards.count))[rank::world]
+    src = source if source is not None else build_source(recipe)
+    todo, done = _plan(recipe, out, src, indices, resume)
+    result = GenerateResult(out=out, skipped=done)
+    if hook is not None:
+        hook.start(len(todo), len(done))
+    threads = run.threads or max(1, usable_cores() // (1 if run.distributor == "ray" else run.workers))
+    rec = _Recorder(out, hook, result)
+    try:
+        if not todo:
+            pass
+        elif run.distributor == "ray":
+            _run_ray(recipe, out, todo, run, threads, rec)
+        elif run.workers > 1:
+            _run_pool(recipe, out, todo, run, threads, rec)
+        else:
+            with ShardWriter(src, recipe.shards, out, threads=threads, queue=run.queue) as writer:
+                _run_here(writer, todo, run.retries, rec)
+    finally:
+        rec.flush()
+        result.seconds = time.perf_counter() - t0
+    return result

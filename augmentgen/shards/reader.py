@@ -1,0 +1,354 @@
+"""Read shards back: samples or ``Batch``es, shuffled with a seeded buffer, split across DataLoader workers and DDP ranks.
+
+Every consumer (``rank * num_workers + worker_id``) gets a disjoint part: whole shards when
+there are at least as many shards as consumers, otherwise every ``consumers``-th sample.
+The shuffle draws from ``derive_seed(seed, epoch, consumer)``, so an epoch reads the same
+on any machine; call ``set_epoch`` between epochs. ``MixedDataset`` interleaves real and
+synthetic samples at an exact ratio.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from augmentgen.core.batch import Batch
+from augmentgen.core.rng import derive_seed
+from augmentgen.shards.encoders import decode_image
+from augmentgen.shards.manifest import read_manifest
+from augmentgen.shards.tario import iter_tar
+
+IMAGE_EXTS = ("png", "jpg", "jpeg", "webp", "npy")
+
+
+def split_key(name: str) -> tuple[str, str]:
+    """``"dir/000001-000002.image.png"`` -> ``("dir/000001-000002", "image.png")`` (webdataset's rule: first dot of the basename)."""
+    slash = name.rfind("/") + 1
+    dot = name.find(".", slash)
+    if dot < 0:
+        return name, ""
+    return name[:dot], name[dot + 1 :]
+
+
+def iter_raw_samples(path: str | Path) -> Iterator[dict[str, Any]]:
+    """The samples of one tar as ``{"__key__": key, "__url__": path, ext: bytes, ...}``; strict about truncation."""
+    where = str(path)
+    current: dict[str, Any] | None = None
+    with open(path, "rb") as f:
+        for name, data in iter_tar(f, where):
+            key, ext = split_key(name)
+            if current is not None and current["__key__"] != key:
+                yield current
+                current = None
+            if current is None:
+                current = {"__key__": key, "__url__": where}
+            current[ext] = data
+    if current is not None:
+        yield current
+
+
+def decode_sample(raw: dict[str, Any]) -> dict[str, Any]:
+    """Raw members to ``{"__key__", "image" HWC uint8, "label" int | None, "meta" dict, "boxes", "mask"}``.
+
+    Raises ValueError naming the shard and member that does not decode.
+    """
+    where = f"{raw.get('__url__', 'shard')}: {raw['__key__']}"
+    out: dict[str, Any] = {"__key__": raw["__key__"], "label": None, "meta": {}}
+    image_ext = next(
+        (e for e in raw if e.rsplit(".", 1)[-1] in IMAGE_EXTS and not e.startswith(("mask", "masks"))), None
+    )
+    if image_ext is None:
+        raise ValueError(
+            f"{where}: sample has no image member (members: {sorted(k for k in raw if not k.startswith('__'))})"
+        )
+    out["image"] = decode_image(raw[image_ext], image_ext, f"{where}.{image_ext}")
+    try:
+        if "cls" in raw:
+            out["label"] = int(raw["cls"])
+        if "json" in raw:
+            out["meta"] = json.loads(raw["json"])
+        if "boxes.json" in raw:
+            out["boxes"] = json.loads(raw["boxes.json"])
+    except ValueError as e:
+        raise ValueError(f"{where}: a cls/json member does not parse ({e})") from e
+    if "mask.png" in raw:
+        out["mask"] = decode_image(raw["mask.png"], "png", f"{where}.mask.png")
+    if "masks.npy" in raw:
+        out["mask"] = decode_image(raw["masks.npy"], "npy", f"{where}.masks.npy")
+    return out
+
+
+def shard_paths(source: str | Path | Sequence[str | Path]) -> list[Path]:
+    """Shards of an output folder (done ones, in index order, from its manifest) or an explicit list / glob."""
+    if isinstance(source, (str, Path)):
+        p = Path(source)
+        if p.is_dir():
+            manifest = read_manifest(p)
+            if manifest is not None:
+                return [
+                    p / manifest.shards[k].file
+                    for k in sorted(manifest.shards)
+                    if manifest.shards[k].state == "done"
+                ]
+            return sorted(p.glob("*.tar"))
+        if any(ch in str(p) for ch in "*?["):
+            return sorted(Path(x) for x in glob.glob(str(p)))
+        return [p]
+    return [Path(s) for s in source]
+
+
+def consumer() -> tuple[int, int]:
+    """``(id, count)`` of this reader among DDP ranks x DataLoader workers."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    else:
+        rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    info = get_worker_info()
+    wid, nw = (0, 1) if info is None else (info.id, info.num_workers)
+    return rank * nw + wid, world * nw
+
+
+def collate(samples: list[dict[str, Any]]) -> Batch:
+    """Decoded samples (same image size) to a Batch: ``[B, C, H, W]`` uint8 image, labels, keys and provenance in meta."""
+    images = torch.from_numpy(np.stack([s["image"] for s in samples])).permute(0, 3, 1, 2).contiguous()
+    labels = [s["label"] for s in samples]
+    label = None if any(lab is None for lab in labels) else torch.tensor(labels, dtype=torch.int64)
+    meta = {"key": [s["__key__"] for s in samples], "provenance": [s.get("meta", {}) for s in samples]}
+    return Batch(image=images, label=label, meta=meta)
+
+
+class ShardDataset(IterableDataset[Any]):
+    """Samples (dicts) or Batches from shards, for a DataLoader.
+
+    Args:
+        shards: tar paths.
+        shuffle: size of the seeded shuffle buffer (0 reads in order).
+        seed: base seed of the shard order and buffer.
+        batch_size: yield ``Batch``es of this many samples (None yields sample dicts).
+        drop_last: drop a final short batch.
+        rank, world_size: override DDP rank / world size (default: torch.distributed or env).
+
+    Example:
+        >>> ds = load("out/digits", shuffle=256, seed=0, batch_size=64)  # doctest: +SKIP
+        >>> next(iter(ds)).image.shape  # doctest: +SKIP
+        torch.Size([64, 1, 8, 8])
+    """
+
+    def __init__(
+        self,
+        shards: Sequence[Path],
+        *,
+        shuffle: int = 0,
+        seed: int = 0,
+        batch_size: int | None = None,
+        drop_last: bool = False,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        if not shards:
+            raise ValueError("ShardDataset: no shards to read")
+        if shuffle < 0 or (batch_size is not None and batch_size < 1):
+            raise ValueError(
+                f"ShardDataset: shuffle must be >= 0 and batch_size >= 1, got {shuffle}, {batch_size}"
+            )
+        self.shards, self.shuffle, self.seed = list(shards), shuffle, seed
+        self.batch_size, self.drop_last = batch_size, drop_last
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _consumer(self) -> tuple[int, int]:
+        cid, count = consumer()
+        if self.rank is None and self.world_size is None:
+            return cid, count
+        info = get_worker_info()
+        wid, nw = (0, 1) if info is None else (info.id, info.num_workers)
+        rank = self.rank if self.rank is not None else 0
+        world = self.world_size if self.world_size is not None else 1
+        return rank * nw + wid, world * nw
+
+    def samples(self) -> Iterator[dict[str, Any]]:
+        """This consumer's decoded samples for the current epoch, shuffled when asked."""
+        me, count = self._consumer()
+        order = list(range(len(self.shards)))
+        rng = np.random.Generator(np.random.PCG64(derive_seed(self.seed, self.epoch, "shards")))
+        if self.shuffle:
+            order = rng.permutation(len(self.shards)).tolist()
+        by_shard = len(self.shards) >= count
+        mine = order[me::count] if by_shard else order
+
+        def stream() -> Iterator[dict[str, Any]]:
+            j = 0
+            for s in mine:
+                for raw in iter_raw_samples(self.shards[s]):
+                    if by_shard or j % count == me:
+                        yield decode_sample(raw)
+                    j += 1
+
+        if not self.shuffle:
+            yield from stream()
+            return
+        buf_rng = np.random.Generator(np.random.PCG64(derive_seed(self.seed, self.epoch, "buffer", me)))
+        buf: list[dict[str, Any]] = []
+        for s in stream():
+            if len(buf) < self.shuffle:
+                buf.append(s)
+                continue
+            k = int(buf_rng.integers(len(buf)))
+            buf[k], s = s, buf[k]
+            yield s
+        order_left = buf_rng.permutation(len(buf))
+        for k in order_left:
+            yield buf[int(k)]
+
+    def __iter__(self) -> Iterator[Any]:
+        if self.batch_size is None:
+            yield from self.samples()
+            return
+        chunk: list[dict[str, Any]] = []
+        for s in self.samples():
+            chunk.append(s)
+            if len(chunk) == self.batch_size:
+                yield collate(chunk)
+                chunk = []
+        if chunk and not self.drop_last:
+            yield collate(chunk)
+
+
+def load(
+    source: str | Path | Sequence[str | Path],
+    *,
+    shuffle: int = 0,
+    seed: int = 0,
+    batch_size: int | None = None,
+    drop_last: bool = False,
+    rank: int | None = None,
+    world_size: int | None = None,
+) -> ShardDataset:
+    """Open shards (an output folder, a glob, or a list of tars) as a ``ShardDataset``.
+
+    Example:
+        >>> for sample in load("out/digits"):  # doctest: +SKIP
+        ...     sample["image"].shape, sample["label"], sample["meta"]["seed"]
+    """
+    paths = shard_paths(source)
+    if not paths:
+        raise ValueError(f"load: no shards found at {source}")
+    return ShardDataset(
+        paths,
+        shuffle=shuffle,
+        seed=seed,
+        batch_size=batch_size,
+        drop_last=drop_last,
+        rank=rank,
+        world_size=world_size,
+    )
+
+
+def _real_samples(real: Any, seed: int, epoch: int) -> Iterator[dict[str, Any]]:
+    if hasattr(real, "images") and hasattr(real, "labels"):
+        me, count = consumer()
+        n = len(real.images)
+        order = np.random.Generator(np.random.PCG64(derive_seed(seed, epoch, "real"))).permutation(n)
+        for i in order[me::count]:
+            yield {
+                "__key__": f"real-{int(i)}",
+                "image": real.images[i],
+                "label": int(real.labels[i]),
+                "meta": {"source": "real", "source_index": int(i)},
+            }
+        return
+    yield from real
+
+
+class MixedDataset(IterableDataset[dict[str, Any]]):
+    """Real and synthetic samples interleaved so that ``floor(k * ratio)`` of the first ``k`` are synthetic.
+
+    An epoch is one pass over ``real``; the synthetic stream restarts with its next epoch's
+    order if it runs out first.
+
+    Args:
+        real: an ``ArrayDataset``-like (``images`` uint8 HWC, ``labels``) or an iterable of sample dicts.
+        synthetic: a ``ShardDataset`` yielding sample dicts.
+        ratio: share of synthetic samples in [0, 1).
+
+    Example:
+        >>> mixed = MixedDataset(load_digits("train"), load("out/digits", shuffle=512), ratio=0.5)  # doctest: +SKIP
+    """
+
+    def __init__(self, real: Any, synthetic: ShardDataset, ratio: float, *, seed: int = 0) -> None:
+        super().__init__()
+        if not 0.0 <= ratio < 1.0:
+            raise ValueError(f"MixedDataset.ratio must be in [0, 1), got {ratio}")
+        if synthetic.batch_size is not None:
+            raise ValueError("MixedDataset: give a ShardDataset without batch_size (it mixes samples)")
+        self.real, self.synthetic, self.ratio, self.seed = real, synthetic, float(ratio), seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.synthetic.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        syn_epoch = self.epoch
+
+        def synthetic() -> Iterator[dict[str, Any]]:
+            nonlocal syn_epoch
+            while True:
+                self.synthetic.set_epoch(syn_epoch)
+                got = False
+                for s in self.synthetic.samples():
+                    got = True
+                    yield s
+                if not got:
+                    return
+                syn_epoch += 1
+
+        syn, real = synthetic(), _real_samples(self.real, self.seed, self.epoch)
+        k = 0
+        while True:
+            # Output k is synthetic when floor((k + 1) * ratio) > floor(k * ratio): an exact running share.
+            if int((k + 1) * self.ratio) > int(k * self.ratio):
+                s = next(syn, None)
+                if s is None:
+                    raise ValueError("MixedDataset: the synthetic shards hold no samples for this reader")
+            else:
+                s = next(real, None)
+                if s is None:
+                    return
+            yield s
+            k += 1
+
+
+def mix(
+    real: Iterable[dict[str, Any]], synthetic: Iterable[dict[str, Any]], ratio: float
+) -> Iterator[dict[str, Any]]:
+    """Interleave two sample streams with an exact running synthetic share ``ratio``; ends when either ends.
+
+    Example:
+        >>> out = list(mix(iter([{"r": i} for i in range(3)]), iter([{"s": i} for i in range(9)]), 0.5))
+        >>> [("s" in x) for x in out]
+        [False, True, False, True, False, True]
+    """
+    if not 0.0 <= ratio < 1.0:
+        raise ValueError(f"mix: ratio must be in [0, 1), got {ratio}")
+    real_it, syn_it = iter(real), iter(synthetic)
+    k = 0
+    while True:
+        src = syn_it if int((k + 1) * ratio) > int(k * ratio) else real_it
+        s = next(src, None)
+        if s is None:
+            return
+        yield s
+        k += 1

@@ -1,0 +1,212 @@
+"""Scale-out and bookkeeping: the same bytes from 1 process, a process pool, torchrun ranks or Ray; resume, retries, guards."""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import augmentgen.shards.writer as writer_module
+from augmentgen.core.batch import Batch
+from augmentgen.shards.build import build_source
+from augmentgen.shards.config import RunConfig
+from augmentgen.shards.distribute import write_shards
+from augmentgen.shards.manifest import read_manifest
+from augmentgen.shards.sources import ShardTask
+from augmentgen.shards.verify import verify_shards
+from augmentgen.shards.writer import DiskFullError
+
+from .toy import TESTS_DIR, make_recipe, tar_digests
+
+ONE = RunConfig(threads=1)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 4 toy shards written by this process, one shard after another."""
+    out = tmp_path_factory.mktemp("reference")
+    res = write_shards(make_recipe(), out, run=ONE)
+    assert res.written == [0, 1, 2, 3] and res.samples == 80
+    return out
+
+
+def test_manifest_lists_every_shard_and_the_recipe(reference: Path) -> None:
+    m = read_manifest(reference)
+    assert m is not None and m.complete and m.count == 4 and m.samples == 80
+    assert m.recipe == make_recipe().output_dict()
+    assert m.versions["source"]["kind"] == "dataset" and len(m.versions["source"]["sha256"]) == 64
+    assert {e.file: e.sha256 for e in m.shards.values()} == tar_digests(reference)
+    assert verify_shards(reference).ok
+
+
+def test_resume_writes_only_what_is_missing(reference: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    write_shards(make_recipe(), out, run=ONE)
+    (out / "toy-000002.tar").unlink()
+    (out / "toy-000001.tar.tmp.99999").write_bytes(b"half a shard")
+    res = write_shards(make_recipe(), out, resume=True, run=ONE)
+    assert res.written == [2] and res.skipped == [0, 1, 3]
+    assert tar_digests(out) == tar_digests(reference)
+    assert not list(out.glob("*.tmp.*")) and verify_shards(out).ok
+
+
+def test_without_resume_nothing_is_overwritten(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    write_shards(make_recipe(count=2), out, run=ONE)
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.tar")}
+    with pytest.raises(ValueError, match=r"already holds 2 shard\(s\).*pass --resume"):
+        write_shards(make_recipe(count=2), out, run=ONE)
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.tar")} == before
+
+
+def test_a_manifest_of_another_recipe_is_refused_even_with_resume(tmp_path: Path) -> None:
+    write_shards(make_recipe(count=2), tmp_path, run=ONE)
+    with pytest.raises(ValueError, match=r"belongs to another recipe.*shards\.size: 20 -> 21"):
+        write_shards(make_recipe(count=2, size=21), tmp_path, resume=True, run=ONE)
+    with pytest.raises(ValueError, match="not a valid augmentgen shard manifest"):
+        (tmp_path / "manifest.json").write_text('{"count": "many"}')
+        write_shards(make_recipe(count=2), tmp_path, resume=True, run=ONE)
+
+
+class _Flaky:
+    """Wraps a source: shard 1 fails once, shard 2 always fails."""
+
+    def __init__(self) -> None:
+        self.inner = build_source(make_recipe())
+        self.failed_once = False
+
+    def describe(self) -> dict[str, Any]:
+        return self.inner.describe()
+
+    def batches(self, task: ShardTask) -> Iterator[Batch]:
+        if task.index == 1 and not self.failed_once:
+            self.failed_once = True
+            raise RuntimeError("transient")
+        if task.index == 2:
+            raise RuntimeError("broken for good")
+        yield from self.inner.batches(task)
+
+
+def test_failures_are_retried_then_recorded(reference: Path, tmp_path: Path) -> None:
+    res = write_shards(make_recipe(), tmp_path, run=RunConfig(threads=1, retries=1), source=_Flaky())
+    assert sorted(res.written) == [0, 1, 3] and list(res.failed) == [2]
+    assert "broken for good" in res.failed[2]
+    m = read_manifest(tmp_path)
+    assert m is not None and m.failed() == {2: "RuntimeError: broken for good"} and not m.complete
+    assert not (tmp_path / "toy-000002.tar").exists()
+    assert {k: v for k, v in tar_digests(tmp_path).items()} == {
+        k: v for k, v in tar_digests(reference).items() if k != "toy-000002.tar"
+    }
+    faults = [str(f) for f in verify_shards(tmp_path).faults]
+    assert faults == ["toy-000002.tar: failed when written: RuntimeError: broken for good"]
+    res = write_shards(make_recipe(), tmp_path, resume=True, run=ONE)
+    assert res.written == [2] and tar_digests(tmp_path) == tar_digests(reference)
+
+
+def test_a_full_disk_stops_cleanly_and_keeps_finished_shards(
+    reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_open = open
+
+    class _FullDisk(io.BufferedWriter):
+        def write(self, data: Any) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def fake_open(path: Any, mode: str = "r", *a: Any, **kw: Any) -> Any:
+        f = real_open(path, mode, *a, **kw)
+        if "toy-000002.tar.tmp" in str(path):
+            f.close()
+            return _FullDisk(real_open(os.devnull, "wb", buffering=0))
+        return f
+
+    monkeypatch.setattr(writer_module, "open", fake_open, raising=False)
+    with pytest.raises(
+        DiskFullError, match=r"no space left .* toy-000002\.tar; the shards already done are kept"
+    ):
+        write_shards(make_recipe(), tmp_path, run=ONE)
+    m = read_manifest(tmp_path)
+    assert m is not None and m.done_indices() == [0, 1]
+    assert sorted(p.name for p in tmp_path.glob("toy-*")) == ["toy-000000.tar", "toy-000001.tar"]
+    monkeypatch.undo()
+    write_shards(make_recipe(), tmp_path, resume=True, run=ONE)
+    assert tar_digests(tmp_path) == tar_digests(reference)
+
+
+def test_local_process_pool_gives_the_same_bytes(reference: Path, tmp_path: Path) -> None:
+    res = write_shards(make_recipe(), tmp_path, run=RunConfig(workers=2, threads=1))
+    assert sorted(res.written) == [0, 1, 2, 3]
+    assert tar_digests(tmp_path) == tar_digests(reference)
+    assert read_manifest(tmp_path) == read_manifest(reference)
+
+
+def test_world_size_in_the_environment_picks_this_ranks_shards(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    res = write_shards(make_recipe(), tmp_path, run=ONE)
+    assert res.written == [1, 3]
+    monkeypatch.setenv("RANK", "2")
+    with pytest.raises(ValueError, match=r"RANK=2 must lie in \[0, WORLD_SIZE=2\)"):
+        write_shards(make_recipe(), tmp_path, resume=True, run=ONE)
+    monkeypatch.delenv("RANK")
+    with pytest.raises(ValueError, match="needs the RANK and WORLD_SIZE"):
+        write_shards(make_recipe(), tmp_path, resume=True, run=RunConfig(distributor="torchrun"))
+
+
+def _cli_env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(TESTS_DIR), **extra}
+    env.pop("COLUMNS", None)
+    return env
+
+
+def test_torchrun_ranks_in_separate_processes_give_the_same_bytes(reference: Path, tmp_path: Path) -> None:
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(make_recipe().model_dump(mode="json")))
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable,
+        "-m",
+        "augmentgen.cli",
+        "generate",
+        str(recipe),
+        "--out",
+        str(out),
+        "--distributor",
+        "torchrun",
+    ]
+    procs = [
+        subprocess.Popen(
+            cmd,
+            env=_cli_env(RANK=str(r), WORLD_SIZE="2", LOCAL_RANK=str(r)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for r in range(2)
+    ]
+    outputs = [p.communicate(timeout=300)[0].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert tar_digests(out) == tar_digests(reference)
+    m = read_manifest(out)
+    assert m is not None and m.complete and m == read_manifest(reference)
+
+
+@pytest.mark.slow
+def test_ray_tasks_give_the_same_bytes(reference: Path, tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": str(TESTS_DIR)}})
+    try:
+        res = write_shards(make_recipe(), tmp_path, run=RunConfig(distributor="ray", workers=2, threads=1))
+    finally:
+        ray.shutdown()
+    assert sorted(res.written) == [0, 1, 2, 3]
+    assert tar_digests(tmp_path) == tar_digests(reference)
+    assert read_manifest(tmp_path) == read_manifest(reference)

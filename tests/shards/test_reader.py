@@ -1,0 +1,121 @@
+"""Reading back: plain webdataset and tar, seeded shuffles, disjoint splits over workers and ranks, mixing."""
+
+from __future__ import annotations
+
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import webdataset as wds
+from torch.utils.data import DataLoader
+
+from augmentgen.shards.config import RunConfig
+from augmentgen.shards.distribute import write_shards
+from augmentgen.shards.reader import MixedDataset, load, mix, shard_paths, split_key
+
+from .toy import make_recipe, noise_dataset
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("shards")
+    write_shards(make_recipe(count=4, size=20), out, run=RunConfig(threads=1))
+    return out
+
+
+ALL_KEYS = {f"{i:06d}-{k:06d}" for i in range(4) for k in range(20)}
+
+
+def test_plain_webdataset_reads_images_labels_and_provenance(shards: Path) -> None:
+    urls = [str(p) for p in shard_paths(shards)]
+    ds = wds.WebDataset(urls, shardshuffle=False, empty_check=False).decode("rgb")
+    samples = list(ds)
+    assert {s["__key__"] for s in samples} == ALL_KEYS
+    s = samples[0]
+    assert s["image.png"].shape == (16, 16, 3) and s["image.png"].dtype == np.float32
+    assert s["cls"] == s["json"]["label"] and s["json"]["shard"] == 0
+
+
+def test_plain_tar_lists_the_members(shards: Path) -> None:
+    listing = subprocess.run(
+        ["tar", "-tvf", str(shards / "toy-000001.tar")], capture_output=True, text=True, check=True
+    )
+    lines = listing.stdout.splitlines()
+    assert len(lines) == 60 and lines[0].endswith("000001-000000.cls")
+    assert all(line.startswith("-r--r--r--") and "1970-01-01" in line for line in lines)
+
+
+def test_load_yields_samples_and_batches(shards: Path) -> None:
+    samples = list(load(shards))
+    assert [s["__key__"] for s in samples] == sorted(ALL_KEYS)
+    assert samples[0]["image"].shape == (16, 16, 3) and samples[0]["meta"]["index"] == 0
+    batches = list(load(shards, batch_size=32))
+    assert [b.batch_size for b in batches] == [32, 32, 16]
+    assert batches[0].image.shape == (32, 3, 16, 16) and batches[0].image.dtype == torch.uint8
+    assert batches[0].label is not None and batches[0].meta["key"][:2] == ["000000-000000", "000000-000001"]
+    assert [b.batch_size for b in load(shards, batch_size=32, drop_last=True)] == [32, 32]
+
+
+def test_shuffle_is_seeded_per_epoch(shards: Path) -> None:
+    def keys(seed: int, epoch: int) -> list[str]:
+        ds = load(shards, shuffle=16, seed=seed)
+        ds.set_epoch(epoch)
+        return [s["__key__"] for s in ds]
+
+    a = keys(0, 0)
+    assert a == keys(0, 0) and set(a) == ALL_KEYS
+    assert a != sorted(a) and a != keys(0, 1) and a != keys(1, 0)
+
+
+@pytest.mark.parametrize("num_shards", [4, 1])
+def test_dataloader_workers_and_ranks_split_without_duplicates(shards: Path, num_shards: int) -> None:
+    paths = shard_paths(shards)[:num_shards]
+    expected = {k for k in ALL_KEYS if int(k[:6]) < num_shards}
+    seen: Counter[str] = Counter()
+    for rank in range(2):
+        ds = load(paths, shuffle=8, seed=3, rank=rank, world_size=2)
+        loader = DataLoader(ds, batch_size=None, num_workers=2)
+        seen.update(s["__key__"] for s in loader)
+    assert set(seen) == expected and max(seen.values()) == 1
+
+
+def test_mixed_dataset_keeps_an_exact_ratio(shards: Path) -> None:
+    real = noise_dataset(30, 16)
+    mixed = list(MixedDataset(real, load(shards, shuffle=8), ratio=0.25, seed=0))
+    is_syn = [s["meta"].get("source") != "real" for s in mixed]
+    assert len(mixed) == 40 and sum(is_syn) == 10  # one pass over 30 real rows, a quarter synthetic
+    assert all(sum(is_syn[:k]) == int(k * 0.25) for k in range(len(mixed) + 1))
+    reals = [s for s, syn in zip(mixed, is_syn, strict=True) if not syn]
+    assert sorted(s["meta"]["source_index"] for s in reals) == list(range(30))
+    many = list(MixedDataset(noise_dataset(300, 16), load(shards), ratio=0.5))
+    assert sum(s["meta"].get("source") != "real" for s in many) == 300  # the 80 synthetic samples cycle
+
+
+def test_mix_interleaves_two_streams() -> None:
+    out = list(mix(({"r": i} for i in range(4)), ({"s": i} for i in range(100)), 1 / 3))
+    assert ["s" in x for x in out] == [False, False, True, False, False, True]  # ends with the real stream
+    with pytest.raises(ValueError, match="ratio must be in"):
+        list(mix([], [], 1.0))
+
+
+def test_split_key_follows_webdataset() -> None:
+    assert split_key("a/000001-000002.image.png") == ("a/000001-000002", "image.png")
+    assert split_key("k.cls") == ("k", "cls")
+
+
+def test_corrupt_member_names_shard_and_sample(shards: Path, tmp_path: Path) -> None:
+    data = bytearray((shards / "toy-000000.tar").read_bytes())
+    start = data.index(b"\x89PNG")
+    data[start : start + 40] = bytes(40)
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(
+        ValueError, match=r"bad\.tar: 000000-000000\.image\.png: \d+ bytes do not decode as png"
+    ):
+        list(load(bad))
+    bad.write_bytes(bytes(data[:3000]))
+    with pytest.raises(ValueError, match=r"bad\.tar: .*truncated"):
+        list(load(bad))

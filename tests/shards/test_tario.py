@@ -1,0 +1,76 @@
+"""Hand-built tar members match tarfile byte for byte; the strict reader names every truncation."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from augmentgen.shards.tario import iter_tar, tar_end, tar_header, tar_member
+
+
+def _tarfile_bytes(members: list[tuple[str, bytes]]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+        for name, data in members:
+            ti = tarfile.TarInfo(name)
+            ti.size, ti.mtime, ti.mode, ti.uname, ti.gname = len(data), 0, 0o444, "", ""
+            tf.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _ours(members: list[tuple[str, bytes]]) -> bytes:
+    body = b"".join(tar_member(n, d) for n, d in members)
+    return body + tar_end(len(body))
+
+
+@given(
+    st.lists(
+        st.tuples(st.text("abcdef0123456789-._", min_size=1, max_size=100), st.binary(max_size=1500)),
+        min_size=0,
+        max_size=5,
+    )
+)
+@settings(max_examples=40, deadline=None)
+def test_archives_equal_tarfile_ustar_bytes(members: list[tuple[str, bytes]]) -> None:
+    assert _ours(members) == _tarfile_bytes(members)
+
+
+def test_reader_round_trip_and_tarfile_pax_long_names() -> None:
+    members = [("000000-000001.cls", b"3"), ("000000-000001.image.png", bytes(range(256)) * 3)]
+    assert list(iter_tar(io.BytesIO(_ours(members)))) == members
+    buf = io.BytesIO()
+    long_name = "dir/" + "x" * 150 + ".json"
+    with tarfile.open(fileobj=buf, mode="w") as tf:  # default PAX format: long names go in extended headers
+        for name, data in [(long_name, b"{}"), ("é.cls", b"1")]:
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+    assert list(iter_tar(io.BytesIO(buf.getvalue()))) == [(long_name, b"{}"), ("é.cls", b"1")]
+
+
+def test_truncation_anywhere_is_an_error_naming_the_last_member() -> None:
+    data = _ours([("a.cls", b"1"), ("a.json", b"x" * 700), ("b.cls", b"2")])
+    payload_end = 512 * 6  # three headers + 1 + 2 + 1 data blocks
+    for cut in list(range(0, payload_end, 97)) + [payload_end, payload_end + 511]:
+        with pytest.raises(ValueError, match="truncated") as err:
+            list(iter_tar(io.BytesIO(data[:cut]), where="x.tar"))
+        assert "x.tar" in str(err.value)
+    with pytest.raises(ValueError, match=r"member 'a.json' is truncated \(300 of 700 bytes\)"):
+        list(iter_tar(io.BytesIO(data[: 512 * 3 + 300])))
+
+
+def test_corrupt_header_is_a_checksum_error() -> None:
+    data = bytearray(_ours([("a.cls", b"1"), ("b.cls", b"2")]))
+    data[1024 + 5] ^= 0xFF  # second header's name
+    with pytest.raises(ValueError, match=r"checksum mismatch\) after member 'a.cls'"):
+        list(iter_tar(io.BytesIO(bytes(data))))
+
+
+def test_header_rejects_long_names() -> None:
+    with pytest.raises(ValueError, match="1..100 bytes"):
+        tar_header("n" * 101, 1)
+    assert len(tar_header("n" * 100, 0)) == 512

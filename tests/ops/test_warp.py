@@ -324,3 +324,25 @@ def test_cv_matrix_perspective_branch() -> None:
     assert not affine and cvm.shape == (3, 3)
     shift = np.array([[1.0, 0, -0.5], [0, 1, -0.5], [0, 0, 1]])
     np.testing.assert_allclose(cvm, shift @ m @ np.linalg.inv(shift))
+
+
+def test_empty_targets_pass_through() -> None:
+    m = M.affine_matrix((8, 8), angle=np.array([20.0, -20.0]))
+    empty = Boxes(
+        torch.zeros(2, 0, 4), torch.zeros(2, 0, dtype=torch.bool), torch.zeros(2, 0, dtype=torch.int64)
+    )
+    b = warp_batch(
+        Batch(torch.rand(2, 3, 8, 8), boxes=empty, keypoints=torch.zeros(2, 0, 2)),
+        torch.as_tensor(m),
+        (6, 8),
+        WarpSpec(),
+    )
+    assert b.boxes is not None and b.boxes.xyxy.shape == (2, 0, 4) and b.keypoints is not None
+    s = Sample(
+        np.zeros((8, 8, 3), np.uint8),
+        boxes=np.zeros((0, 4), np.float32),
+        keypoints=np.zeros((0, 2), np.float32),
+        masks=np.zeros((0, 8, 8), np.uint8),
+    )
+    o = warp_sample(s, m[0], (6, 8), WarpSpec())
+    assert o.boxes.shape == (0, 4) and o.box_valid.shape == (0,) and o.masks.shape == (0, 6, 8)

@@ -102,6 +102,32 @@ def bench_ops(
 
 
 # ---- generators and training ----------------------------------------------------------
+@app.command()
+def train(
+    recipe: Annotated[Path, typer.Argument(help="YAML recipe with data, classifier, generators, eval sections.")],
+    set_: Annotated[
+        Optional[list[str]], typer.Option("--set", help="Override a recipe field: a.b.c=value (repeatable).")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Reuse the classifier and resume checkpoints.")] = False,
+    only: Annotated[Optional[list[str]], typer.Option("--only", help="Train only these generators.")] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bars.")] = False,
+) -> None:
+    """Train the reference classifier and the recipe's generators, then measure them (CAS, agreement)."""
+    from augmentgen.eval.train_job import format_report, run_train_recipe
+    from augmentgen.generators.config import load_train_recipe
+    from augmentgen.generators.monitors import TrainingStopped
+
+    try:
+        spec = load_train_recipe(recipe, set_ or [])
+        report = run_train_recipe(spec, progress=not no_progress, resume=resume, only=only or None)
+    except TrainingStopped as e:
+        console.print(f"[red]training stopped ({e.reason}):[/red] {e}")
+        raise typer.Exit(2) from e
+    except ValueError as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(1) from e
+    console.print(format_report(report))
+    console.print(f"report: {Path(spec.output_dir) / 'report.md'}")
 
 
 # ---- shards ---------------------------------------------------------------------------

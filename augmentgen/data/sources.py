@@ -114,11 +114,13 @@ class ArrayDataset(Dataset[tuple[np.ndarray, int]]):
             self.images[idx].copy(), self.labels[idx].copy(), list(self.classes), name or self.name
         )
 
-    def to_batch(self, indices: Sequence[int] | np.ndarray | None = None) -> Batch:
-        """Rows ``indices`` (all when None) as a Batch: float32 ``[B, C, H, W]`` in [0, 1] and int64 labels."""
+    def to_batch(self, indices: Sequence[int] | np.ndarray | None = None, *, uint8: bool = False) -> Batch:
+        """Rows ``indices`` (all when None) as a Batch: float32 ``[B, C, H, W]`` in [0, 1] (or uint8) and int64 labels."""
         imgs = self.images if indices is None else self.images[np.asarray(indices, dtype=np.int64)]
         labels = self.labels if indices is None else self.labels[np.asarray(indices, dtype=np.int64)]
-        image = torch.from_numpy(np.ascontiguousarray(imgs)).permute(0, 3, 1, 2).to(torch.float32) / 255.0
+        image = torch.from_numpy(np.ascontiguousarray(imgs)).permute(0, 3, 1, 2)
+        if not uint8:
+            image = image.to(torch.float32) / 255.0
         return Batch(image=image.contiguous(), label=torch.from_numpy(labels.copy()))
 
     def class_counts(self) -> np.ndarray:

@@ -101,6 +101,8 @@ def test_to_batch_is_chw_float() -> None:
     np.testing.assert_allclose(b.image[0, 0].numpy(), ds.images[3, :, :, 0] / 255.0, rtol=1e-6)
     assert b.label is not None and b.label.tolist() == [int(ds.labels[3]), int(ds.labels[1])]
     assert ds.to_batch().batch_size == len(ds)
+    u = ds.to_batch([3], uint8=True)
+    assert u.image.dtype == torch.uint8 and torch.equal(u.as_float().image, b.image[:1])
 
 
 def test_array_dataset_validates() -> None:

@@ -1,0 +1,268 @@
+"""What ``augmentgen train RECIPE.yaml`` runs: reference classifier, generators, then their measurements.
+
+For each generator it records training time, parameters, checkpoint size, peak memory while
+training and while sampling, sampling throughput, label agreement and CAS, and writes them
+to ``{output_dir}/report.json`` and ``report.md``. Finished parts are reused with ``resume``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from augmentgen.core.batch import Batch
+from augmentgen.core.registry import GENERATORS
+from augmentgen.data.sources import (
+    ArrayDataset,
+    load_digits,
+    load_fashion_mnist,
+    load_image_folder,
+    subset_per_class,
+    train_val_split,
+)
+from augmentgen.eval.cas import classification_accuracy_score, generate_dataset, label_agreement
+from augmentgen.eval.classifier import ClassifierConfig, ReferenceClassifier, train_classifier
+from augmentgen.generators import checkpoint as ckpt
+from augmentgen.generators.config import ClassifierSpec, DataSpec, GeneratorSpec, TrainRecipe
+from augmentgen.generators.layers import count_parameters
+from augmentgen.generators.monitors import CollapseMonitor
+from augmentgen.generators.trainer import Trainer
+
+logger = logging.getLogger(__name__)
+
+
+# ---- peak memory ---------------------------------------------------------------------------------
+
+
+def reset_peak_rss() -> bool:
+    """Reset the process's peak resident set size (Linux ``clear_refs``); False where unsupported."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mib() -> float | None:
+    """Peak resident set size since the last reset, MiB (Linux ``VmHWM``); None where unknown."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
+# ---- data ------------------------------------------------------------------------------------------
+
+
+def load_data(spec: DataSpec) -> tuple[ArrayDataset, ArrayDataset]:
+    """(train, test) for a recipe's ``data`` section; a low-data subset of train when ``n_per_class`` is set."""
+    if spec.source == "fashion_mnist":
+        train, test = load_fashion_mnist("train", spec.root), load_fashion_mnist("test", spec.root)
+    elif spec.source == "digits":
+        train, test = load_digits("train"), load_digits("test")
+    else:
+        train, test = train_val_split(load_image_folder(str(spec.root)), 0.2, seed=0)
+    if spec.n_per_class is not None:
+        train = subset_per_class(train, spec.n_per_class, seed=spec.subset_seed)
+    return train, test
+
+
+def _classifier_kwargs(spec: ClassifierSpec, train: ArrayDataset) -> dict[str, Any]:
+    c, h, _ = train.image_shape
+    cfg = ClassifierConfig(num_classes=train.num_classes, channels=c, image_size=h, width=spec.width)
+    return {
+        "config": cfg,
+        "steps": spec.steps,
+        "batch_size": spec.batch_size,
+        "lr": spec.lr,
+        "augment": spec.augment,
+    }
+
+
+def _write(out: Path, report: dict[str, Any]) -> None:
+    (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    (out / "report.md").write_text(format_report(report))
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The report as a Markdown page: classifier line and one row per generator."""
+    lines = [f"# {report.get('name', 'generators')}", ""]
+    clf = report.get("classifier")
+    if clf:
+        lines += [
+            f"Reference classifier: test accuracy {clf['test_accuracy']:.4f}, {clf['parameters']} parameters, "
+            f"trained {clf['train_seconds']:.0f} s.",
+            "",
+        ]
+    head = (
+        "| generator | params | checkpoint MiB | train s | steps | peak RSS train MiB | peak RSS sample MiB "
+        "| sample img/s | label agreement | CAS |"
+    )
+    lines += [head, "|" + "---|" * 10]
+    for name, g in report.get("generators", {}).items():
+
+        def f(k: str, fmt: str = "{:.4f}", g: dict[str, Any] = g) -> str:
+            v = g.get(k)
+            return "-" if v is None else fmt.format(v)
+
+        lines.append(
+            f"| {name} ({g['kind']}) | {g['parameters']} | {f('checkpoint_mib', '{:.2f}')} | {f('train_seconds', '{:.0f}')} "
+            f"| {g['steps']} | {f('peak_rss_train_mib', '{:.0f}')} | {f('peak_rss_sample_mib', '{:.0f}')} "
+            f"| {f('sample_images_per_s', '{:.0f}')} | {f('label_agreement')} | {f('cas')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+# ---- the job ---------------------------------------------------------------------------------------
+
+
+def _train_or_load_classifier(
+    recipe: TrainRecipe, train: ArrayDataset, test: Batch, out: Path, resume: bool
+) -> tuple[ReferenceClassifier, dict[str, Any]]:
+    assert recipe.classifier is not None
+    cdir = out / "classifier"
+    if resume and (cdir / ckpt.CONFIG_NAME).is_file():
+        clf = ReferenceClassifier.from_pretrained(cdir)
+        meta = ckpt.read_config(cdir).get("meta", {})
+        logger.info("reference classifier loaded from %s", cdir)
+        return clf, dict(meta)
+    kw = _classifier_kwargs(recipe.classifier, train)
+    run = train_classifier(train.to_batch(uint8=True), seed=recipe.classifier.seed, test=test, **kw)
+    meta = {
+        "test_accuracy": run.test_accuracy,
+        "train_seconds": run.seconds,
+        "parameters": count_parameters(run.model),
+        "steps": recipe.classifier.steps,
+    }
+    run.model.save_pretrained(cdir, meta=meta)
+    return run.model, meta
+
+
+def train_generator(
+    gspec: GeneratorSpec,
+    train: ArrayDataset,
+    *,
+    out_dir: Path,
+    classify: Callable[[torch.Tensor], torch.Tensor] | None,
+    progress: bool = False,
+    resume: bool = False,
+) -> tuple[Any, dict[str, Any]]:
+    """Build ``gspec``'s generator, train it with the collapse monitor, and return it with its figures."""
+    cls = GENERATORS.get(gspec.kind)
+    c, h, _ = train.image_shape
+    model_cfg = {"num_classes": train.num_classes, "channels": c, "image_size": h, **gspec.model}
+    model = cls.from_config(model_cfg, where=f"generators[{gspec.name}].model")
+    mon_spec = gspec.train.monitor
+    ref_idx = subset_per_class(
+        train, min(mon_spec.collapse_per_class, int(train.class_counts().min())), seed=0
+    )
+    monitor = CollapseMonitor(
+        train.num_classes,
+        classify=classify,
+        reference=ref_idx.to_batch(),
+        per_class=mon_spec.collapse_per_class,
+        every=mon_spec.collapse_every,
+        min_coverage=mon_spec.min_label_coverage,
+        min_diversity_ratio=mon_spec.min_diversity_ratio,
+        stop=mon_spec.stop_on_collapse,
+        seed=gspec.train.seed,
+    )
+    reset_peak_rss()
+    trainer = Trainer(
+        model, train.to_batch(uint8=True), gspec.train, out_dir, monitors=[monitor], progress=progress
+    )
+    result = trainer.fit(resume=resume)
+    figures = {
+        "kind": gspec.kind,
+        "steps": result.step,
+        "train_seconds": result.seconds,
+        "peak_rss_train_mib": peak_rss_mib(),
+        "parameters": count_parameters(model),
+        "parameters_by_part": model.summary(),
+        "checkpoint_mib": (out_dir / "model" / ckpt.WEIGHTS_NAME).stat().st_size / 2**20,
+    }
+    return trainer.model.eval(), figures
+
+
+def run_train_recipe(
+    recipe: TrainRecipe, *, progress: bool = False, resume: bool = False, only: list[str] | None = None
+) -> dict[str, Any]:
+    """Run a whole train recipe; returns (and writes) the report.
+
+    Args:
+        recipe: the validated recipe.
+        progress: rich progress bars while generators train.
+        resume: reuse a trained classifier and resume generator checkpoints in ``output_dir``.
+        only: names of the generators to run (default: all).
+    """
+    if recipe.num_threads:
+        torch.set_num_threads(recipe.num_threads)
+    out = Path(recipe.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "recipe.json").write_text(recipe.model_dump_json(indent=2) + "\n")
+    train, test_ds = load_data(recipe.data)
+    test = test_ds.to_batch(uint8=True)
+    report: dict[str, Any] = {
+        "name": recipe.name,
+        "data": {"train": len(train), "test": len(test_ds)},
+        "generators": {},
+    }
+    old = out / "report.json"
+    if resume and old.is_file():
+        report["generators"] = json.loads(old.read_text()).get("generators", {})
+    clf: ReferenceClassifier | None = None
+    if recipe.classifier is not None:
+        clf, report["classifier"] = _train_or_load_classifier(recipe, train, test, out, resume)
+        logger.info("reference classifier test accuracy %.4f", report["classifier"]["test_accuracy"])
+    _write(out, report)
+    names = [g.name for g in recipe.generators]
+    unknown = sorted(set(only or []) - set(names))
+    if unknown:
+        raise ValueError(f"--only names {unknown} are not generators of recipe '{recipe.name}' ({names})")
+    for gspec in recipe.generators:
+        if only and gspec.name not in only:
+            continue
+        model, fig = train_generator(
+            gspec, train, out_dir=out / gspec.name, classify=clf.predict_logits if clf else None,
+            progress=progress, resume=resume,
+        )  # fmt: skip
+        temp = gspec.sample_temperature
+        reset_peak_rss()
+        t0 = time.perf_counter()
+        _, rate = generate_dataset(model, train.num_classes, 1000, seed=recipe.seed + 1, temperature=temp)
+        fig["sample_images_per_s"] = rate
+        fig["peak_rss_sample_mib"] = peak_rss_mib()
+        fig["sample_seconds_10k"] = time.perf_counter() - t0
+        if clf is not None:
+            agree = label_agreement(
+                model, clf, per_class=recipe.eval.agreement_per_class, seed=recipe.seed, temperature=temp
+            )
+            fig.update(
+                label_agreement=agree.agreement,
+                label_agreement_per_class=agree.per_class,
+                label_coverage=agree.coverage,
+            )
+        if recipe.eval.cas and recipe.classifier is not None:
+            cas = classification_accuracy_score(
+                model, test, num_classes=train.num_classes, per_class=recipe.eval.cas_per_class, seed=recipe.seed,
+                temperature=temp, classifier_kwargs=_classifier_kwargs(recipe.classifier, train),
+            )  # fmt: skip
+            fig.update(
+                cas=cas.cas,
+                cas_per_class=cas.per_class,
+                cas_train_images=cas.n_train,
+                cas_seconds=cas.train_seconds,
+            )
+        report["generators"][gspec.name] = fig
+        _write(out, report)
+        logger.info("%s: %s", gspec.name, {k: v for k, v in fig.items() if isinstance(v, float)})
+    return report

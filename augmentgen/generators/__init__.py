@@ -1,0 +1,25 @@
+"""Learned generators (cGAN, CVAE), their trainer, health monitors and checkpoints.
+
+Importing this package registers the generators in ``core.registry.GENERATORS``.
+"""
+
+from augmentgen.generators.cgan import CGANConfig, ConditionalGAN
+from augmentgen.generators.checkpoint import load_generator
+from augmentgen.generators.cvae import ConditionalVAE, CVAEConfig
+from augmentgen.generators.diffaugment import DiffAugment
+from augmentgen.generators.monitors import CollapseMonitor, TrainingDiverged, TrainingStopped
+from augmentgen.generators.trainer import Trainer, TrainResult
+
+__all__ = [
+    "CGANConfig",
+    "CVAEConfig",
+    "CollapseMonitor",
+    "ConditionalGAN",
+    "ConditionalVAE",
+    "DiffAugment",
+    "TrainResult",
+    "Trainer",
+    "TrainingDiverged",
+    "TrainingStopped",
+    "load_generator",
+]

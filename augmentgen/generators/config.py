@@ -1,0 +1,190 @@
+"""The generator/training part of a recipe: pydantic models that reject unknown keys.
+
+The recipes module composes these; ``augmentgen train RECIPE.yaml`` reads a ``TrainRecipe``.
+Model architecture settings stay in each generator's own dataclass config (``model:`` is
+passed through and validated there).
+
+Example recipe::
+
+    name: fashion-mnist
+    output_dir: runs/fashion-mnist
+    data: {source: fashion_mnist}
+    classifier: {steps: 3000}
+    generators:
+      - {name: cgan, kind: cgan, model: {latent_dim: 64}, train: {steps: 6000, batch_size: 64}}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class MonitorSpec(_Strict):
+    """Health monitors that run while a generator trains."""
+
+    max_abs_loss: float = Field(
+        default=1e4, gt=0, description="a loss beyond this (or NaN/inf) stops the run"
+    )
+    collapse_every: int = Field(default=500, ge=0, description="steps between collapse checks; 0 disables")
+    collapse_per_class: int = Field(
+        default=20, ge=2, description="fixed latents per class judged by the classifier"
+    )
+    min_label_coverage: float = Field(
+        default=0.7, ge=0, le=1, description="share of classes the classifier must see"
+    )
+    min_diversity_ratio: float = Field(
+        default=0.2, ge=0, description="within-class diversity / real diversity"
+    )
+    stop_on_collapse: bool = False
+    rt_window: int = Field(
+        default=100, ge=1, description="steps averaged for the ADA overfitting heuristic r_t"
+    )
+    rt_target: float = Field(
+        default=0.6, ge=0, le=1, description="r_t above this is logged as D overfitting (Karras et al. 2020)"
+    )
+
+
+class TrainSpec(_Strict):
+    """How one generator trains."""
+
+    steps: int = Field(default=2000, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    lr: float | dict[str, float] | None = Field(
+        default=None, description="one lr, or one per param group (g, d, vae)"
+    )
+    betas: tuple[float, float] | None = None
+    weight_decay: float = 0.0
+    schedule: Literal["constant", "cosine"] = "constant"
+    warmup_steps: int = Field(default=0, ge=0)
+    min_lr_ratio: float = Field(
+        default=0.0, ge=0, le=1, description="cosine floor as a fraction of the base lr"
+    )
+    grad_clip: float | None = Field(default=None, gt=0)
+    amp: bool = Field(default=False, description="float16 autocast + grad scaling; CUDA only")
+    seed: int = 0
+    device: str = "auto"
+    log_every: int = Field(default=50, ge=1)
+    sample_every: int = Field(
+        default=500, ge=0, description="steps between 10x10 sample grids; 0 = only at the end"
+    )
+    checkpoint_every: int = Field(
+        default=500, ge=0, description="steps between checkpoints; 0 = only at the end"
+    )
+    monitor: MonitorSpec = Field(default_factory=lambda: MonitorSpec())
+
+
+class GeneratorSpec(_Strict):
+    """One generator of a recipe: its kind, its model config and its training."""
+
+    name: str
+    kind: str
+    model: dict[str, Any] = Field(default_factory=dict)
+    train: TrainSpec = Field(default_factory=lambda: TrainSpec())
+    sample_temperature: float | None = Field(
+        default=None, gt=0, description="latent temperature for CAS samples"
+    )
+
+
+class DataSpec(_Strict):
+    """Where the real training data comes from."""
+
+    source: Literal["fashion_mnist", "digits", "image_folder"] = "fashion_mnist"
+    root: str | None = None
+    n_per_class: int | None = Field(default=None, ge=1, description="train on a balanced low-data subset")
+    subset_seed: int = 0
+
+    @model_validator(mode="after")
+    def _folder_needs_root(self) -> DataSpec:
+        if self.source == "image_folder" and not self.root:
+            raise ValueError("data.root is required when data.source is 'image_folder'")
+        return self
+
+
+class ClassifierSpec(_Strict):
+    """The reference classifier: trained on real data (label agreement, collapse alarm) and on samples (CAS)."""
+
+    steps: int = Field(default=3000, ge=1)
+    batch_size: int = Field(default=128, ge=1)
+    lr: float = Field(default=2e-3, gt=0)
+    width: int = Field(default=32, ge=4)
+    augment: bool = Field(default=True, description="random 2-pixel shifts while training")
+    seed: int = 0
+
+
+class EvalSpec(_Strict):
+    """What is measured after training."""
+
+    cas: bool = True
+    cas_per_class: int = Field(default=6000, ge=1, description="generated training images per class for CAS")
+    agreement_per_class: int = Field(default=1000, ge=1)
+    grid: bool = True
+
+
+class TrainRecipe(_Strict):
+    """A recipe for ``augmentgen train``: data, reference classifier, generators, evaluation."""
+
+    name: str = "generators"
+    output_dir: str = "runs/generators"
+    seed: int = 0
+    num_threads: int | None = Field(default=None, ge=1, description="torch.set_num_threads for the run")
+    data: DataSpec = Field(default_factory=lambda: DataSpec())
+    classifier: ClassifierSpec | None = Field(default_factory=lambda: ClassifierSpec())
+    generators: list[GeneratorSpec] = Field(default_factory=list)
+    eval: EvalSpec = Field(default_factory=lambda: EvalSpec())
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides (value parsed as YAML; list items by index) to a nested dict.
+
+    Example:
+        >>> apply_overrides({"a": {"b": 1}}, ["a.b=2", "a.c=[1, 2]"])
+        {'a': {'b': 2, 'c': [1, 2]}}
+    """
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like a.b.c=value")
+        path, raw = item.split("=", 1)
+        keys = path.strip().split(".")
+        node: Any = data
+        for k in keys[:-1]:
+            if isinstance(node, list):
+                if not k.isdigit() or int(k) >= len(node):
+                    raise ValueError(f"override {item!r}: '{k}' is not an index of a list of {len(node)}")
+                node = node[int(k)]
+            else:
+                node = node.setdefault(k, {})
+            if not isinstance(node, (dict, list)):
+                raise ValueError(f"override {item!r}: '{k}' is a value, not a section")
+        last = keys[-1]
+        value = yaml.safe_load(raw)
+        if isinstance(node, list):
+            if not last.isdigit() or int(last) >= len(node):
+                raise ValueError(f"override {item!r}: '{last}' is not an index of a list of {len(node)}")
+            node[int(last)] = value
+        else:
+            node[last] = value
+    return data
+
+
+def load_train_recipe(path: str | Path, overrides: list[str] | None = None) -> TrainRecipe:
+    """Read a YAML train recipe, apply ``--set`` overrides, validate; errors name the file and field."""
+    p = Path(path)
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"recipe {p} cannot be read: {e}") from e
+    if not isinstance(raw, dict):
+        raise ValueError(f"recipe {p} must be a mapping at the top level, got {type(raw).__name__}")
+    raw = apply_overrides(raw, list(overrides or []))
+    try:
+        return TrainRecipe.model_validate(raw)
+    except ValidationError as e:
+        raise ValueError(f"recipe {p} is invalid:\n{e}") from e

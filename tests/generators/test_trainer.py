@@ -1,0 +1,164 @@
+"""Trainer: loss goes down, resume equals an uninterrupted run, divergence stops and keeps the last good checkpoint."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from augmentgen.core import Batch
+from augmentgen.generators import ConditionalGAN, ConditionalVAE, Trainer, TrainingDiverged
+from augmentgen.generators.config import TrainSpec
+from augmentgen.generators.trainer import StepContext, lr_factor
+
+
+def spec(**kw: object) -> TrainSpec:
+    base: dict[str, object] = {
+        "steps": 6,
+        "batch_size": 32,
+        "log_every": 1,
+        "sample_every": 0,
+        "checkpoint_every": 0,
+    }
+    base.update(kw)
+    return TrainSpec.model_validate(base)
+
+
+def test_cvae_loss_goes_down(tmp_path: Path, digits: Batch, tiny_vae: Callable[..., ConditionalVAE]) -> None:
+    t = Trainer(tiny_vae(kl_warmup_steps=0), digits, spec(steps=60, log_every=10), tmp_path)
+    res = t.fit()
+    recs = [r for r in t.read_metrics() if "loss" in r]
+    assert res.status == "completed" and res.step == 60
+    assert recs[-1]["loss"] < 0.8 * recs[0]["loss"]
+
+
+def test_cgan_discriminator_loss_goes_down(
+    tmp_path: Path, digits: Batch, tiny_gan: Callable[..., ConditionalGAN]
+) -> None:
+    t = Trainer(tiny_gan(), digits, spec(steps=30, log_every=5), tmp_path)
+    t.fit()
+    recs = [r for r in t.read_metrics() if "loss_d" in r]
+    # hinge loss starts near 2 (D knows nothing) and falls as D learns
+    assert recs[0]["loss_d"] > recs[-1]["loss_d"]
+    assert all(0.0 <= r["d_real_acc"] <= 1.0 for r in recs)
+    assert "grad_norm/g" in recs[-1] and "grad_norm/d" in recs[-1]
+
+
+def test_outputs_written(tmp_path: Path, digits: Batch, tiny_vae: Callable[..., ConditionalVAE]) -> None:
+    t = Trainer(tiny_vae(), digits, spec(steps=4, sample_every=2, checkpoint_every=2), tmp_path)
+    t.fit()
+    assert (tmp_path / "samples" / "step_000002.png").is_file()
+    assert (tmp_path / "samples" / "final.png").is_file()
+    assert (tmp_path / "loss_curves.png").is_file()
+    assert (tmp_path / "model" / "model.safetensors").is_file()
+    assert (tmp_path / "checkpoint" / "trainer_state.safetensors").is_file()
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4]
+    loaded = ConditionalVAE.from_pretrained(tmp_path / "model")
+    assert torch.equal(loaded.state_dict()["log_sigma"], t.model.state_dict()["log_sigma"])
+
+
+@pytest.mark.parametrize("kind", ["gan", "vae"])
+def test_resume_equals_uninterrupted(
+    tmp_path: Path,
+    digits: Batch,
+    tiny_gan: Callable[..., ConditionalGAN],
+    tiny_vae: Callable[..., ConditionalVAE],
+    kind: str,
+) -> None:
+    make = tiny_gan if kind == "gan" else tiny_vae
+    full = Trainer(make(), digits, spec(steps=6, checkpoint_every=3), tmp_path / "full")
+    full.fit()
+    # a run that stops at step 3 (as if killed), then a fresh process resumes it
+    part = Trainer(make(), digits, spec(steps=3, checkpoint_every=3), tmp_path / "part")
+    part.fit()
+    resumed = Trainer(make(), digits, spec(steps=6, checkpoint_every=3), tmp_path / "part")
+    resumed.fit(resume=True)
+    for k, v in full.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+    a = [r for r in full.read_metrics()]
+    b = [r for r in resumed.read_metrics()]
+    strip = ("steps_per_s", "time_s")
+    assert [{k: v for k, v in r.items() if k not in strip} for r in a] == [
+        {k: v for k, v in r.items() if k not in strip} for r in b
+    ]
+
+
+def test_same_seed_same_run_other_seed_differs(
+    tmp_path: Path, digits: Batch, tiny_vae: Callable[..., ConditionalVAE]
+) -> None:
+    runs = []
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        t = Trainer(tiny_vae(), digits, spec(steps=3, seed=seed), tmp_path / name)
+        t.fit()
+        runs.append(t.model.state_dict()["decoder.fc.weight"])
+    assert torch.equal(runs[0], runs[1])
+    assert not torch.equal(runs[0], runs[2])
+
+
+def test_divergence_stops_and_keeps_last_good(
+    tmp_path: Path, digits: Batch, tiny_vae: Callable[..., ConditionalVAE]
+) -> None:
+    def blow_up(trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
+        if step == 4:  # make the run diverge: poison the weights
+            with torch.no_grad():
+                trainer.model.decoder.out.weight.fill_(float("nan"))
+
+    t = Trainer(tiny_vae(), digits, spec(steps=20, checkpoint_every=3), tmp_path, callbacks=[blow_up])
+    with pytest.raises(TrainingDiverged, match=r"step 5.*last good checkpoint: step 3") as e:
+        t.fit()
+    assert e.value.step == 5
+    good = ConditionalVAE.from_pretrained(tmp_path / "checkpoint")
+    assert all(torch.isfinite(v).all() for v in good.state_dict().values())
+    state = json.loads((tmp_path / "checkpoint" / "trainer_state.json").read_text())
+    assert state["info"]["step"] == 3
+    last = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["event"] == "diverged" and last["last_good_step"] == 3
+
+
+def test_exploding_lr_is_caught(
+    tmp_path: Path, digits: Batch, tiny_vae: Callable[..., ConditionalVAE]
+) -> None:
+    t = Trainer(tiny_vae(), digits, spec(steps=200, lr=1e6, checkpoint_every=1000), tmp_path)
+    with pytest.raises(TrainingDiverged, match="no checkpoint was written"):
+        t.fit()
+    assert not (tmp_path / "checkpoint").exists()
+
+
+def test_batch_indices_cover_each_epoch_once(digits: Batch, tiny_vae: Callable[..., ConditionalVAE]) -> None:
+    t = Trainer(tiny_vae(), digits, spec(batch_size=100), "unused")
+    n = digits.batch_size
+    steps = math.ceil(n / 100)
+    idx = torch.cat([t.batch_indices(s) for s in range(1, steps + 1)])[:n]
+    assert sorted(idx.tolist()) == list(range(n))
+    assert torch.equal(t.batch_indices(7), t.batch_indices(7))
+
+
+def test_lr_schedule() -> None:
+    s = spec(steps=110, warmup_steps=10, schedule="cosine", min_lr_ratio=0.1)
+    assert lr_factor(5, s) == pytest.approx(0.5)
+    assert lr_factor(10, s) == pytest.approx(1.0)
+    assert lr_factor(60, s) == pytest.approx(0.55)
+    assert lr_factor(110, s) == pytest.approx(0.1)
+    assert lr_factor(50, spec(steps=100)) == 1.0
+
+
+def test_per_group_lr_and_unknown_group(digits: Batch, tiny_gan: Callable[..., ConditionalGAN]) -> None:
+    t = Trainer(tiny_gan(), digits, spec(lr={"g": 1e-4}), "unused")
+    assert t.base_lr == {"g": 1e-4, "d": 4e-4}
+    with pytest.raises(ValueError, match="unknown param groups"):
+        Trainer(tiny_gan(), digits, spec(lr={"vae": 1e-4}), "unused")
+
+
+def test_grad_clip_bounds_the_gradient() -> None:
+    p = torch.nn.Parameter(torch.zeros(4))
+    opt = torch.optim.SGD([p], lr=1.0)
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    ctx = StepContext(1, {"x": opt}, {"x": scaler}, grad_clip=0.5)
+    ctx.optimize("x", (100.0 * p).sum())
+    assert ctx.grad_norms["grad_norm/x"] == pytest.approx(200.0)  # the norm before clipping is logged
+    assert float(p.detach().norm()) == pytest.approx(0.5, rel=1e-5)  # the step used the clipped gradient

@@ -256,7 +256,14 @@ class Sample:
         return int(self.image.shape[0]), int(self.image.shape[1])
 
     def replace(self, **changes: Any) -> Sample:
-        return dataclasses.replace(self, **changes)
+        # Built positionally: dataclasses.replace costs ~3 us, a lot on the 32 px hot path.
+        g = changes.get
+        if not changes.keys() <= _SAMPLE_FIELDS:
+            raise TypeError(f"Sample.replace: unknown field(s) {sorted(changes.keys() - _SAMPLE_FIELDS)}")
+        return Sample(
+            g("image", self.image), g("label", self.label), g("boxes", self.boxes), g("box_valid", self.box_valid),
+            g("box_labels", self.box_labels), g("masks", self.masks), g("keypoints", self.keypoints), g("meta", self.meta),
+        )
 
     def to_batch(self) -> Batch:
         """This sample as a one-row Batch (CHW tensor, same dtype)."""
@@ -299,3 +306,6 @@ class Sample:
             keypoints=None if batch.keypoints is None else batch.keypoints[i].cpu().numpy(),
             meta=dict(batch.meta) if batch.meta else None,
         )
+
+
+_SAMPLE_FIELDS = frozenset(f.name for f in dataclasses.fields(Sample))

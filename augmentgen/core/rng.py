@@ -64,9 +64,9 @@ def is_torch(rng: RNG) -> bool:
 
 def uniform(rng: RNG, low: float, high: float, n: int, dtype: torch.dtype = torch.float32) -> Array:
     """``n`` draws from U[low, high)."""
-    if isinstance(rng, torch.Generator):
-        return torch.rand(n, generator=rng, device=rng.device, dtype=dtype) * (high - low) + low
-    return rng.uniform(low, high, n).astype(np.float32)
+    if isinstance(rng, np.random.Generator):  # numpy first: the per-sample hot path
+        return rng.uniform(low, high, n).astype(np.float32)
+    return torch.rand(n, generator=rng, device=rng.device, dtype=dtype) * (high - low) + low
 
 
 def log_uniform(rng: RNG, low: float, high: float, n: int) -> Array:
@@ -107,9 +107,9 @@ def normal(rng: RNG, n: int | tuple[int, ...], mean: float = 0.0, std: float = 1
 
 def randint(rng: RNG, low: int, high: int, n: int) -> Array:
     """``n`` integers in [low, high)."""
-    if isinstance(rng, torch.Generator):
-        return torch.randint(low, high, (n,), generator=rng, device=rng.device)
-    return rng.integers(low, high, n)
+    if isinstance(rng, np.random.Generator):
+        return rng.integers(low, high, n)
+    return torch.randint(low, high, (n,), generator=rng, device=rng.device)
 
 
 def child_seed(rng: RNG) -> int:

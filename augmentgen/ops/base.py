@@ -32,7 +32,7 @@ from augmentgen.core.rng import RNG, Array, bernoulli
 from augmentgen.ops.functional import color as fcolor
 from augmentgen.ops.functional import warp as fwarp
 
-O = TypeVar("O", bound="Op")
+OpT = TypeVar("OpT", bound="Op")
 
 BORDER_MODES = ("constant", "reflect", "replicate")
 INTERPOLATIONS = ("bilinear", "nearest")
@@ -173,7 +173,7 @@ class Op:
         return d
 
     @classmethod
-    def from_dict(cls: type[O], data: dict[str, Any], where: str = "") -> O:
+    def from_dict(cls: type[OpT], data: dict[str, Any], where: str = "") -> OpT:
         """Build from ``to_dict`` output; unknown keys are an error naming ``where``."""
         names = {f.name: f for f in dataclasses.fields(cls)}
         body = {k: v for k, v in data.items() if k != "name"}

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -196,41 +198,58 @@ def _peak_rss_kb(count: int, shard_size: int, out: Path) -> int:
     return int(res.stdout.strip().splitlines()[-1])
 
 
-def run_shards_benchmark(*, quick: bool = False, log: Log = None) -> dict[str, Any]:
+def run_shards_benchmark(
+    *,
+    quick: bool = False,
+    log: Log = None,
+    sizes: tuple[int, ...] = (32, 224),
+    formats: tuple[str, ...] = ("png", "jpg"),
+    samples: dict[int, int] | None = None,
+    repeats: int | None = None,
+    memory: bool = True,
+) -> dict[str, Any]:
     """Measure everything in the module docstring; returns the figures (samples/s unless named otherwise).
+
+    Every figure is the best of ``repeats`` runs, the measurements of one size and format
+    interleaved, so a burst of load from other processes penalizes no one contender.
 
     Example:
         >>> res = run_shards_benchmark(quick=True)  # doctest: +SKIP
         >>> res["results"]["224px-png"]["speedup_vs_baseline"]  # doctest: +SKIP
     """
-    import cv2 as _cv2
-
     from augmentgen.shards.distribute import usable_cores
+    from augmentgen.shards.encoders import EncodeSpec, encode_image
 
     cores = usable_cores()
-    plan = {32: 2000 if quick else 20000, 224: 200 if quick else 2000}
+    plan = samples or {32: 2000 if quick else 20000, 224: 200 if quick else 2000}
+    reps = repeats or (2 if quick else 3)
     shard_size = {32: 1000, 224: 100}
     results: dict[str, Any] = {}
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="augmentgen-bench-shards-") as tmp:
         root = Path(tmp)
-        for size, n in plan.items():
+        for size in sizes:
+            n, per_shard = plan[size], min(shard_size.get(size, 100), plan[size])
             ds = photo_dataset(size, 64)
-            for fmt in ("png", "jpg"):
+            for fmt in formats:
                 name = f"{size}px-{fmt}"
-                work = root / name
-                for sub in ("base", "raw", "ours"):
-                    (work / sub).mkdir(parents=True)
-                from augmentgen.shards.encoders import EncodeSpec, encode_image
-
                 encoded = [encode_image(img, EncodeSpec(fmt, 95)) for img in ds.images]
-                enc1 = _encode(ds.images, n, fmt, 1)
-                r: dict[str, Any] = {"samples": n, "shard_size": shard_size[size]}
-                r["baseline"] = _baseline(ds.images, ds.labels, n, fmt, shard_size[size], work / "base")
-                r["encode_1t"] = enc1
-                r["ceiling"] = enc1 * cores
-                r["encode_pool"] = _encode(ds.images, n, fmt, cores)
-                r.update(_raw_tar(encoded, ds.labels, n, fmt, shard_size[size], work / "raw"))
-                r["augmentgen"] = _augmentgen(size, fmt, n, shard_size[size], 64, work / "ours")
+                r: dict[str, Any] = {"samples": n, "shard_size": per_shard}
+                for rep in range(reps):
+                    work = root / name / str(rep)
+                    for sub in ("base", "raw", "ours"):
+                        (work / sub).mkdir(parents=True)
+                    figures = {
+                        "encode_1t": _encode(ds.images, n, fmt, 1),
+                        "encode_pool": _encode(ds.images, n, fmt, cores),
+                        "baseline": _baseline(ds.images, ds.labels, n, fmt, per_shard, work / "base"),
+                        **_raw_tar(encoded, ds.labels, n, fmt, per_shard, work / "raw"),
+                        "augmentgen": _augmentgen(size, fmt, n, per_shard, 64, work / "ours"),
+                    }
+                    for k, v in figures.items():
+                        r[k] = max(r.get(k, 0.0), v)
+                    shutil.rmtree(work)
+                r["ceiling"] = r["encode_1t"] * cores
                 r["speedup_vs_baseline"] = r["augmentgen"] / r["baseline"]
                 r["fraction_of_ceiling"] = r["augmentgen"] / r["ceiling"]
                 results[name] = r
@@ -238,29 +257,37 @@ def run_shards_benchmark(*, quick: bool = False, log: Log = None) -> dict[str, A
                     log(
                         f"{name:>10}: augmentgen {r['augmentgen']:8.0f}/s  baseline {r['baseline']:7.0f}/s "
                         f"(x{r['speedup_vs_baseline']:.1f})  ceiling {r['ceiling']:7.0f}/s "
-                        f"({100 * r['fraction_of_ceiling']:.0f}%)  raw tar: tarfile {r['raw_tar_tarfile']:.0f}/s, "
-                        f"ShardWriter {r['raw_tar_shardwriter']:.0f}/s, augmentgen {r['raw_tar_augmentgen']:.0f}/s"
+                        f"({100 * r['fraction_of_ceiling']:.0f}%)  encode pool {r['encode_pool']:.0f}/s  "
+                        f"raw tar: tarfile {r['raw_tar_tarfile']:.0f}/s, ShardWriter {r['raw_tar_shardwriter']:.0f}/s, "
+                        f"augmentgen {r['raw_tar_augmentgen']:.0f}/s"
                     )
-        mem_shard = 50 if quick else 200
-        rss10 = _peak_rss_kb(10, mem_shard, root / "mem10")
-        rss100 = _peak_rss_kb(100, mem_shard, root / "mem100")
-    memory = {
-        "shard_size": mem_shard,
-        "peak_rss_kb_10_shards": rss10,
-        "peak_rss_kb_100_shards": rss100,
-        "ratio": rss100 / rss10,
-    }
-    if log is not None:
-        log(
-            f"memory: peak RSS {rss10 / 1024:.0f} MiB for 10 shards, {rss100 / 1024:.0f} MiB for 100 (x{rss100 / rss10:.3f})"
-        )
+        mem: dict[str, Any] = {}
+        if memory:
+            mem_shard = 50 if quick else 200
+            rss10 = _peak_rss_kb(10, mem_shard, root / "mem10")
+            rss100 = _peak_rss_kb(100, mem_shard, root / "mem100")
+            mem = {
+                "shard_size": mem_shard,
+                "peak_rss_kb_10_shards": rss10,
+                "peak_rss_kb_100_shards": rss100,
+                "ratio": rss100 / rss10,
+            }
+            if log is not None:
+                log(
+                    f"memory: peak RSS {rss10 / 1024:.0f} MiB writing 10 shards, {rss100 / 1024:.0f} MiB writing 100 "
+                    f"(x{rss100 / rss10:.3f}), {mem_shard} samples of 32 px PNG per shard"
+                )
     return {
         "cores": cores,
         "quick": quick,
-        "opencv": _cv2.__version__,
+        "repeats": reps,
+        "opencv": cv2.__version__,
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
         "results": results,
-        "memory": memory,
-        "notes": "samples/s; augmentgen writes image + cls + provenance json per sample, the baseline image + cls",
+        "memory": mem,
+        "notes": "samples/s, best of `repeats`; augmentgen writes image + cls + provenance json per sample "
+        "(and fsyncs each shard), the baseline image + cls",
     }
 
 

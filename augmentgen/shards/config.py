@@ -5,7 +5,7 @@ The models reject unknown keys, so a later recipes module composes them as they 
 distributor, threads, retries) never does, so it is left out of the recipe hash and one
 output folder can be finished with any of them.
 
-Example recipe (``recipes/digits-shards.yaml``)::
+Example recipe (a fuller one is ``recipes/shards-fashion-mnist.yaml``)::
 
     shards: {name: digits, count: 8, size: 500, format: png, seed: 0}
     source: {kind: dataset, name: digits, split: train}
@@ -73,10 +73,10 @@ class RunConfig(_Strict):
     """How to run; none of these fields changes the bytes written.
 
     Args:
-        workers: local processes (``local``) or tasks in flight (``ray``).
+        workers: local processes (``local``) or tasks in flight (``ray``; 1 means one per cluster CPU).
         distributor: ``local`` (this process, or a process pool when workers > 1), ``ray`` (one
             Ray task per shard) or ``torchrun`` (``RANK``/``WORLD_SIZE`` pick the shards of this rank).
-        threads: encode threads per process; 0 means usable cores divided by workers.
+        threads: encode threads per process; 0 means usable cores divided by workers (1 per Ray task).
         retries: extra attempts for a shard that raised, before it is reported as failed.
         queue: encode chunks in flight per process (bounds memory); 0 means 4 per thread.
     """
@@ -234,8 +234,8 @@ def load_recipe(path: str | Path) -> GenerateRecipe:
     """Read a recipe YAML file (see the module docstring).
 
     Example:
-        >>> load_recipe("recipes/digits-shards.yaml").shards.name  # doctest: +SKIP
-        'digits'
+        >>> load_recipe("recipes/shards-fashion-mnist.yaml").shards.name  # doctest: +SKIP
+        'fmnist-aug'
     """
     p = Path(path)
     if not p.is_file():

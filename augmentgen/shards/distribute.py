@@ -315,9 +315,12 @@ def _run_ray(
     remote = ray.remote(_write_in_worker).options(num_cpus=1, max_retries=run.retries)
     queue: deque[tuple[int, int]] = deque((i, 0) for i in todo)
     inflight: dict[Any, tuple[int, int]] = {}
+    # workers=1 (the default) means "as many tasks as the cluster has CPUs"
+    cpus = float(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
+    limit = run.workers if run.workers > 1 else max(1, int(cpus))
     try:
         while queue or inflight:
-            while queue and len(inflight) < run.workers:
+            while queue and len(inflight) < limit:
                 i, attempt = queue.popleft()
                 inflight[remote.remote(recipe_json, str(out), i, threads, run.queue, 1)] = (i, attempt)
             ready, _ = ray.wait(list(inflight), num_returns=1)
@@ -362,9 +365,9 @@ def write_shards(
         source: an already built source (this process only); default builds it from the recipe.
 
     Example:
-        >>> r = load_recipe("recipes/digits-shards.yaml")  # doctest: +SKIP
-        >>> write_shards(r, "out/digits").written  # doctest: +SKIP
-        [0, 1, 2, 3, 4, 5, 6, 7]
+        >>> r = load_recipe("recipes/shards-fashion-mnist.yaml")  # doctest: +SKIP
+        >>> write_shards(r, "shards/fmnist").written[:3]  # doctest: +SKIP
+        [0, 1, 2]
     """
     t0 = time.perf_counter()
     run = run or recipe.run
@@ -379,7 +382,8 @@ def write_shards(
     result = GenerateResult(out=out, skipped=done)
     if hook is not None:
         hook.start(len(todo), len(done))
-    threads = run.threads or max(1, usable_cores() // (1 if run.distributor == "ray" else run.workers))
+    # A Ray task holds one CPU of the cluster, so it encodes on one thread unless told otherwise.
+    threads = run.threads or (1 if run.distributor == "ray" else max(1, usable_cores() // run.workers))
     rec = _Recorder(out, hook, result)
     try:
         if not todo:

@@ -31,11 +31,12 @@ from augmentgen.shards.config import ShardsConfig
 from augmentgen.shards.encoders import EncodeSpec, encode_image, encode_jpeg_torch, to_uint8
 from augmentgen.shards.manifest import ShardEntry, fsync_dir
 from augmentgen.shards.sources import ShardSource, ShardTask, jsonable
-from augmentgen.shards.tario import tar_end, tar_member
+from augmentgen.shards.tario import BLOCK, tar_end, tar_header
 
 logger = logging.getLogger(__name__)
 
 TMP_MARK = ".tmp."
+_ZEROS = bytes(BLOCK)
 
 
 class DiskFullError(OSError):
@@ -112,10 +113,29 @@ def _json_default(obj: Any) -> Any:
     return v
 
 
+# One encoder for every call: json.dumps with non-default options builds a new encoder each time.
+_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False, default=_json_default)
+
+
 def _json_bytes(obj: Any) -> bytes:
-    return json.dumps(
-        obj, sort_keys=True, separators=(",", ":"), allow_nan=False, default=_json_default
-    ).encode()
+    return _JSON.encode(obj).encode()
+
+
+def _sample_members(it: _Item, img_name: str, img: bytes) -> list[tuple[str, bytes]]:
+    """Members of one sample in name order: boxes.json, cls, image.*, json, mask.png / masks.npy."""
+    members: list[tuple[str, bytes]] = []
+    if it.boxes is not None:
+        members.append(("boxes.json", _json_bytes(it.boxes)))
+    if it.label is not None:
+        members.append(("cls", b"%d" % it.label))
+    members.append((img_name, img))
+    members.append(("json", _json_bytes(it.meta)))
+    if it.mask is not None:
+        if it.mask.shape[0] == 1:
+            members.append(("mask.png", encode_image(it.mask.transpose(1, 2, 0), EncodeSpec("png"))))
+        else:
+            members.append(("masks.npy", encode_image(it.mask.transpose(1, 2, 0), EncodeSpec("npy"))))
+    return members
 
 
 def encode_chunk(items: list[_Item], spec: EncodeSpec) -> bytes:
@@ -124,18 +144,13 @@ def encode_chunk(items: list[_Item], spec: EncodeSpec) -> bytes:
     img_name = "image." + spec.extension
     for it in items:
         img = it.image if isinstance(it.image, bytes) else encode_image(it.image, spec)
-        members: list[tuple[str, bytes]] = [(img_name, img), ("json", _json_bytes(it.meta))]
-        if it.label is not None:
-            members.append(("cls", b"%d" % it.label))
-        if it.boxes is not None:
-            members.append(("boxes.json", _json_bytes(it.boxes)))
-        if it.mask is not None:
-            if it.mask.shape[0] == 1:
-                members.append(("mask.png", encode_image(it.mask.transpose(1, 2, 0), EncodeSpec("png"))))
-            else:
-                members.append(("masks.npy", encode_image(it.mask.transpose(1, 2, 0), EncodeSpec("npy"))))
-        for name, data in sorted(members):
-            parts.append(tar_member(f"{it.key}.{name}", data))
+        prefix = it.key + "."
+        for name, data in _sample_members(it, img_name, img):
+            parts.append(tar_header(prefix + name, len(data)))
+            parts.append(data)
+            pad = -len(data) % BLOCK
+            if pad:
+                parts.append(_ZEROS[:pad])
     return b"".join(parts)
 
 
@@ -297,7 +312,8 @@ class ShardWriter:
                 failure = fut.result() if fut.done() else None
                 if isinstance(failure, ShardFailure) and isinstance(failure.error, DiskFullError):
                     break  # no point starting another shard on a full disk
-                while finishing and finishing[0].done():
+                # At most two shards wait for their fsync: open files and dirty pages stay bounded.
+                while finishing and (finishing[0].done() or len(finishing) > 2):
                     yield finishing.popleft().result()
             while finishing:
                 yield finishing.popleft().result()

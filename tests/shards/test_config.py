@@ -80,3 +80,11 @@ def test_bad_yaml_names_the_file(tmp_path: Path) -> None:
         load_recipe(p)
     with pytest.raises(ValueError, match="recipe file not found"):
         load_recipe(tmp_path / "missing.yaml")
+
+
+def test_the_example_recipe_validates_and_builds_its_pipeline() -> None:
+    from augmentgen.shards.sources import build_pipeline
+
+    r = load_recipe(Path(__file__).resolve().parents[2] / "recipes" / "shards-fashion-mnist.yaml")
+    assert (r.shards.count, r.shards.size, r.source.kind) == (60, 1000, "dataset")
+    assert build_pipeline(r.pipeline) is not None

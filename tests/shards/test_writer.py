@@ -257,3 +257,15 @@ def test_torchvision_jpeg_encoder_writes_decodable_members(tmp_path: Path) -> No
     raw = next(iter_raw_samples(tmp_path / "toy-000000.tar"))
     assert decode_image(raw["image.jpg"], "jpg").shape == (16, 16, 3)
     assert io.BytesIO(raw["image.jpg"]).read(2) == b"\xff\xd8"
+
+
+def test_golden_bytes_of_an_npy_shard(tmp_path: Path) -> None:
+    """Codec-free shards (npy members) pin the whole layout: keys, member order, provenance json, tar headers."""
+    recipe = make_recipe(count=2, size=6, batch_size=4, format="npy", options={"n": 8, "size": 4})
+    with ShardWriter(build_source(recipe), recipe.shards, tmp_path) as w:
+        w.write(0)
+        w.write(1)
+    assert tar_digests(tmp_path) == {
+        "toy-000000.tar": "6d6746746bb16ce03f6772ddc14fa58fb06d02a9f248ff5fd7442e2e82bb7129",
+        "toy-000001.tar": "6e28a87e6d7448ca3af6a5623bfd4d6ee00ac96ed0b8f8fbdd825702ea44b750",
+    }

@@ -1,0 +1,28 @@
+"""The shard benchmark runs end to end at a tiny size (figures themselves are not judged here)."""
+
+from __future__ import annotations
+
+from augmentgen.bench.shards import photo_dataset, run_shards_benchmark
+
+
+def test_benchmark_reports_every_contender() -> None:
+    res = run_shards_benchmark(sizes=(32,), formats=("png",), samples={32: 40}, repeats=1, memory=False)
+    r = res["results"]["32px-png"]
+    for key in (
+        "baseline",
+        "encode_1t",
+        "encode_pool",
+        "ceiling",
+        "raw_tar_tarfile",
+        "raw_tar_shardwriter",
+        "raw_tar_augmentgen",
+        "augmentgen",
+    ):
+        assert r[key] > 0, key
+    assert r["ceiling"] == r["encode_1t"] * res["cores"]
+
+
+def test_photo_dataset_is_seeded_and_varied() -> None:
+    a, b = photo_dataset(16, 10), photo_dataset(16, 10)
+    assert a.images.shape == (10, 16, 16, 3) and (a.images == b.images).all()
+    assert len({x.tobytes() for x in a.images}) == 10

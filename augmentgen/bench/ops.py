@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from augmentgen.core.rng import sample_rng, torch_rng
+from augmentgen.core.rng import reused_sample_rng, torch_rng
 from augmentgen.data.photos import PHOTOS, load_photo
 
 Log = Callable[[str], None] | None
@@ -118,7 +118,7 @@ class _PerSample(Dataset[torch.Tensor]):
             self._build()
         img = self.images[i]
         if self.lib == "augmentgen":
-            out = self.fn(img, rng=sample_rng(0, 0, i))
+            out = self.fn(img, rng=reused_sample_rng(0, 0, i))
         elif self.lib == "albumentations":
             out = self.fn(image=img)["image"]
         else:

@@ -69,7 +69,8 @@ def _sample_child(
     params = child.sample_params(shape, rng)  # type: ignore[arg-type]
     if mask is not None:
         params = and_applied(params, mask)
-    return [Step(path, child, params)], _Shape(shape.batch_size, child.output_size(shape.size), shape.device)
+    size = child.output_size(shape.size)
+    return [Step(path, child, params)], (shape if size == shape.size else _Shape(shape.batch_size, size, shape.device))
 
 
 def _sample_children(

@@ -22,7 +22,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from augmentgen.core.batch import Batch
-from augmentgen.core.rng import derive_seed, sample_rng, torch_rng
+from augmentgen.core.rng import derive_seed, reused_sample_rng, torch_rng
 from augmentgen.pipeline.compose import Pipeline
 
 
@@ -109,7 +109,7 @@ class AugmentedDataset(Dataset[Any]):
     def __getitem__(self, key: int | tuple[int, int]) -> Any:
         epoch, i = (key if isinstance(key, tuple) else (self.epoch, key))
         item = self.dataset[i]
-        rng = sample_rng(self.seed, epoch, i)
+        rng = reused_sample_rng(self.seed, epoch, i)
         if isinstance(item, dict):
             out = self.pipeline(item, rng=rng)
             out["image"] = self._convert(out["image"])

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -44,8 +44,7 @@ class Leaf(Protocol):
     def output_size(self, size: tuple[int, int]) -> tuple[int, int]: ...
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(NamedTuple):
     """One leaf call: the leaf's position in the tree (for provenance) and its params."""
 
     path: str
@@ -111,8 +110,30 @@ def _joins(group: list[Step], s: Step) -> bool:
     return not any(_border_free(x.leaf) for x in group) and a == b
 
 
+# Grouping depends only on the leaves, and a pipeline emits the same leaves in the same order
+# on every call (composites gate with masks, they never drop steps), so it is computed once
+# per leaf sequence. The leaves are kept in the value so their ids cannot be reused.
+_GROUP_CACHE: dict[tuple[int, ...], tuple[tuple[Leaf, ...], list[int]]] = {}
+
+
 def _group(steps: tuple[Step, ...]) -> list[list[Step]]:
     """Runs of consecutive steps that fuse: geometric ones that ``_joins`` allows, or color ones."""
+    key = tuple(id(s.leaf) for s in steps)
+    hit = _GROUP_CACHE.get(key)
+    if hit is None:
+        sizes = [len(g) for g in _group_uncached(steps)]
+        if len(_GROUP_CACHE) > 256:
+            _GROUP_CACHE.clear()
+        hit = (tuple(s.leaf for s in steps), sizes)
+        _GROUP_CACHE[key] = hit
+    out, i = [], 0
+    for n in hit[1]:
+        out.append(list(steps[i : i + n]))
+        i += n
+    return out
+
+
+def _group_uncached(steps: tuple[Step, ...]) -> list[list[Step]]:
     groups: list[list[Step]] = []
     for s in steps:
         k = _kind(s.leaf)
@@ -136,20 +157,32 @@ def _spec(group: list[Step]) -> fwarp.WarpSpec:
     return leaf.warp_spec()
 
 
-def _fused_matrix(group: list[Step], size: tuple[int, int], backend: str, device: torch.device | None) -> tuple[Array, tuple[int, int]]:
-    total: Array | None = None
+def _matmul3(a: list[list[float]], b: list[list[float]]) -> list[list[float]]:
+    """3x3 product in plain floats: cheaper than numpy for one matrix on the per-sample path."""
+    return [[a[i][0] * b[0][j] + a[i][1] * b[1][j] + a[i][2] * b[2][j] for j in range(3)] for i in range(3)]
+
+
+def _fused_matrix(
+    group: list[Step], size: tuple[int, int], backend: str, device: torch.device | None
+) -> tuple[Array, tuple[int, int]]:
     cur = size
+    if backend == "numpy":
+        acc: list[list[float]] | None = None
+        for s in group:
+            op = s.leaf
+            assert isinstance(op, Op)
+            p = s.params if isinstance(s.params.applied, np.ndarray) else s.params.to_numpy()
+            m = np.asarray(op.full_matrix(p, cur), dtype=np.float64)[0].tolist()
+            acc = m if acc is None else _matmul3(m, acc)
+            cur = op.output_size(cur)
+        assert acc is not None
+        return np.array(acc, dtype=np.float64).reshape(1, 3, 3), cur
+    total: Tensor | None = None
     for s in group:
         op = s.leaf
         assert isinstance(op, Op)
-        p = s.params.to_numpy() if backend == "numpy" else s.params.to_torch(device or "cpu")
-        m = op.full_matrix(p, cur)
-        if backend == "torch":
-            mt = torch.as_tensor(m, device=device, dtype=torch.float64)
-            total = mt if total is None else torch.bmm(mt, torch.as_tensor(total))
-        else:
-            mn = np.asarray(m, dtype=np.float64)
-            total = mn if total is None else np.matmul(mn, np.asarray(total))
+        mt = torch.as_tensor(op.full_matrix(s.params.to_torch(device or "cpu"), cur), device=device, dtype=torch.float64)
+        total = mt if total is None else torch.bmm(mt, total)
         cur = op.output_size(cur)
     assert total is not None
     return total, cur

@@ -24,7 +24,7 @@ def load_photo(name: str, size: int | tuple[int, int] | None = None) -> np.ndarr
     img = getattr(skdata, name)()
     if isinstance(img, tuple):  # stereo_motorcycle returns (left, right, disparity)
         img = img[0]
-    img = np.ascontiguousarray(img[:, :, :3]).astype(np.uint8)
+    img: np.ndarray = np.ascontiguousarray(img[:, :, :3]).astype(np.uint8)
     if size is not None:
         h, w = (size, size) if isinstance(size, int) else size
         img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import augmentgen.ops  # noqa: F401
-from augmentgen.core.batch import Batch, Boxes, Sample
+from augmentgen.core.batch import Batch, Boxes
 from augmentgen.core.registry import OPS
 from augmentgen.core.rng import sample_rng, torch_rng
 from augmentgen.ops.base import op_from_dict

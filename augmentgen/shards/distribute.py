@@ -29,6 +29,7 @@ import torch
 from augmentgen.shards.build import build_source
 from augmentgen.shards.config import GenerateRecipe, RunConfig
 from augmentgen.shards.manifest import (
+    MANIFEST,
     Manifest,
     ShardEntry,
     check_same_recipe,
@@ -151,11 +152,23 @@ def _plan(
             )
     for p in out.iterdir():
         m = _TMP_RE.match(p.name)
-        if m and m["name"] == cfg.name and int(m["index"]) in mine:
+        stale_manifest = p.name.startswith(f".{MANIFEST}.tmp.") and not _alive(p.name.rsplit(".", 1)[-1])
+        if (m and m["name"] == cfg.name and int(m["index"]) in mine) or stale_manifest:
             logger.info("removing %s left by an interrupted run", p.name)
             p.unlink(missing_ok=True)
     todo = [i for i in indices if i not in set(done)]
     return todo, sorted(done)
+
+
+def _alive(pid: str) -> bool:
+    """Whether process ``pid`` (text) exists on this machine."""
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class _Recorder:

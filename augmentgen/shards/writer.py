@@ -1,10 +1,12 @@
-"""Write one shard: source batches -> checked uint8 -> encode pool -> sequential tar -> atomic rename.
+"""Write shards: source batches -> checked uint8 -> encode pool -> ordered tar sink -> fsync and atomic rename.
 
-The caller's thread draws batches from the source (on its device) and quantizes them;
-encode chunks run in a thread pool (OpenCV releases the GIL) and come back as finished tar
-bytes, which the caller's thread appends in order. At most ``queue`` chunks are in flight,
-so memory stays flat however many shards a writer makes. The tar goes to
-``{name}-{i:06d}.tar.tmp.{pid}`` and is fsynced and renamed when whole.
+Three stages run at once. The caller's thread draws batches from the source (on its
+device), quantizes and checks them, and hands chunks of samples to a thread pool, which
+encodes them (OpenCV releases the GIL) into finished tar bytes. A sink thread takes the
+chunks in order, appends them to ``{name}-{i:06d}.tar.tmp.{pid}`` with a running sha256,
+and when a shard is whole fsyncs it and renames it into place, while the pool already
+encodes the next shard. At most ``queue`` chunks are in flight, so memory stays flat
+however many shards a writer makes.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import json
 import logging
 import os
-from collections import Counter, deque
+import queue
+import threading
+from collections import Counter
 from collections.abc import Generator, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -28,15 +31,15 @@ import torch
 
 from augmentgen.core.batch import Batch
 from augmentgen.shards.config import ShardsConfig
-from augmentgen.shards.encoders import EncodeSpec, encode_image, encode_jpeg_torch, to_uint8
+from augmentgen.shards.encoders import EncodeSpec, encode_jpeg_torch, to_uint8
 from augmentgen.shards.manifest import ShardEntry, fsync_dir
-from augmentgen.shards.sources import ShardSource, ShardTask, jsonable
-from augmentgen.shards.tario import BLOCK, tar_end, tar_header
+from augmentgen.shards.members import Item, boxes_rows, chunk_size, encode_chunk
+from augmentgen.shards.sources import ShardSource, ShardTask
+from augmentgen.shards.tario import tar_end
 
 logger = logging.getLogger(__name__)
 
 TMP_MARK = ".tmp."
-_ZEROS = bytes(BLOCK)
 
 
 class DiskFullError(OSError):
@@ -92,87 +95,17 @@ class _OpenShard:
     samples: int = 0
     classes: Counter[int] = field(default_factory=Counter)
     rejected: Counter[str] = field(default_factory=Counter)
+    error: Exception | None = None
 
 
-@dataclass
-class _Item:
-    """One sample on its way to the tar: the image (array, or bytes when encoded on the GPU) and its members."""
+@dataclass(frozen=True)
+class _Failed:
+    """Queued by the producer when a shard's source or items raised."""
 
-    key: str
-    image: np.ndarray | bytes
-    label: int | None
-    meta: dict[str, Any]
-    boxes: list[list[float]] | None = None
-    mask: np.ndarray | None = None
+    error: Exception
 
 
-def _json_default(obj: Any) -> Any:
-    v = jsonable(obj)
-    if v is None:
-        raise TypeError(f"provenance value of type {type(obj).__name__} has no JSON form")
-    return v
-
-
-# One encoder for every call: json.dumps with non-default options builds a new encoder each time.
-_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), allow_nan=False, default=_json_default)
-
-
-def _json_bytes(obj: Any) -> bytes:
-    return _JSON.encode(obj).encode()
-
-
-def _sample_members(it: _Item, img_name: str, img: bytes) -> list[tuple[str, bytes]]:
-    """Members of one sample in name order: boxes.json, cls, image.*, json, mask.png / masks.npy."""
-    members: list[tuple[str, bytes]] = []
-    if it.boxes is not None:
-        members.append(("boxes.json", _json_bytes(it.boxes)))
-    if it.label is not None:
-        members.append(("cls", b"%d" % it.label))
-    members.append((img_name, img))
-    members.append(("json", _json_bytes(it.meta)))
-    if it.mask is not None:
-        if it.mask.shape[0] == 1:
-            members.append(("mask.png", encode_image(it.mask.transpose(1, 2, 0), EncodeSpec("png"))))
-        else:
-            members.append(("masks.npy", encode_image(it.mask.transpose(1, 2, 0), EncodeSpec("npy"))))
-    return members
-
-
-def encode_chunk(items: list[_Item], spec: EncodeSpec) -> bytes:
-    """Tar bytes of ``items``, members of each sample sorted by name (runs in a pool thread)."""
-    parts: list[bytes] = []
-    img_name = "image." + spec.extension
-    for it in items:
-        img = it.image if isinstance(it.image, bytes) else encode_image(it.image, spec)
-        prefix = it.key + "."
-        for name, data in _sample_members(it, img_name, img):
-            parts.append(tar_header(prefix + name, len(data)))
-            parts.append(data)
-            pad = -len(data) % BLOCK
-            if pad:
-                parts.append(_ZEROS[:pad])
-    return b"".join(parts)
-
-
-def _chunk_size(h: int, w: int) -> int:
-    # About 64k pixels per pool task: small images share a task so the per-task overhead stays small.
-    return max(1, min(64, 65536 // max(1, h * w)))
-
-
-def _boxes_rows(batch: Batch) -> list[list[list[float]]] | None:
-    if batch.boxes is None:
-        return None
-    xyxy, valid, labels = (
-        t.detach().cpu() for t in (batch.boxes.xyxy, batch.boxes.valid, batch.boxes.labels)
-    )
-    return [
-        [
-            [*map(float, xyxy[r, k].tolist()), int(labels[r, k])]
-            for k in range(xyxy.shape[1])
-            if bool(valid[r, k])
-        ]
-        for r in range(xyxy.shape[0])
-    ]
+_END = object()  # queued after a shard's last chunk
 
 
 class ShardWriter:
@@ -200,7 +133,6 @@ class ShardWriter:
         self.threads = threads
         self.queue = queue
         self._pool: ThreadPoolExecutor | None = None
-        self._finisher: ThreadPoolExecutor | None = None
 
     def __enter__(self) -> ShardWriter:
         return self
@@ -211,16 +143,9 @@ class ShardWriter:
         self.close()
 
     def close(self) -> None:
-        for pool in (self._pool, self._finisher):
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
-        self._pool = self._finisher = None
-
-    @property
-    def finisher(self) -> ThreadPoolExecutor:
-        if self._finisher is None:
-            self._finisher = ThreadPoolExecutor(1, thread_name_prefix="augmentgen-fsync")
-        return self._finisher
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool = None
 
     @property
     def pool(self) -> ThreadPoolExecutor:
@@ -235,7 +160,7 @@ class ShardWriter:
             index, size=self.shards.size, base_seed=self.shards.seed, batch_size=self.shards.batch_size
         )
 
-    def _items(self, batch: Batch, task: ShardTask, offset: int, rejected: Counter[str]) -> list[_Item]:
+    def _items(self, batch: Batch, task: ShardTask, offset: int, rejected: Counter[str]) -> list[Item]:
         n = batch.batch_size
         gpu_jpeg = self.spec.format == "jpg" and self.shards.jpeg_encoder == "torchvision"
         images, finite, ok = to_uint8(batch.image)
@@ -261,9 +186,9 @@ class ShardWriter:
             encoded = dict(zip(rows.tolist(), jpegs, strict=True))
         labels = None if batch.label is None else batch.label.detach().cpu().tolist()
         prov = batch.meta.get("provenance")
-        boxes = _boxes_rows(batch)
+        boxes = boxes_rows(batch)
         masks = None if batch.masks is None else batch.masks.detach().cpu().to(torch.uint8).numpy()
-        items: list[_Item] = []
+        items: list[Item] = []
         for r in range(n):
             if not ok[r]:
                 continue
@@ -274,7 +199,7 @@ class ShardWriter:
             if label is not None:
                 meta["label"] = label
             items.append(
-                _Item(
+                Item(
                     key=f"{task.index:06d}-{k:06d}",
                     image=encoded.get(r, images[r]),
                     label=label,
@@ -294,32 +219,118 @@ class ShardWriter:
         return res
 
     def write_many(self, indices: Iterable[int]) -> Generator[ShardRecord | ShardFailure, None, None]:
-        """Write shards in order; each one's fsync and rename overlap the next one's encoding.
+        """Write shards in order, the next one's encoding overlapping the last one's tail, fsync and rename.
 
         Yields, in order, a ``ShardRecord`` per shard renamed into place or a ``ShardFailure``
-        (its temporary file removed, nothing under its name); a failure does not stop the others.
+        (its temporary file removed, nothing under its name); a failure does not stop the
+        others, except a full disk, after which no new shard is started.
         """
-        finishing: deque[Future[ShardRecord | ShardFailure]] = deque()
+        work: queue.Queue[tuple[_OpenShard, Any] | None] = queue.Queue(maxsize=self._limit())
+        results: queue.Queue[ShardRecord | ShardFailure] = queue.Queue()
+        stop = threading.Event()
+        sink = threading.Thread(
+            target=self._sink, args=(work, results, stop), name="augmentgen-sink", daemon=True
+        )
+        sink.start()
+        owed = 0  # shards handed to the sink whose result has not been yielded
         try:
             for i in indices:
-                try:
-                    shard = self._write_data(i)
-                    fut = self.finisher.submit(self._finish, shard)
-                except Exception as e:  # noqa: BLE001 - reported to the caller, who retries or records it
-                    fut = Future()
-                    fut.set_result(ShardFailure(i, self._explain(e, i)))
-                finishing.append(fut)
-                failure = fut.result() if fut.done() else None
-                if isinstance(failure, ShardFailure) and isinstance(failure.error, DiskFullError):
-                    break  # no point starting another shard on a full disk
-                # At most two shards wait for their fsync: open files and dirty pages stay bounded.
-                while finishing and (finishing[0].done() or len(finishing) > 2):
-                    yield finishing.popleft().result()
-            while finishing:
-                yield finishing.popleft().result()
+                if stop.is_set():
+                    break
+                self._produce(i, work, stop)
+                owed += 1
+                while owed and not results.empty():
+                    owed -= 1
+                    yield results.get()
+            while owed:
+                owed -= 1
+                yield self._next_result(results, sink)
         finally:
-            for fut in finishing:  # closed early: still finish what was written, nothing is left half-done
-                fut.result()
+            work.put(None)  # the sink finishes what it holds, removes any unfinished temporary file, and ends
+            sink.join()
+
+    def _limit(self) -> int:
+        step = chunk_size(64, 64)  # a guess before the first batch; the queue bound only needs the order
+        return self.queue or max(4 * self.threads, 2 * -(-self.shards.batch_size // step))
+
+    @staticmethod
+    def _next_result(
+        results: queue.Queue[ShardRecord | ShardFailure], sink: threading.Thread
+    ) -> ShardRecord | ShardFailure:
+        while True:
+            try:
+                return results.get(timeout=0.5)
+            except queue.Empty:
+                if not sink.is_alive():
+                    raise RuntimeError("the shard sink thread died; see the log above") from None
+
+    def _produce(
+        self, index: int, work: queue.Queue[tuple[_OpenShard, Any] | None], stop: threading.Event
+    ) -> None:
+        """Draw shard ``index``'s batches and queue its encode chunks, then its end (or its failure)."""
+        final = self.out / self.shards.file_name(index)
+        shard = _OpenShard(index, final, final.with_name(final.name + f"{TMP_MARK}{os.getpid()}"))
+        try:
+            task = self.task(index)
+            position = 0  # rows seen so far, rejected ones included: keys stay put when a row is dropped
+            for batch in self.source.batches(task):
+                items = self._items(batch, task, position, shard.rejected)
+                position += batch.batch_size
+                shard.samples += len(items)
+                shard.classes.update(it.label for it in items if it.label is not None)
+                step = chunk_size(*batch.size)
+                for c in range(0, len(items), step):
+                    work.put((shard, self.pool.submit(encode_chunk, items[c : c + step], self.spec)))
+                if stop.is_set():
+                    raise DiskFullError(errno.ENOSPC, "stopped: the disk is full")
+        except Exception as e:  # noqa: BLE001 - the sink reports it in order; the caller retries or records it
+            work.put((shard, _Failed(self._explain(e, index))))
+            return
+        work.put((shard, _END))
+
+    def _sink(
+        self,
+        work: queue.Queue[tuple[_OpenShard, Any] | None],
+        results: queue.Queue[ShardRecord | ShardFailure],
+        stop: threading.Event,
+    ) -> None:
+        """Append chunks in order; at a shard's end, fsync and rename it (or remove it when it failed)."""
+        current: _OpenShard | None = None
+        while True:
+            item = work.get()
+            if item is None:
+                if current is not None:  # the producer was interrupted mid-shard
+                    self._discard(current)
+                return
+            shard, what = item
+            current = shard
+            if what is _END or isinstance(what, _Failed):
+                if isinstance(what, _Failed) and shard.error is None:
+                    shard.error = what.error
+                res = self._finish(shard)
+                if isinstance(res, ShardFailure) and isinstance(res.error, DiskFullError):
+                    stop.set()
+                results.put(res)
+                current = None
+                continue
+            try:
+                data = what.result()
+                if shard.error is None:
+                    if shard.file is None:
+                        shard.file = open(shard.tmp, "wb", buffering=1 << 20)  # noqa: SIM115 - closed in _finish
+                    shard.file.write(data)
+                    shard.hasher.update(data)
+                    shard.size += len(data)
+            except Exception as e:  # noqa: BLE001 - the shard fails; its end reports it
+                if shard.error is None:
+                    shard.error = self._explain(e, shard.index)
+                    if isinstance(shard.error, DiskFullError):
+                        stop.set()
+
+    def _discard(self, shard: _OpenShard) -> None:
+        if shard.file is not None:
+            shard.file.close()
+        shard.tmp.unlink(missing_ok=True)
 
     def _explain(self, e: Exception, index: int) -> Exception:
         if (
@@ -336,59 +347,24 @@ class ShardWriter:
             return err
         return e
 
-    def _write_data(self, index: int) -> _OpenShard:
-        task = self.task(index)
-        final = self.out / self.shards.file_name(index)
-        shard = _OpenShard(index, final, final.with_name(final.name + f"{TMP_MARK}{os.getpid()}"))
-        pending: deque[Future[bytes]] = deque()
-        f = open(shard.tmp, "wb", buffering=1 << 20)  # noqa: SIM115 - closed by _finish or below
-        try:
-
-            def flush_one() -> None:
-                data = pending.popleft().result()
-                f.write(data)
-                shard.hasher.update(data)
-                shard.size += len(data)
-
-            position = 0  # rows seen so far, rejected ones included: keys stay put when a row is dropped
-            for batch in self.source.batches(task):
-                items = self._items(batch, task, position, shard.rejected)
-                position += batch.batch_size
-                shard.samples += len(items)
-                shard.classes.update(it.label for it in items if it.label is not None)
-                step = _chunk_size(*batch.size)
-                # Enough chunks in flight to cover two batches: the pool keeps busy while the next batch is made.
-                limit = self.queue or max(4 * self.threads, 2 * -(-self.shards.batch_size // step))
-                for c in range(0, len(items), step):
-                    pending.append(self.pool.submit(encode_chunk, items[c : c + step], self.spec))
-                    while len(pending) >= limit:
-                        flush_one()
-            while pending:
-                flush_one()
-            end = tar_end(shard.size)
-            f.write(end)
-            shard.hasher.update(end)
-            shard.size += len(end)
-            shard.file = f
-            return shard
-        except BaseException:
-            for fut in pending:
-                fut.cancel()
-            f.close()
-            shard.tmp.unlink(missing_ok=True)
-            raise
-
     def _finish(self, shard: _OpenShard) -> ShardRecord | ShardFailure:
-        """fsync, close and rename a fully written shard (runs on the finisher thread)."""
+        """Write the end marker, fsync, close and rename a whole shard; remove a failed one."""
         try:
-            assert shard.file is not None
+            if shard.error is not None:
+                raise shard.error
+            if shard.file is None:  # every row was rejected: still a valid, empty shard
+                shard.file = open(shard.tmp, "wb")  # noqa: SIM115 - closed below
+            end = tar_end(shard.size)
             with shard.file as f:
+                f.write(end)
+                shard.hasher.update(end)
+                shard.size += len(end)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(shard.tmp, shard.final)
             fsync_dir(self.out)
         except Exception as e:  # noqa: BLE001 - reported like any shard failure
-            shard.tmp.unlink(missing_ok=True)
+            self._discard(shard)
             return ShardFailure(shard.index, self._explain(e, shard.index))
         return ShardRecord(
             index=shard.index,

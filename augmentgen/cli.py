@@ -271,6 +271,104 @@ def bench_shards(
 
 
 # ---- recipes and the main job ---------------------------------------------------------
+def _load_recipe_or_exit(recipe: Path, set_: list[str] | None) -> Any:
+    from augmentgen.recipes import load_recipe
+
+    try:
+        return load_recipe(recipe, set_ or [])
+    except ValueError as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from e
+
+
+@app.command()
+def show(
+    recipe: Annotated[Path, typer.Argument(help="A recipe YAML (see recipes/).")],
+    set_: Annotated[
+        Optional[list[str]], typer.Option("--set", help="Override a recipe field: a.b.c=value (repeatable).")
+    ] = None,
+) -> None:
+    """Print the resolved recipe (every default filled in) and its hash."""
+    from augmentgen.recipes import dump_recipe
+
+    r = _load_recipe_or_exit(recipe, set_)
+    print(f"# recipe sha256: {r.sha256()}")
+    print(dump_recipe(r), end="")
+
+
+@app.command()
+def run(
+    recipe: Annotated[Path, typer.Argument(help="A recipe YAML (see recipes/).")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (default runs/NAME).")] = None,
+    set_: Annotated[
+        Optional[list[str]], typer.Option("--set", help="Override a recipe field: a.b.c=value (repeatable).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+) -> None:
+    """The main job: train or load generators, write shards, verify, check, evaluate, report.
+
+    Each stage is skipped when it is already done for the same recipe hash, so running the same
+    command again after a crash or a kill picks up where it stopped. Exits 1 when a gate fails.
+    """
+    from augmentgen.generators.monitors import TrainingStopped
+    from augmentgen.recipes.run import run_recipe
+
+    r = _load_recipe_or_exit(recipe, set_)
+    out_dir = out if out is not None else Path("runs") / r.name
+    try:
+        result = run_recipe(r, out_dir, console=None if quiet else console)
+    except TrainingStopped as e:
+        console.print(f"[red]training stopped ({e.reason}):[/red] {e}")
+        raise typer.Exit(2) from e
+    except (ValueError, TypeError, OSError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from e
+    console.print(f"report: {result.report}")
+    if not result.gates_passed:
+        console.print("[red]some gates failed[/red] (see the report)")
+        raise typer.Exit(1)
+
+
+@app.command()
+def evaluate(
+    target: Annotated[Path, typer.Argument(help="A recipe YAML, or a run folder of `augmentgen run`.")],
+    out: Annotated[
+        Optional[Path], typer.Option("--out", "-o", help="Run folder for a recipe (default runs/NAME).")
+    ] = None,
+    set_: Annotated[
+        Optional[list[str]], typer.Option("--set", help="Override a recipe field: a.b.c=value (repeatable).")
+    ] = None,
+) -> None:
+    """The downstream protocol: classifier accuracy with real, +classical, +synthetic and synthetic-only data.
+
+    Trains (or reuses) the recipe's generators on the same real subset, writes evaluation.json
+    and evaluation.png, and refreshes report.html.
+    """
+    from augmentgen.recipes.run import run_recipe
+
+    if target.is_dir():
+        if out is not None and out != target:
+            console.print("[red]error:[/red] --out is for a recipe; a run folder is evaluated in place")
+            raise typer.Exit(2)
+        recipe_file, out_dir = target / "recipe.yaml", target
+        r = _load_recipe_or_exit(recipe_file, set_)
+    else:
+        r = _load_recipe_or_exit(target, set_)
+        out_dir = out if out is not None else Path("runs") / r.name
+    try:
+        run_recipe(r, out_dir, stages=("train", "evaluate", "report"), console=console)
+    except (ValueError, TypeError, OSError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from e
+    ev = json.loads((out_dir / "evaluation.json").read_text())
+    from rich.table import Table
+
+    table = Table("arm", "mean", "std", "train images")
+    for arm, a in ev["arms"].items():
+        table.add_row(arm, f"{a['mean']:.4f}", f"{a['std']:.4f}", str(a["train_images"]))
+    console.print(table)
+    console.print(f"evaluation: {out_dir / 'evaluation.json'}  report: {out_dir / 'report.html'}")
+
 
 
 def main() -> None:

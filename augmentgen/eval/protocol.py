@@ -1,0 +1,211 @@
+"""The downstream protocol: does augmentation, and synthetic data, make the classifier better?
+
+The reference classifier is trained, with the same steps and settings, in up to four arms and
+tested on real test data:
+
+- ``real``: the real training subset only;
+- ``real_classical``: plus ``classical_copies`` copies of it through the classical pipeline;
+- ``real_classical_synthetic``: plus generated images from generators trained on the SAME
+  real subset (the caller guarantees that; ``recipes.run`` does);
+- ``synthetic``: generated images only (Classification Accuracy Score, Ravuri & Vinyals 2019,
+  https://arxiv.org/abs/1905.10887).
+
+Each arm runs once per seed (the seed drives classifier init and order, augmentation draws and
+generation); the result holds every accuracy and their mean and std.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from augmentgen.core.batch import Batch
+from augmentgen.core.generator import SampleGenerator
+from augmentgen.core.rng import derive_seed, torch_rng
+from augmentgen.eval.cas import generate_dataset
+from augmentgen.eval.classifier import train_classifier
+
+logger = logging.getLogger(__name__)
+
+ARMS = ("real", "real_classical", "real_classical_synthetic", "synthetic")
+PipelineFn = Callable[..., Any]
+
+
+@dataclass
+class ArmResult:
+    """Accuracies of one arm, one per seed, and what it trained on."""
+
+    arm: str
+    seeds: list[int]
+    accuracy: list[float]
+    train_images: int
+    seconds: float
+    mean: float = 0.0
+    std: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.mean = statistics.fmean(self.accuracy) if self.accuracy else float("nan")
+        self.std = statistics.stdev(self.accuracy) if len(self.accuracy) > 1 else 0.0
+
+
+@dataclass
+class Evaluation:
+    """All arms of one evaluation, ready for ``evaluation.json``."""
+
+    arms: dict[str, ArmResult] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        gains: dict[str, float] = {}
+        a = self.arms
+        if "real" in a and "real_classical" in a:
+            gains["classical_over_real"] = a["real_classical"].mean - a["real"].mean
+        if "real_classical" in a and "real_classical_synthetic" in a:
+            gains["synthetic_over_classical"] = a["real_classical_synthetic"].mean - a["real_classical"].mean
+        return {"settings": self.settings, "arms": {k: asdict(v) for k, v in a.items()}, "gains": gains}
+
+
+def _to_uint8(x: torch.Tensor) -> torch.Tensor:
+    if x.dtype == torch.uint8:
+        return x.cpu()
+    return (x.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).cpu()
+
+
+def augment_copies(data: Batch, pipeline: PipelineFn, copies: int, seed: int, chunk: int = 2048) -> Batch:
+    """``copies`` pipeline-augmented copies of every row of ``data`` (uint8, labels kept), copy-major.
+
+    Shape:
+        ``[N, C, H, W]`` -> ``[copies * N, C, H, W]``.
+    """
+    parts, labels = [], []
+    for c in range(copies):
+        for i in range(0, data.batch_size, chunk):
+            rows = data.index(torch.arange(i, min(i + chunk, data.batch_size))).as_float()
+            out = pipeline(rows, rng=torch_rng(seed, "eval-classical", c, i))
+            parts.append(_to_uint8(out.image))
+            if out.label is None:
+                raise ValueError("augment_copies: the pipeline dropped the labels")
+            labels.append(out.label.cpu())
+    return Batch(image=torch.cat(parts), label=torch.cat(labels))
+
+
+def synthetic_set(
+    generators: Mapping[str, SampleGenerator],
+    num_classes: int,
+    per_class: int,
+    seed: int,
+    temperatures: Mapping[str, float | None] | None = None,
+) -> Batch:
+    """``per_class`` generated images per class, split evenly over ``generators`` (uint8 CPU Batch)."""
+    if not generators:
+        raise ValueError("synthetic_set: no generators given")
+    names = sorted(generators)
+    parts = []
+    for k, name in enumerate(names):
+        share = per_class // len(names) + (1 if k < per_class % len(names) else 0)
+        if share == 0:
+            continue
+        temp = (temperatures or {}).get(name)
+        data, _ = generate_dataset(
+            generators[name],
+            num_classes,
+            share,
+            seed=derive_seed(seed, "eval-synthetic", name),
+            temperature=temp,
+        )
+        parts.append(data)
+    return Batch(
+        image=torch.cat([p.image for p in parts]),
+        label=torch.cat([p.label for p in parts if p.label is not None]),
+    )
+
+
+def _concat(*batches: Batch) -> Batch:
+    return Batch(
+        image=torch.cat([_to_uint8(b.image) for b in batches]),
+        label=torch.cat([b.label.cpu() for b in batches if b.label is not None]),
+    )
+
+
+def evaluate_arms(
+    real: Batch,
+    test: Batch,
+    *,
+    num_classes: int,
+    pipeline: PipelineFn | None,
+    generators: Mapping[str, SampleGenerator],
+    arms: Sequence[str] = ARMS,
+    seeds: Sequence[int] = (0, 1, 2),
+    classical_copies: int = 4,
+    synthetic_per_class: int = 500,
+    temperatures: Mapping[str, float | None] | None = None,
+    classifier_kwargs: Mapping[str, Any] | None = None,
+    on_step: Callable[[str, int], None] | None = None,
+) -> Evaluation:
+    """Train the reference classifier in every arm and seed; accuracy on ``test``.
+
+    Args:
+        real: the real training subset (uint8 or float) with labels.
+        test: the real test set with labels.
+        num_classes: classes of the task.
+        pipeline: classical ops, a callable ``(Batch, rng=torch.Generator) -> Batch``; needed by the classical arms.
+        generators: label-conditioned generators trained on ``real`` only; needed by the synthetic arms.
+        arms: which of ``ARMS`` to run.
+        seeds: one run per seed per arm.
+        classical_copies: augmented copies of each real image in the classical arms.
+        synthetic_per_class: generated images per class, split over the generators.
+        classifier_kwargs: ``train_classifier`` settings shared by every arm (steps, batch_size, lr, config, augment).
+        on_step: called with ``(arm, seed)`` after each classifier is trained (progress).
+
+    Example:
+        >>> ev = evaluate_arms(real, test, num_classes=10, pipeline=pipe, generators={}, arms=["real"], seeds=[0])  # doctest: +SKIP
+        >>> ev.arms["real"].mean  # doctest: +SKIP
+    """
+    bad = sorted(set(arms) - set(ARMS))
+    if bad:
+        raise ValueError(f"evaluate_arms: unknown arm(s) {bad}; known: {list(ARMS)}")
+    if real.label is None or test.label is None:
+        raise ValueError("evaluate_arms: the real and test batches need labels")
+    if pipeline is None and {"real_classical", "real_classical_synthetic"} & set(arms):
+        raise ValueError("evaluate_arms: the classical arms need a pipeline (the recipe has none)")
+    if not generators and {"real_classical_synthetic", "synthetic"} & set(arms):
+        raise ValueError("evaluate_arms: the synthetic arms need at least one generator")
+    kw = dict(classifier_kwargs or {})
+    ev = Evaluation(
+        settings={
+            "seeds": list(seeds),
+            "classical_copies": classical_copies,
+            "synthetic_per_class": synthetic_per_class,
+            "real_images": real.batch_size,
+            "test_images": test.batch_size,
+            "generators": sorted(generators),
+            "classifier": {k: v for k, v in kw.items() if k != "config"},
+        }
+    )
+    real_u8 = _concat(real)
+    for arm in arms:
+        accs, t0, n_train = [], time.perf_counter(), 0
+        for seed in seeds:
+            parts = [] if arm == "synthetic" else [real_u8]
+            if arm in ("real_classical", "real_classical_synthetic"):
+                assert pipeline is not None
+                parts.append(
+                    augment_copies(real_u8, pipeline, classical_copies, derive_seed(seed, "classical"))
+                )
+            if arm in ("real_classical_synthetic", "synthetic"):
+                parts.append(synthetic_set(generators, num_classes, synthetic_per_class, seed, temperatures))
+            data = _concat(*parts)
+            n_train = data.batch_size
+            run = train_classifier(data, seed=seed, test=test, **kw)
+            accs.append(float(run.test_accuracy or 0.0))
+            logger.info("evaluate %s seed %d: accuracy %.4f on %d train images", arm, seed, accs[-1], n_train)
+            if on_step is not None:
+                on_step(arm, seed)
+        ev.arms[arm] = ArmResult(arm, list(seeds), accs, n_train, time.perf_counter() - t0)
+    return ev

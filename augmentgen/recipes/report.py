@@ -1,0 +1,163 @@
+"""The run's ``report.html``: stages, generators, shards, check verdicts (linked), the evaluation table and plot.
+
+Self-contained (the plot is embedded); each generator's full check report stays in
+``checks/{name}/report.html`` and is linked.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from augmentgen.recipes import stages as st
+from augmentgen.recipes.load import dump_recipe
+from augmentgen.recipes.schema import Recipe
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:24px auto;max-width:1000px;color:#1d232b;padding:0 16px}
+h2{margin-top:30px;border-bottom:1px solid #dde3ea;padding-bottom:4px;font-size:1.2em}
+table{border-collapse:collapse;width:100%;font-size:.93em} td,th{padding:5px 9px;border-bottom:1px solid #e6eaef;text-align:left}
+th{background:#f5f7fa} .ok{color:#1e7b34;font-weight:600} .bad{color:#b3261e;font-weight:600}
+.muted{color:#6b7785;font-size:.9em} pre{background:#f5f7fa;padding:10px;font-size:.8em;overflow-x:auto}
+"""
+
+ARM_LABELS = {
+    "real": "real only",
+    "real_classical": "real + classical ops",
+    "real_classical_synthetic": "real + classical + synthetic",
+    "synthetic": "synthetic only (CAS)",
+}
+
+
+def plot_evaluation(evaluation: dict[str, Any], path: Path) -> bytes:
+    """Bar chart of mean accuracy per arm with one-std error bars; PNG bytes, also written to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arms = evaluation["arms"]
+    names = list(arms)
+    means = [arms[a]["mean"] for a in names]
+    stds = [arms[a]["std"] for a in names]
+    fig, ax = plt.subplots(figsize=(6.5, 3.2), dpi=100)
+    ax.bar([ARM_LABELS.get(a, a) for a in names], means, yerr=stds, capsize=4, color="#5b8def")
+    for i, m in enumerate(means):
+        ax.text(i, m, f"{m:.3f}", ha="center", va="bottom", fontsize=8)
+    ax.set_ylabel("test accuracy")
+    n = evaluation.get("n_per_class")
+    ax.set_title(
+        f"{'all' if n is None else n} real images per class, {len(evaluation['settings']['seeds'])} seed(s)"
+    )
+    ax.tick_params(axis="x", labelsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    path.write_bytes(buf.getvalue())
+    return buf.getvalue()
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _stage_table(out: Path) -> str:
+    rows = []
+    for s in st.STAGES[:-1]:
+        m = st.read_marker(out, s)
+        state = "<span class=ok>done</span>" if m else "<span class=muted>not run</span>"
+        secs = f"{m.get('seconds', 0.0):.1f}" if m else "-"
+        rows.append(f"<tr><td>{s}</td><td>{state}</td><td>{secs}</td></tr>")
+    return (
+        "<table><tr><th>stage</th><th>state</th><th>seconds (last run)</th></tr>" + "".join(rows) + "</table>"
+    )
+
+
+def _generator_table(out: Path, recipe: Recipe) -> str:
+    train = (st.read_marker(out, "train") or {}).get("info", {})
+    gen = (st.read_marker(out, "generate") or {}).get("info", {})
+    ver = (st.read_marker(out, "verify") or {}).get("info", {})
+    chk = (st.read_marker(out, "check") or {}).get("info", {}).get("generators", {})
+    rows = []
+    for g in recipe.generators:
+        t = train.get("generators", {}).get(g.name, {})
+        trained = (
+            "loaded"
+            if g.from_pretrained
+            else f"{t.get('steps', '-')} steps, {t.get('train_seconds', 0):.0f} s"
+        )
+        samples = ver.get(g.name, {}).get("samples", gen.get(g.name, {}).get("samples", "-"))
+        c = chk.get(g.name)
+        if c is None:
+            verdict = "-"
+        elif c["passed"]:
+            verdict = "<span class=ok>gates pass</span>"
+        else:
+            verdict = "<span class=bad>FAIL: " + html.escape("; ".join(c["failed_gates"])) + "</span>"
+        link = f'<a href="checks/{g.name}/report.html">check report</a>' if c is not None else ""
+        rows.append(
+            f"<tr><td>{html.escape(g.name)} ({html.escape(g.kind)})</td><td>{trained}</td>"
+            f"<td>shards/{html.escape(g.name)}/: {samples} samples</td><td>{verdict} {link}</td></tr>"
+        )
+    head = "<tr><th>generator</th><th>training</th><th>shards (verified)</th><th>checks</th></tr>"
+    acc = train.get("classifier_test_accuracy")
+    note = f"<p>Reference classifier test accuracy: {acc:.4f} ({train.get('train_images')} real training images).</p>"
+    return (note if acc is not None else "") + "<table>" + head + "".join(rows) + "</table>"
+
+
+def _evaluation_section(out: Path) -> str:
+    ev = _read(out / "evaluation.json")
+    if ev is None:
+        return "<p class=muted>Not evaluated.</p>"
+    rows = "".join(
+        f"<tr><td>{ARM_LABELS.get(a, a)}</td><td>{v['mean']:.4f}</td><td>{v['std']:.4f}</td>"
+        f"<td>{', '.join(f'{x:.4f}' for x in v['accuracy'])}</td><td>{v['train_images']}</td></tr>"
+        for a, v in ev["arms"].items()
+    )
+    gains = "".join(f"<li>{html.escape(k)}: {v:+.4f}</li>" for k, v in ev.get("gains", {}).items())
+    s = ev["settings"]
+    img = ""
+    png = out / "evaluation.png"
+    if png.is_file():
+        img = f'<img alt="evaluation" src="data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}">'
+    return (
+        "<table><tr><th>arm</th><th>mean accuracy</th><th>std</th><th>per seed</th><th>train images</th></tr>"
+        + rows
+        + f"</table><ul>{gains}</ul>{img}<p class=muted>{s['real_images']} real training images, "
+        f"{s['test_images']} real test images, seeds {s['seeds']}, {s['classical_copies']} classical copies, "
+        f"{s['synthetic_per_class']} synthetic images per class from {', '.join(s['generators']) or '-'}.</p>"
+    )
+
+
+def write_report(out: Path, recipe: Recipe, recipe_sha256: str) -> Path:
+    """Write ``out/report.html`` from the stage markers and outputs; returns its path."""
+    body = [
+        f"<h1>augmentgen run: {html.escape(recipe.name)}</h1>",
+        f"<p class=muted>recipe sha256 {recipe_sha256}</p>",
+        "<h2>Stages</h2>",
+        _stage_table(out),
+        "<h2>Generators, shards and checks</h2>",
+        _generator_table(out, recipe),
+        "<h2>Downstream evaluation</h2>",
+        _evaluation_section(out),
+        "<h2>Resolved recipe</h2>",
+        f"<pre>{html.escape(dump_recipe(recipe))}</pre>",
+    ]
+    page = (
+        f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(recipe.name)}</title>"
+        f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n"
+    )
+    path = out / "report.html"
+    tmp = path.with_name(".report.html.tmp")
+    tmp.write_text(page)
+    tmp.replace(path)
+    return path

@@ -1,0 +1,221 @@
+"""The recipe schema: one YAML file from real data to shards, checks and the downstream evaluation.
+
+A recipe composes the section models the other modules already own (``DataSpec``,
+``ClassifierSpec``, ``GeneratorSpec`` from ``generators.config``; ``ShardsConfig`` and
+``RunConfig`` from ``shards.config``; ``CheckConfig`` from ``checks.suite``) and adds the
+sections only the main job needs (``filters``, ``evaluate``). Every model rejects unknown keys.
+
+Example::
+
+    name: digits-tiny
+    data: {source: digits, n_per_class: 20}
+    pipeline: {transforms: [{name: rotate, degrees: [-10, 10]}]}
+    generators:
+      - {name: cvae, kind: cvae, train: {steps: 30}}
+    shards: {count: 2, size: 40}
+    checks: {features: pixels, gates: {fid: "< 1e9"}}
+    evaluate: {seeds: [0]}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from augmentgen.checks.suite import CheckConfig
+from augmentgen.generators.config import ClassifierSpec, DataSpec, GeneratorSpec
+from augmentgen.shards.config import RunConfig, ShardsConfig
+
+Arm = Literal["real", "real_classical", "real_classical_synthetic", "synthetic"]
+ARMS: tuple[Arm, ...] = ("real", "real_classical", "real_classical_synthetic", "synthetic")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RecipeData(DataSpec):
+    """Where the real data comes from; ``root`` must exist when given."""
+
+    @field_validator("root")
+    @classmethod
+    def _root_exists(cls, v: str | None) -> str | None:
+        if v is not None and not Path(v).exists():
+            raise ValueError(f"path does not exist: {v!r}")
+        return v
+
+
+class RecipeGenerator(GeneratorSpec):
+    """A generator of the recipe: trained on the recipe's real data, or loaded with ``from_pretrained``."""
+
+    from_pretrained: str | None = Field(
+        default=None,
+        description="a generator folder (config.json + model.safetensors) used instead of training",
+    )
+    shards: bool = Field(default=True, description="write shards from this generator")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError(f"generator name must be letters, digits and '_' (it names folders), got {v!r}")
+        return v
+
+    @field_validator("from_pretrained")
+    @classmethod
+    def _exists(cls, v: str | None) -> str | None:
+        if v is not None and not (Path(v) / "config.json").is_file():
+            raise ValueError(f"from_pretrained folder has no config.json: {v!r}")
+        return v
+
+
+class FiltersSpec(_Strict):
+    """Per-sample filters applied to generated batches before they are written to shards."""
+
+    finite: bool = Field(default=True, description="drop rows with NaN/inf pixels")
+    blank_std: float | None = Field(
+        default=2.0 / 255.0, ge=0, description="drop rows whose pixel std is at most this; null disables"
+    )
+    min_confidence: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="drop rows the reference classifier gives less than this probability of their label",
+    )
+
+
+class ChecksSpec(CheckConfig):
+    """``CheckConfig`` (feature space, metrics, gates) plus how much data the run's check uses."""
+
+    enabled: bool = True
+    n_real: int = Field(default=2000, ge=2, description="real test images compared with the shards")
+    n_generated: int | None = Field(default=None, ge=2, description="shard samples checked (null: all)")
+
+    def check_config(self) -> CheckConfig:
+        return CheckConfig.model_validate(self.model_dump(exclude={"enabled", "n_real", "n_generated"}))
+
+
+class EvaluateSpec(_Strict):
+    """The downstream protocol: the reference classifier trained per arm and seed, tested on real test data.
+
+    Arms: ``real`` (the recipe's real subset), ``real_classical`` (plus ``classical_copies``
+    pipeline-augmented copies of it), ``real_classical_synthetic`` (plus ``synthetic_per_class``
+    images per class from the recipe's generators, trained on the same subset), ``synthetic``
+    (generated images only: CAS).
+    """
+
+    enabled: bool = True
+    arms: list[Arm] = Field(default_factory=lambda: list(ARMS))
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    classical_copies: int = Field(default=4, ge=1, description="augmented copies of each real image")
+    synthetic_per_class: int = Field(
+        default=500, ge=1, description="generated images per class (all generators)"
+    )
+    steps: int | None = Field(
+        default=None, ge=1, description="classifier steps per arm (null: classifier.steps)"
+    )
+    shift_augment: bool = Field(
+        default=False,
+        description="the classifier's built-in random shifts; off so 'real' is really un-augmented",
+    )
+    test_limit: int | None = Field(
+        default=None, ge=1, description="test images used (null: the full test set)"
+    )
+
+
+class Recipe(_Strict):
+    """A whole recipe: data, pipeline, generators, filters, shards, checks, evaluation.
+
+    Example:
+        >>> r = Recipe.model_validate({"data": {"source": "digits"}, "shards": {"count": 1}})
+        >>> len(r.sha256())
+        64
+    """
+
+    name: str = Field(default="recipe", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+    seed: int = 0
+    num_threads: int | None = Field(default=None, ge=1, description="torch.set_num_threads for the run")
+    data: RecipeData = Field(default_factory=lambda: RecipeData())
+    classifier: ClassifierSpec = Field(default_factory=lambda: ClassifierSpec())
+    pipeline: dict[str, Any] | list[Any] | None = Field(
+        default=None, description="classical ops (Pipeline.from_dict): on shards and in the classical arms"
+    )
+    generators: list[RecipeGenerator] = Field(default_factory=list)
+    filters: FiltersSpec = Field(default_factory=lambda: FiltersSpec())
+    shards: ShardsConfig
+    checks: ChecksSpec = Field(default_factory=lambda: ChecksSpec())
+    evaluate: EvaluateSpec = Field(default_factory=lambda: EvaluateSpec())
+    run: RunConfig = Field(default_factory=lambda: RunConfig())
+
+    @field_validator("pipeline")
+    @classmethod
+    def _pipeline(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        import augmentgen.ops  # noqa: F401  (fills the op registry)
+        from augmentgen.pipeline import Pipeline
+
+        Pipeline.from_dict(v, where="pipeline")  # unknown ops and bad hyperparameters fail here
+        return v
+
+    @model_validator(mode="after")
+    def _unique_generators(self) -> Recipe:
+        names = [g.name for g in self.generators]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"generators: names must be unique, repeated {dup}")
+        needs_gen = {"real_classical_synthetic", "synthetic"} & set(self.evaluate.arms)
+        if self.evaluate.enabled and needs_gen and not self.generators:
+            raise ValueError(f"evaluate.arms {sorted(needs_gen)} need at least one generator")
+        return self
+
+    def resolved(self) -> dict[str, Any]:
+        """The recipe with every default filled in, as JSON types."""
+        return self.model_dump(mode="json")
+
+    def sha256(self, sections: tuple[str, ...] | None = None) -> str:
+        """Hash of the resolved recipe (or some of its sections); ``run`` and ``num_threads`` never count.
+
+        Example:
+            >>> Recipe.model_validate({"shards": {"count": 1}}).sha256(("shards",))[:8]  # doctest: +SKIP
+        """
+        data = {k: v for k, v in self.resolved().items() if k not in ("run", "num_threads")}
+        if sections is not None:
+            data = {k: data[k] for k in sections}
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def field_docs(model: type[BaseModel] = Recipe, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """``(dotted field, type, default, description)`` for every field of ``model``, nested sections expanded.
+
+    Used to generate the README's recipe reference, so it cannot drift from the schema.
+    """
+    rows: list[tuple[str, str, str, str]] = []
+    for name, f in model.model_fields.items():
+        ann = f.annotation
+        key = f"{prefix}{name}"
+        sub = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        if sub is None:
+            inner = [
+                a for a in getattr(ann, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)
+            ]
+            sub = inner[0] if len(inner) == 1 and getattr(ann, "__origin__", None) is list else None
+            if sub is not None:
+                key += "[]"
+        if sub is not None:
+            doc = (sub.__doc__ or "").strip().splitlines()[0] if sub.__doc__ else ""
+            rows.append((key, "section", "", doc))
+            rows += field_docs(sub, key + ".")
+            continue
+        value = f.default_factory() if f.default_factory is not None else f.default  # type: ignore[call-arg]
+        default = "required" if f.is_required() else json.dumps(value, default=str)
+        tname = str(ann).replace("typing.", "") if not isinstance(ann, type) else ann.__name__
+        rows.append((key, tname, default, f.description or ""))
+    return rows

@@ -1,0 +1,113 @@
+"""The main job end to end on digits-tiny: shards, verify, checks, evaluation, report; skip, refuse, resume after a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from augmentgen.recipes import load_recipe
+from augmentgen.recipes.run import RunResult, run_recipe
+from augmentgen.recipes.stages import STAGES, read_marker
+from augmentgen.shards import verify_shards
+
+TINY = Path(__file__).resolve().parents[2] / "recipes" / "digits-tiny.yaml"
+# more, smaller shards than the recipe's own, so that a kill lands in the middle of the shard stage
+KILL_SET = ["shards.count=12", "shards.size=100", "shards.batch_size=50"]
+
+
+def _tars(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*.tar"))}
+
+
+def test_end_to_end(tiny_run: RunResult) -> None:
+    out = tiny_run.out
+    r = load_recipe(TINY)
+    assert tiny_run.ran == list(STAGES) and tiny_run.gates_passed
+    for stage in STAGES[:-1]:
+        m = read_marker(out, stage)
+        assert m is not None and m["recipe_sha256"] == r.sha256()
+    for g in ("cvae", "cgan"):
+        tars = sorted((out / "shards" / g).glob("*.tar"))
+        assert [t.name for t in tars] == [f"digits-{g}-{i:06d}.tar" for i in range(r.shards.count)]
+        rep = verify_shards(out / "shards" / g)
+        assert rep.ok and rep.complete and rep.samples == r.shards.count * r.shards.size
+        metrics = json.loads((out / "checks" / g / "metrics.json").read_text())
+        assert "fid" in json.dumps(metrics)
+        assert (out / "checks" / g / "report.html").is_file()
+    ev = json.loads((out / "evaluation.json").read_text())
+    assert list(ev["arms"]) == ["real", "real_classical", "real_classical_synthetic", "synthetic"]
+    n_real = 10 * r.data.n_per_class  # type: ignore[operator]
+    sizes = {a: v["train_images"] for a, v in ev["arms"].items()}
+    assert sizes == {
+        "real": n_real,
+        "real_classical": n_real * (1 + r.evaluate.classical_copies),
+        "real_classical_synthetic": n_real * (1 + r.evaluate.classical_copies)
+        + 10 * r.evaluate.synthetic_per_class,
+        "synthetic": 10 * r.evaluate.synthetic_per_class,
+    }
+    for v in ev["arms"].values():
+        assert 0.0 <= v["mean"] <= 1.0 and len(v["accuracy"]) == len(r.evaluate.seeds)
+    assert ev["recipe_sha256"] == r.sha256()
+    page = (out / "report.html").read_text()
+    assert r.sha256() in page and "Downstream evaluation" in page and "checks/cgan/report.html" in page
+    assert (out / "recipe.sha256").read_text().strip() == r.sha256()
+    assert load_recipe(out / "recipe.yaml") == r
+
+
+def test_rerun_skips_done_stages_and_keeps_shards(tiny_run: RunResult) -> None:
+    before = _tars(tiny_run.out / "shards")
+    again = run_recipe(load_recipe(TINY), tiny_run.out)
+    assert again.ran == ["report"] and again.skipped == list(STAGES[:-1])
+    assert _tars(tiny_run.out / "shards") == before
+
+
+def test_other_recipe_in_same_folder_is_refused(tiny_run: RunResult) -> None:
+    other = load_recipe(TINY, ["shards.size=7"])
+    with pytest.raises(ValueError, match="stage 'generate' was completed for another recipe"):
+        run_recipe(other, tiny_run.out)
+
+
+def test_changed_evaluation_reruns_only_evaluation(tiny_run: RunResult, tmp_path: Path) -> None:
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(tiny_run.out, out)
+    res = run_recipe(load_recipe(TINY, ["evaluate.arms=[real]"]), out, stages=("train", "evaluate", "report"))
+    assert res.skipped == ["train"] and res.ran == ["evaluate", "report"]
+    assert list(json.loads((out / "evaluation.json").read_text())["arms"]) == ["real"]
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_identical_shards(tiny_run: RunResult, tmp_path: Path) -> None:
+    # reference: an uninterrupted run of the same recipe (in this process)
+    ref = tmp_path / "ref"
+    run_recipe(load_recipe(TINY, KILL_SET), ref, stages=("train", "generate"))
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "augmentgen.cli", "run", str(TINY), "--out", str(out), "--quiet"]
+    for s in KILL_SET:
+        cmd += ["--set", s]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    killed_mid_shards = False
+    while proc.poll() is None and time.monotonic() < deadline:
+        if list((out / "shards" / "cvae").glob("*.tar")):  # the shard stage has begun
+            killed_mid_shards = read_marker(out, "generate") is None
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert killed_mid_shards
+    done_before = len(list((out / "shards").rglob("*.tar")))
+    assert done_before < 2 * 12
+    res = run_recipe(load_recipe(TINY, KILL_SET), out, stages=("train", "generate", "verify"))
+    assert res.skipped == ["train"]
+    assert _tars(out / "shards") == _tars(ref / "shards")
+    assert not list((out / "shards").rglob("*.tmp*"))

@@ -1,0 +1,172 @@
+"""What ``augmentgen check`` reads: a shard folder or a generator folder (generated side), a named source (real side).
+
+Shards are read with plain ``webdataset`` (members ``*.png``/``*.jpg`` image, ``cls``
+label); a folder with ``manifest.json`` contributes only the shards it lists as done.
+A generator folder (``config.json`` + ``model.safetensors``) is loaded through
+``core.registry.GENERATORS`` by its ``kind`` and sampled class-balanced under a seed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from augmentgen.core.registry import GENERATORS
+from augmentgen.core.rng import torch_rng
+from augmentgen.data.sources import ArrayDataset, load_digits, load_fashion_mnist, load_image_folder
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTS = ("png", "jpg", "jpeg", "webp")
+
+
+def load_real(spec: str) -> ArrayDataset:
+    """A real data set by name: ``fashion-mnist[:train|:test]``, ``digits[:train|:test|:all]``, an image folder, or a shard folder.
+
+    Example:
+        >>> len(load_real("digits:test"))
+        359
+    """
+    name, _, split = spec.partition(":")
+    if name in ("fashion-mnist", "fashion_mnist", "fmnist"):
+        return load_fashion_mnist(split or "train")
+    if name == "digits":
+        return load_digits(split or "train")
+    p = Path(spec)
+    if p.is_dir():
+        if any(p.glob("*.tar")):
+            images, labels = read_shards(p)
+            n = int(labels.max()) + 1 if labels.size else 0
+            return ArrayDataset(images, labels, [str(i) for i in range(n)], f"shards:{p.name}")
+        return load_image_folder(p)
+    raise ValueError(
+        f"--real {spec!r}: not a known source (fashion-mnist[:split], digits[:split]) nor an existing folder"
+    )
+
+
+def _done_shards(folder: Path) -> list[Path]:
+    manifest = folder / "manifest.json"
+    if manifest.is_file():
+        try:
+            m = json.loads(manifest.read_text())
+            shards = m.get("shards", {})
+            files = [
+                folder / shards[k]["file"]
+                for k in sorted(shards, key=int)
+                if shards[k].get("state") == "done"
+            ]
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{manifest}: cannot read the list of shards ({e})") from e
+        return files
+    return sorted(folder.glob("*.tar"))
+
+
+def _decode(data: bytes, where: str) -> np.ndarray:
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            arr = np.asarray(im.convert("L") if im.mode in ("L", "LA", "I;16", "1") else im.convert("RGB"))
+    except OSError as e:
+        raise ValueError(f"{where}: image does not decode ({e})") from e
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
+def read_shards(folder: str | Path, *, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``[N, H, W, C]`` uint8 and labels ``[N]`` int64 from the WebDataset tars of ``folder``.
+
+    Args:
+        folder: an output folder of ``augmentgen run`` (or any folder of ``.tar`` shards).
+        limit: stop after this many samples.
+    """
+    import webdataset as wds
+
+    root = Path(folder)
+    files = _done_shards(root)
+    if not files:
+        raise ValueError(f"{root}: no shards (*.tar, or done entries in manifest.json)")
+    images: list[np.ndarray] = []
+    labels: list[int] = []
+    ds = wds.WebDataset([str(f) for f in files], shardshuffle=False, empty_check=False)
+    for sample in ds:
+        key = f"{sample.get('__url__', root)}:{sample.get('__key__', '?')}"
+        ext = next(
+            (k for k in sample if k.rsplit(".", 1)[-1] in IMAGE_EXTS and not k.startswith("mask")), None
+        )
+        if ext is None:
+            raise ValueError(f"{key}: sample has no image member (members: {sorted(sample)})")
+        if "cls" not in sample:
+            raise ValueError(f"{key}: sample has no 'cls' member; checks need the conditioning label")
+        try:
+            labels.append(int(sample["cls"]))
+        except ValueError as e:
+            raise ValueError(f"{key}: 'cls' is not an integer ({sample['cls']!r})") from e
+        images.append(_decode(sample[ext], f"{key}.{ext}"))
+        if limit is not None and len(images) >= limit:
+            break
+    shapes = {a.shape for a in images}
+    if len(shapes) > 1:
+        raise ValueError(f"{root}: shards hold images of several shapes {sorted(shapes)}")
+    return np.stack(images), np.asarray(labels, dtype=np.int64)
+
+
+def is_generator_folder(path: str | Path) -> bool:
+    p = Path(path)
+    return (p / "config.json").is_file() and (p / "model.safetensors").is_file()
+
+
+def sample_generator(
+    folder: str | Path, n: int, classes: list[str], *, seed: int = 0, device: str = "cpu", chunk: int = 1000
+) -> ArrayDataset:
+    """``n`` class-balanced samples (labels ``i % K``) of the generator saved in ``folder``, quantised to uint8.
+
+    The generator class comes from ``config.json``'s ``kind`` via ``GENERATORS``; the caller
+    imports the package that registers it (``augmentgen.generators``; the CLI does).
+    """
+    p = Path(folder)
+    try:
+        kind = str(json.loads((p / "config.json").read_text())["kind"])
+    except (OSError, ValueError, KeyError) as e:
+        raise ValueError(f"{p / 'config.json'}: cannot read the generator kind ({e})") from e
+    if kind not in GENERATORS:
+        raise ValueError(
+            f"{p}: generator kind '{kind}' is not registered (known: {GENERATORS.names()}); "
+            "import the package that defines it, e.g. augmentgen.generators"
+        )
+    model = GENERATORS.get(kind).from_pretrained(p, device=device)
+    k = len(classes)
+    if getattr(model, "num_classes", k) != k:
+        raise ValueError(f"generator {p} has {model.num_classes} classes, the real data has {k}")
+    labels = torch.arange(n) % k
+    parts = []
+    for s in range(0, n, chunk):
+        cond = labels[s : s + chunk]
+        batch = model.generate(cond, int(cond.numel()), torch_rng(seed, "check", s, device=device))
+        img = batch.image.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu()
+        parts.append(img.permute(0, 2, 3, 1).numpy())
+    return ArrayDataset(np.concatenate(parts), labels.numpy(), list(classes), f"generator:{p.name}")
+
+
+def load_generated(
+    path: str | Path, classes: list[str], *, n: int | None = None, seed: int = 0, device: str = "cpu"
+) -> ArrayDataset:
+    """Generated samples from a shard folder or a generator folder (``n`` defaults to 10,000 for generators)."""
+    p = Path(path)
+    if not p.exists():
+        raise ValueError(f"{p} does not exist")
+    if is_generator_folder(p):
+        return sample_generator(p, n or 10_000, classes, seed=seed, device=device)
+    if p.is_dir():
+        images, labels = read_shards(p, limit=n)
+        if labels.size and int(labels.max()) >= len(classes):
+            raise ValueError(
+                f"{p}: labels reach {int(labels.max())}, the real data has {len(classes)} classes"
+            )
+        return ArrayDataset(images, labels, list(classes), f"shards:{p.name}")
+    raise ValueError(
+        f"{p}: expected a shard folder (*.tar) or a generator folder (config.json + model.safetensors)"
+    )

@@ -418,14 +418,25 @@ def _load_recipe_or_exit(recipe: Path, set_: list[str] | None) -> Any:
 
 @app.command()
 def show(
-    recipe: Annotated[Path, typer.Argument(help="A recipe YAML (see recipes/).")],
+    recipe: Annotated[Optional[Path], typer.Argument(help="A recipe YAML (see recipes/).")] = None,
     set_: Annotated[
         Optional[list[str]], typer.Option("--set", help="Override a recipe field: a.b.c=value (repeatable).")
     ] = None,
+    reference: Annotated[
+        bool, typer.Option("--reference", help="Print the recipe reference (every field) as Markdown.")
+    ] = False,
 ) -> None:
-    """Print the resolved recipe (every default filled in) and its hash."""
+    """Print the resolved recipe (every default filled in) and its hash, or the recipe reference."""
     from augmentgen.recipes import dump_recipe
 
+    if reference:
+        from augmentgen.recipes.reference import reference_markdown
+
+        print(reference_markdown(), end="")
+        return
+    if recipe is None:
+        console.print("[red]error:[/red] give a RECIPE (or --reference)")
+        raise typer.Exit(2)
     r = _load_recipe_or_exit(recipe, set_)
     print(f"# recipe sha256: {r.sha256()}")
     print(dump_recipe(r), end="")

@@ -138,8 +138,12 @@ class Recipe(_Strict):
         64
     """
 
-    name: str = Field(default="recipe", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
-    seed: int = 0
+    name: str = Field(
+        default="recipe",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$",
+        description="names the run folder (runs/NAME)",
+    )
+    seed: int = Field(default=0, description="seed of sampling for the label agreement and test subsets")
     num_threads: int | None = Field(default=None, ge=1, description="torch.set_num_threads for the run")
     data: RecipeData = Field(default_factory=lambda: RecipeData())
     classifier: ClassifierSpec = Field(default_factory=lambda: ClassifierSpec())
@@ -192,12 +196,36 @@ class Recipe(_Strict):
         return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _docstring_args(model: type[BaseModel]) -> dict[str, str]:
+    """``name: text`` entries of the ``Args:`` section of a model's docstring (continuation lines joined)."""
+    out: dict[str, str] = {}
+    doc = model.__doc__ or ""
+    if "Args:" not in doc:
+        return out
+    current = None
+    for line in doc.split("Args:", 1)[1].splitlines():
+        stripped = line.strip()
+        if not stripped:
+            continue
+        m = re.match(r"^(\w+): (.*)$", stripped)
+        indent = len(line) - len(line.lstrip())
+        if m and indent <= 8:
+            current = m.group(1)
+            out[current] = m.group(2)
+        elif current is not None and indent > 8:
+            out[current] += " " + stripped
+        elif stripped.endswith(":"):
+            break
+    return out
+
+
 def field_docs(model: type[BaseModel] = Recipe, prefix: str = "") -> list[tuple[str, str, str, str]]:
     """``(dotted field, type, default, description)`` for every field of ``model``, nested sections expanded.
 
     Used to generate the README's recipe reference, so it cannot drift from the schema.
     """
     rows: list[tuple[str, str, str, str]] = []
+    args = _docstring_args(model)
     for name, f in model.model_fields.items():
         ann = f.annotation
         key = f"{prefix}{name}"
@@ -217,5 +245,5 @@ def field_docs(model: type[BaseModel] = Recipe, prefix: str = "") -> list[tuple[
         value = f.default_factory() if f.default_factory is not None else f.default  # type: ignore[call-arg]
         default = "required" if f.is_required() else json.dumps(value, default=str)
         tname = str(ann).replace("typing.", "") if not isinstance(ann, type) else ann.__name__
-        rows.append((key, tname, default, f.description or ""))
+        rows.append((key, tname, default, f.description or args.get(name, "")))
     return rows

@@ -111,3 +111,19 @@ def test_killed_run_resumes_to_identical_shards(tiny_run: RunResult, tmp_path: P
     assert res.skipped == ["train"]
     assert _tars(out / "shards") == _tars(ref / "shards")
     assert not list((out / "shards").rglob("*.tmp*"))
+
+
+def test_evaluate_command_on_a_run_folder(tiny_run: RunResult, tmp_path: Path) -> None:
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from augmentgen.cli import app
+
+    out = tmp_path / "run"
+    shutil.copytree(tiny_run.out, out)
+    (out / "evaluation.json").unlink()
+    res = CliRunner().invoke(app, ["evaluate", str(out), "--set", "evaluate.arms=[real, synthetic]"])
+    assert res.exit_code == 0, res.output
+    assert "synthetic" in res.output and "skipped" in res.output  # train reused, not redone
+    assert list(json.loads((out / "evaluation.json").read_text())["arms"]) == ["real", "synthetic"]

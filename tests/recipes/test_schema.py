@@ -174,3 +174,13 @@ def test_show_prints_the_resolved_recipe() -> None:
     assert head == f"# recipe sha256: {r.sha256()}"
     bad = subprocess.run([*cmd[:-1], "shards.count=x"], capture_output=True, text=True)
     assert bad.returncode == 2 and "shards.count" in bad.stdout and "--set shards.count=x" in bad.stdout
+
+
+def test_reference_lists_every_field_with_the_docstring_fallback() -> None:
+    from augmentgen.recipes.reference import reference_markdown
+
+    text = reference_markdown()
+    for key, *_ in field_docs():
+        assert f"`{key}`" in text
+    # ShardsConfig documents its fields in its docstring's Args: the reference picks them up
+    assert "| `shards.count` | `int` | `required` | number of shards. |" in text

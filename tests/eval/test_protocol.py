@@ -1,0 +1,90 @@
+"""The downstream protocol: arms, sizes, determinism under a seed, and errors for missing parts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from augmentgen.core import Batch
+from augmentgen.eval.classifier import ClassifierConfig
+from augmentgen.eval.protocol import ArmResult, augment_copies, evaluate_arms, synthetic_set
+
+
+class _Repeat:
+    """A 'generator' that returns real images of the asked label (a stand-in, fast and deterministic)."""
+
+    def __init__(self, data: Batch) -> None:
+        self.data = data
+
+    def generate(self, condition: torch.Tensor, n: int, rng: torch.Generator, **kw: Any) -> Batch:
+        assert self.data.label is not None
+        rows = [int(torch.nonzero(self.data.label == c)[0]) for c in condition.tolist()]
+        return Batch(image=self.data.image[rows], label=condition.clone())
+
+
+def _shift(batch: Batch, *, rng: torch.Generator) -> Batch:
+    k = int(torch.randint(1, 3, (1,), generator=rng))
+    return batch.replace(image=torch.roll(batch.image, k, dims=-1))
+
+
+KW = {
+    "config": ClassifierConfig(image_size=8, width=4, hidden=16),
+    "steps": 15,
+    "batch_size": 32,
+    "augment": False,
+}
+
+
+def test_arms_sizes_and_determinism(digits_train: Batch, digits_test: Batch) -> None:
+    real = digits_train.index(torch.arange(200))
+    gens = {"a": _Repeat(digits_train), "b": _Repeat(digits_train)}
+    run = lambda: evaluate_arms(  # noqa: E731
+        real, digits_test, num_classes=10, pipeline=_shift, generators=gens, seeds=[0, 1],
+        classical_copies=2, synthetic_per_class=5, classifier_kwargs=KW,
+    )  # fmt: skip
+    ev = run()
+    assert list(ev.arms) == ["real", "real_classical", "real_classical_synthetic", "synthetic"]
+    assert {k: v.train_images for k, v in ev.arms.items()} == {
+        "real": 200,
+        "real_classical": 600,
+        "real_classical_synthetic": 650,
+        "synthetic": 50,
+    }
+    for a in ev.arms.values():
+        assert len(a.accuracy) == 2 and all(0.0 <= x <= 1.0 for x in a.accuracy)
+    again = run()
+    assert {k: v.accuracy for k, v in again.arms.items()} == {k: v.accuracy for k, v in ev.arms.items()}
+    d = ev.to_dict()
+    assert d["gains"]["synthetic_over_classical"] == pytest.approx(
+        ev.arms["real_classical_synthetic"].mean - ev.arms["real_classical"].mean
+    )
+
+
+def test_mean_and_std() -> None:
+    a = ArmResult("real", [0, 1, 2], [0.5, 0.6, 0.7], 10, 1.0)
+    assert a.mean == pytest.approx(0.6) and a.std == pytest.approx(0.1)
+    assert ArmResult("real", [0], [0.5], 10, 1.0).std == 0.0
+
+
+def test_helpers(digits_train: Batch) -> None:
+    real = digits_train.index(torch.arange(30))
+    aug = augment_copies(real, _shift, 3, seed=0)
+    assert aug.image.shape == (90, *real.image.shape[1:]) and aug.image.dtype == torch.uint8
+    assert torch.equal(aug.label, real.label.repeat(3))  # type: ignore[union-attr]
+    syn = synthetic_set({"a": _Repeat(digits_train), "b": _Repeat(digits_train)}, 10, 3, seed=0)
+    assert syn.batch_size == 30 and torch.bincount(syn.label, minlength=10).tolist() == [3] * 10  # type: ignore[arg-type]
+
+
+def test_missing_parts_are_errors(digits_train: Batch, digits_test: Batch) -> None:
+    with pytest.raises(ValueError, match="classical arms need a pipeline"):
+        evaluate_arms(
+            digits_train, digits_test, num_classes=10, pipeline=None, generators={}, arms=["real_classical"]
+        )
+    with pytest.raises(ValueError, match="synthetic arms need at least one generator"):
+        evaluate_arms(
+            digits_train, digits_test, num_classes=10, pipeline=_shift, generators={}, arms=["synthetic"]
+        )
+    with pytest.raises(ValueError, match="unknown arm"):
+        evaluate_arms(digits_train, digits_test, num_classes=10, pipeline=None, generators={}, arms=["nope"])

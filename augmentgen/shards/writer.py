@@ -34,7 +34,7 @@ from augmentgen.shards.config import ShardsConfig
 from augmentgen.shards.encoders import EncodeSpec, encode_jpeg_torch, to_uint8
 from augmentgen.shards.manifest import ShardEntry, fsync_dir
 from augmentgen.shards.members import Item, boxes_rows, chunk_size, encode_chunk
-from augmentgen.shards.sources import ShardSource, ShardTask
+from augmentgen.shards.sources import ShardSource, ShardTask, jsonable
 from augmentgen.shards.tario import tar_end
 
 logger = logging.getLogger(__name__)
@@ -186,6 +186,12 @@ class ShardWriter:
             encoded = dict(zip(rows.tolist(), jpegs, strict=True))
         labels = None if batch.label is None else batch.label.detach().cpu().tolist()
         prov = batch.meta.get("provenance")
+        # Other per-sample meta lists (filter scores a wrapping source added, prompts) join the provenance.
+        extra = [
+            (k, v)
+            for k, v in batch.meta.items()
+            if k != "provenance" and isinstance(v, (list, tuple)) and len(v) == n
+        ]
         boxes = boxes_rows(batch)
         masks = None if batch.masks is None else batch.masks.detach().cpu().to(torch.uint8).numpy()
         items: list[Item] = []
@@ -194,6 +200,9 @@ class ShardWriter:
                 continue
             k = offset + r
             meta = dict(prov[r]) if isinstance(prov, list) and r < len(prov) else {}
+            for name, values in extra:
+                if name not in meta:
+                    meta[name] = jsonable(values[r])
             meta.update(shard=task.index, index=k)
             label = None if labels is None else int(labels[r])
             if label is not None:

@@ -269,3 +269,28 @@ def test_golden_bytes_of_an_npy_shard(tmp_path: Path) -> None:
         "toy-000000.tar": "6d6746746bb16ce03f6772ddc14fa58fb06d02a9f248ff5fd7442e2e82bb7129",
         "toy-000001.tar": "6e28a87e6d7448ca3af6a5623bfd4d6ee00ac96ed0b8f8fbdd825702ea44b750",
     }
+
+
+class _ScoringSource:
+    """Wraps a source the way a filter does: drops a row and adds per-sample scores to the batch meta."""
+
+    def __init__(self) -> None:
+        ds = noise_dataset(16, 4)
+        self.inner = DatasetSource(ds.images, ds.labels)
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.inner.describe(), "filters": "drop row 0"}
+
+    def batches(self, task: ShardTask) -> Iterator[Batch]:
+        for b in self.inner.batches(task):
+            kept = b.index(torch.arange(1, b.batch_size))
+            yield kept.replace(meta={**kept.meta, "filter_score": [0.5 + r for r in range(kept.batch_size)]})
+
+
+def test_scores_added_by_a_wrapping_source_land_in_provenance(tmp_path: Path) -> None:
+    with ShardWriter(_ScoringSource(), ShardsConfig(name="s", count=1, size=8, batch_size=4), tmp_path) as w:
+        rec = w.write(0)
+    assert rec.samples == 6
+    metas = [decode_sample(r)["meta"] for r in iter_raw_samples(tmp_path / "s-000000.tar")]
+    assert [m["filter_score"] for m in metas] == [0.5, 1.5, 2.5] * 2
+    assert [m["row"] for m in metas] == [1, 2, 3] * 2  # the source's own rows survive the filter

@@ -273,6 +273,9 @@ def _stage_check(ctx: _Ctx) -> dict[str, Any]:
             train=train, classifier=ctx.classifier(), n=spec.n_generated, cache_dir=None,
             training_log=read_training_log(log_path) if log_path.is_file() else None, log=ctx.say,
         )  # fmt: skip
+        metrics_path = ctx.out / "checks" / g.name / "metrics.json"
+        if metrics_path.is_file():  # stamp the check's metrics with the recipe that made them
+            st.write_json(metrics_path, {**json.loads(metrics_path.read_text()), "recipe_sha256": ctx.sha})
         failed = [", ".join(r.details.get("gates", [])) for r in job.run.failed] + list(job.run.unknown_gates)
         info["generators"][g.name] = {
             "passed": job.run.passed, "failed_gates": failed,

@@ -39,7 +39,7 @@ def test_end_to_end(tiny_run: RunResult) -> None:
         rep = verify_shards(out / "shards" / g)
         assert rep.ok and rep.complete and rep.samples == r.shards.count * r.shards.size
         metrics = json.loads((out / "checks" / g / "metrics.json").read_text())
-        assert "fid" in json.dumps(metrics)
+        assert "fid" in json.dumps(metrics) and metrics["recipe_sha256"] == r.sha256()
         assert (out / "checks" / g / "report.html").is_file()
     ev = json.loads((out / "evaluation.json").read_text())
     assert list(ev["arms"]) == ["real", "real_classical", "real_classical_synthetic", "synthetic"]

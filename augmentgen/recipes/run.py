@@ -307,6 +307,10 @@ def _stage_evaluate(ctx: _Ctx) -> dict[str, Any]:
         pipeline = Pipeline.from_dict(r.pipeline, where="pipeline")
     needs_gen = {"real_classical_synthetic", "synthetic"} & set(ev.arms)
     gens = {g.name: ctx.load_generator(g.name) for g in r.generators} if needs_gen else {}
+    loaded = [g.name for g in r.generators if g.from_pretrained]
+    if needs_gen and loaded:
+        # the protocol wants generators trained on the same real subset only; loaded ones may have seen more
+        ctx.say(f"  note: {loaded} were loaded, not trained on this subset: the synthetic arms may peek")
     c, h, _ = train.image_shape
     from augmentgen.eval.classifier import ClassifierConfig
 
@@ -330,6 +334,7 @@ def _stage_evaluate(ctx: _Ctx) -> dict[str, Any]:
         "recipe": r.resolved(),
         "recipe_sha256": ctx.sha,
         "n_per_class": r.data.n_per_class,
+        "pretrained_generators": loaded,
     }
     st.write_json(ctx.out / "evaluation.json", body)
     plot_evaluation(body, ctx.out / "evaluation.png")

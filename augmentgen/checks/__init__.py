@@ -11,11 +11,10 @@ from augmentgen.checks.features import (
     EffNetLite0Features,
     FeatureExtractor,
     PixelFeatures,
-    TimmFeatures,
-    TorchvisionFeatures,
     create_extractor,
     extract_features,
 )
+from augmentgen.checks.features_hub import TimmFeatures, TorchvisionFeatures
 from augmentgen.checks.fidelity import FIDCheck, KIDCheck, PRDCCheck
 from augmentgen.checks.filters import (
     BlankFilter,

@@ -126,8 +126,10 @@ def per_class_bars(
         ax.axhline(v, ls="--", lw=1, color="gray")
         ax.text(len(classes) - 0.5, v, f" {name}", va="bottom", ha="right", fontsize=8, color="gray")
     ax.set_xticks(x, classes, rotation=30, ha="right")
-    ax.set_title(title)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.set_title(title, pad=22)
+    ax.legend(
+        fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=max(1, len(series)), frameon=False
+    )
     ax.grid(axis="y", alpha=0.3)
     return _fig_png(fig, path)
 
@@ -178,8 +180,10 @@ def ratio_histogram(
     return _fig_png(fig, path)
 
 
-def training_curves(records: Sequence[Mapping[str, Any]], *, path: str | Path | None = None) -> bytes:
-    """Loss, discriminator accuracy and r_t curves of a trainer's ``metrics.jsonl``."""
+def training_curves(
+    records: Sequence[Mapping[str, Any]], *, rt_target: float = 0.6, path: str | Path | None = None
+) -> bytes:
+    """Loss, discriminator accuracy and r_t curves of a trainer's ``metrics.jsonl``; alarms as red lines."""
     plt = _plt()
     steps = [float(r.get("step", i)) for i, r in enumerate(records)]
     groups = {
@@ -192,6 +196,16 @@ def training_curves(records: Sequence[Mapping[str, Any]], *, path: str | Path | 
         for k in keys:
             ys = [float(r[k]) if isinstance(r.get(k), (int, float)) else np.nan for r in records]
             ax.plot(steps, ys, label=k, lw=1.2)
+        if "r_t" in keys:
+            ax.axhline(rt_target, color="gray", ls=":", lw=1)
+        for st, r in zip(steps, records, strict=True):
+            fired = [
+                k
+                for k, v in r.items()
+                if (k.endswith("alarm") and isinstance(v, (int, float)) and v) or k == "alarms"
+            ]
+            if fired:
+                ax.axvline(st, color="crimson", ls="--", lw=0.8, alpha=0.7)
         ax.set_title(g)
         ax.set_xlabel("step")
         ax.legend(fontsize=8)

@@ -68,7 +68,10 @@ def verdict(run: CheckRun) -> tuple[str, str, list[str]]:
         ),
         ("class_spread_ratio", "diversity: worst class has {v} of the real within-class spread ({cls})"),
         ("near_copy_fraction", "memorization: {flagged} of {n} samples are near-copies of training images"),
-        ("duplicate_fraction", "duplicates: {v} of the samples are redundant copies ({k} clusters)"),
+        (
+            "duplicate_fraction",
+            "duplicates: {v} of the samples are redundant copies ({k} duplicate clusters)",
+        ),
     ):
         r = run.get(key)
         if r is None:
@@ -192,7 +195,8 @@ def _memorization_section(run: CheckRun, pdir: Path) -> str:
     if pairs:
         gi = np.asarray([p["generated"] for p in pairs])
         ti = np.asarray([p["train"] for p in pairs])
-        caps = [f"ratio {p['ratio']:.3f}" for p in pairs]
+        thr = float(d["threshold_ratio"])
+        caps = [f"ratio {p['ratio']:.3f}" + ("  NEAR-COPY" if p["ratio"] < thr else "") for p in pairs]
         png = plots.pair_grid(
             run.generated.images[gi], run.train.images[ti], caps, ncol=4, path=pdir / "memorization_pairs.png"
         )
@@ -207,7 +211,8 @@ def _duplicate_section(run: CheckRun, pdir: Path) -> str:
     clusters = r.details.get("clusters", [])
     if not clusters:
         return "<p>No duplicate clusters found.</p>"
-    out = [f"<p>{r.details.get('n_clusters', len(clusters))} clusters; the largest:</p>"]
+    k = int(r.details.get("n_clusters", len(clusters)))
+    out = [f"<p>{k} cluster{'s' if k != 1 else ''} of near-identical samples; the largest:</p>"]
     for i, cl in enumerate(clusters):
         members = np.asarray(cl[:10])
         png = plots.image_grid(

@@ -14,11 +14,11 @@ from augmentgen.checks.features import (
     ClassifierFeatures,
     EffNetLite0Features,
     PixelFeatures,
-    TorchvisionFeatures,
     create_extractor,
     data_hash,
     extract_features,
 )
+from augmentgen.checks.features_hub import TorchvisionFeatures
 from augmentgen.core.batch import Batch
 from augmentgen.core.registry import FEATURES
 

@@ -127,3 +127,22 @@ def test_evaluate_command_on_a_run_folder(tiny_run: RunResult, tmp_path: Path) -
     assert res.exit_code == 0, res.output
     assert "synthetic" in res.output and "skipped" in res.output  # train reused, not redone
     assert list(json.loads((out / "evaluation.json").read_text())["arms"]) == ["real", "synthetic"]
+
+
+def test_from_pretrained_generator_is_loaded_not_trained(tiny_run: RunResult, tmp_path: Path) -> None:
+    from augmentgen.recipes import Recipe
+
+    data = load_recipe(TINY).resolved()
+    data["generators"] = [
+        dict(data["generators"][0], from_pretrained=str(tiny_run.out / "generators" / "cvae" / "model"))
+    ]
+    data["evaluate"].update(arms=["synthetic"], seeds=[0])
+    r = Recipe.model_validate(data)
+    out = tmp_path / "loaded"
+    run_recipe(r, out, stages=("train", "generate", "evaluate"))
+    assert not (out / "generators").exists()  # nothing was trained
+    ev = json.loads((out / "evaluation.json").read_text())
+    assert ev["pretrained_generators"] == ["cvae"] and list(ev["arms"]) == ["synthetic"]
+    assert sorted(p.name for p in (out / "shards" / "cvae").glob("*.tar")) == [
+        f"digits-cvae-{i:06d}.tar" for i in range(r.shards.count)
+    ]

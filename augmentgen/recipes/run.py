@@ -107,8 +107,8 @@ class _Ctx:
 
 
 def _stage_train(ctx: _Ctx) -> dict[str, Any]:
-    from augmentgen.eval.classifier import ClassifierConfig, train_classifier
-    from augmentgen.eval.train_job import train_generator
+    from augmentgen.eval.classifier import train_classifier
+    from augmentgen.eval.train_job import _classifier_kwargs, train_generator
     from augmentgen.generators.layers import count_parameters
 
     r = ctx.recipe
@@ -118,14 +118,10 @@ def _stage_train(ctx: _Ctx) -> dict[str, Any]:
     if (cdir / "config.json").is_file():
         ctx.say("  reference classifier: loaded")
     else:
-        c, h, _ = train.image_shape
-        cfg = ClassifierConfig(
-            num_classes=train.num_classes, channels=c, image_size=h, width=r.classifier.width
-        )
+        kw = _classifier_kwargs(r.classifier, train)  # the same settings as `augmentgen train`
         ctx.say(f"  reference classifier: {r.classifier.steps} steps on {len(train)} real images")
         run = train_classifier(
-            train.to_batch(uint8=True), config=cfg, steps=r.classifier.steps, batch_size=r.classifier.batch_size,
-            lr=r.classifier.lr, augment=r.classifier.augment, seed=r.classifier.seed, test=test.to_batch(uint8=True),
+            train.to_batch(uint8=True), seed=r.classifier.seed, test=test.to_batch(uint8=True), **kw
         )  # fmt: skip
         meta = {
             "test_accuracy": run.test_accuracy,
@@ -311,14 +307,14 @@ def _stage_evaluate(ctx: _Ctx) -> dict[str, Any]:
     if needs_gen and loaded:
         # the protocol wants generators trained on the same real subset only; loaded ones may have seen more
         ctx.say(f"  note: {loaded} were loaded, not trained on this subset: the synthetic arms may peek")
-    c, h, _ = train.image_shape
-    from augmentgen.eval.classifier import ClassifierConfig
+    from augmentgen.eval.train_job import _classifier_kwargs
 
+    # every arm trains the reference classifier of the recipe; only steps and the built-in shifts are the protocol's
     kw = {
-        "config": ClassifierConfig(num_classes=train.num_classes, channels=c, image_size=h, width=r.classifier.width),
-        "steps": ev.steps or r.classifier.steps, "batch_size": r.classifier.batch_size,
-        "lr": r.classifier.lr, "augment": ev.shift_augment,
-    }  # fmt: skip
+        **_classifier_kwargs(r.classifier, train),
+        "steps": ev.steps or r.classifier.steps,
+        "augment": ev.shift_augment,
+    }
     total = len(ev.arms) * len(ev.seeds)
     with ctx.progress() as progress:
         task = progress.add_task("evaluate (arm x seed)", total=total)

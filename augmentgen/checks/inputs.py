@@ -12,6 +12,7 @@ import io
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -119,13 +120,10 @@ def is_generator_folder(path: str | Path) -> bool:
     return (p / "config.json").is_file() and (p / "model.safetensors").is_file()
 
 
-def sample_generator(
-    folder: str | Path, n: int, classes: list[str], *, seed: int = 0, device: str = "cpu", chunk: int = 1000
-) -> ArrayDataset:
-    """``n`` class-balanced samples (labels ``i % K``) of the generator saved in ``folder``, quantised to uint8.
+def load_generator_model(folder: str | Path, *, device: str = "cpu") -> Any:
+    """The generator saved in ``folder``, built by the class its ``config.json`` ``kind`` names in ``GENERATORS``.
 
-    The generator class comes from ``config.json``'s ``kind`` via ``GENERATORS``; the caller
-    imports the package that registers it (``augmentgen.generators``; the CLI does).
+    The caller imports the package that registers it (``augmentgen.generators``; the CLI does).
     """
     p = Path(folder)
     try:
@@ -137,10 +135,23 @@ def sample_generator(
             f"{p}: generator kind '{kind}' is not registered (known: {GENERATORS.names()}); "
             "import the package that defines it, e.g. augmentgen.generators"
         )
-    model = GENERATORS.get(kind).from_pretrained(p, device=device)
+    return GENERATORS.get(kind).from_pretrained(p, device=device)
+
+
+def sample_generator(
+    model: Any,
+    n: int,
+    classes: list[str],
+    *,
+    seed: int = 0,
+    device: str = "cpu",
+    chunk: int = 1000,
+    name: str = "generator",
+) -> ArrayDataset:
+    """``n`` class-balanced samples (labels ``i % K``) of ``model``, quantised to uint8 as a PNG shard would hold them."""
     k = len(classes)
     if getattr(model, "num_classes", k) != k:
-        raise ValueError(f"generator {p} has {model.num_classes} classes, the real data has {k}")
+        raise ValueError(f"{name} has {model.num_classes} classes, the real data has {k}")
     labels = torch.arange(n) % k
     parts = []
     for s in range(0, n, chunk):
@@ -148,7 +159,7 @@ def sample_generator(
         batch = model.generate(cond, int(cond.numel()), torch_rng(seed, "check", s, device=device))
         img = batch.image.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu()
         parts.append(img.permute(0, 2, 3, 1).numpy())
-    return ArrayDataset(np.concatenate(parts), labels.numpy(), list(classes), f"generator:{p.name}")
+    return ArrayDataset(np.concatenate(parts), labels.numpy(), list(classes), name)
 
 
 def load_generated(
@@ -159,7 +170,10 @@ def load_generated(
     if not p.exists():
         raise ValueError(f"{p} does not exist")
     if is_generator_folder(p):
-        return sample_generator(p, n or 10_000, classes, seed=seed, device=device)
+        model = load_generator_model(p, device=device)
+        return sample_generator(
+            model, n or 10_000, classes, seed=seed, device=device, name=f"generator:{p.name}"
+        )
     if p.is_dir():
         images, labels = read_shards(p, limit=n)
         if labels.size and int(labels.max()) >= len(classes):

@@ -18,7 +18,14 @@ import yaml
 from torch import nn
 
 from augmentgen.checks.functional.stability import metric_spread
-from augmentgen.checks.inputs import is_generator_folder, load_generated
+from augmentgen.checks.gates import apply_gates, parse_gates, unknown_gate_keys
+from augmentgen.checks.inputs import (
+    is_generator_folder,
+    load_generated,
+    load_generator_model,
+    sample_generator,
+)
+from augmentgen.checks.reconstruction import ReconstructionCheck
 from augmentgen.checks.report import write_outputs
 from augmentgen.checks.suite import CheckConfig, CheckRun, run_checks
 from augmentgen.data.sources import ArrayDataset
@@ -117,9 +124,20 @@ def run_check_job(
     gated: CheckRun | None = None
     for si, src in enumerate(sources):
         is_gen = is_generator_folder(src)
+        model = load_generator_model(src, device=device) if is_gen else None
         for k in range(seeds if is_gen else 1):
             seed = config.seed + k
-            generated = load_generated(src, real.classes, n=n, seed=seed, device=device)
+            if model is not None:
+                generated = sample_generator(
+                    model,
+                    n or 10_000,
+                    real.classes,
+                    seed=seed,
+                    device=device,
+                    name=f"generator:{Path(src).name}",
+                )
+            else:
+                generated = load_generated(src, real.classes, n=n, seed=seed, device=device)
             say(f"{src}{f' seed {seed}' if is_gen else ''}: {len(generated)} generated vs {len(real)} real")
             run = run_checks(
                 generated,
@@ -130,6 +148,8 @@ def run_check_job(
                 device=device,
                 cache_dir=cache_dir,
             )
+            if model is not None and k == 0:
+                _add_reconstruction(run, model, real, config)
             runs.append((f"{src}" + (f"@seed{seed}" if is_gen else ""), run))
             if si == len(sources) - 1 and k == 0:
                 gated = run
@@ -148,6 +168,20 @@ def run_check_job(
         job.paths = write_outputs(gated, out_dir, training_log=training_log, title=title, extra=extra)
     job.metrics = {**gated.metrics(), **extra}
     return job
+
+
+def _add_reconstruction(run: CheckRun, model: Any, real: ArrayDataset, config: CheckConfig) -> None:
+    """PSNR/SSIM of an autoencoding generator (one with ``reconstruct(batch)``, the CVAE) on up to 1000 real images."""
+    if not callable(getattr(model, "reconstruct", None)):
+        return
+    check = ReconstructionCheck()
+    data = subsample(real, 1000, config.seed)
+    for s in range(0, len(data), config.batch_size):
+        batch = data.to_batch(np.arange(s, min(s + config.batch_size, len(data))))
+        check.update_pair(batch.image, model.reconstruct(batch).image.detach().float().cpu())
+    gates = parse_gates(config.gates)
+    run.results.extend(apply_gates(check.measure(), gates))
+    run.unknown_gates = unknown_gate_keys(run.results, gates)
 
 
 def _key(r: Any) -> str:

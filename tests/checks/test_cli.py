@@ -199,3 +199,17 @@ def test_cli_bad_input_exits_2(tmp_path: Path, shard_dir: Path) -> None:
         str(shard_dir), "--real", "digits", "--gate", "fid => 3", "--out", str(tmp_path / "r")
     )
     assert code == 2 and "gate" in text
+
+
+def test_job_measures_reconstruction_of_a_cvae(tmp_path: Path, real_small) -> None:
+    import augmentgen.generators  # noqa: F401
+    from augmentgen.generators.cvae import ConditionalVAE, CVAEConfig
+
+    d = tmp_path / "cvae"
+    ConditionalVAE(CVAEConfig(latent_dim=8, width=8)).save_pretrained(d)
+    cfg = load_check_config(None, {"features": "pixels", "checks": ["fid"], "gates": ["ssim >= 0.99", "psnr >= 0"]})
+    job = run_check_job([d], real_small, config=cfg, out_dir=None, n=50)
+    res = {r.details["key"]: r for r in job.run.results}
+    assert {"fid", "psnr", "ssim"} <= set(res)
+    assert res["psnr"].passed and not res["ssim"].passed  # an untrained CVAE reconstructs badly
+    assert -1.0 <= res["ssim"].value < 0.99

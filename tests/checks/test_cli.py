@@ -207,7 +207,9 @@ def test_job_measures_reconstruction_of_a_cvae(tmp_path: Path, real_small) -> No
 
     d = tmp_path / "cvae"
     ConditionalVAE(CVAEConfig(latent_dim=8, width=8)).save_pretrained(d)
-    cfg = load_check_config(None, {"features": "pixels", "checks": ["fid"], "gates": ["ssim >= 0.99", "psnr >= 0"]})
+    cfg = load_check_config(
+        None, {"features": "pixels", "checks": ["fid"], "gates": ["ssim >= 0.99", "psnr >= 0"]}
+    )
     job = run_check_job([d], real_small, config=cfg, out_dir=None, n=50)
     res = {r.details["key"]: r for r in job.run.results}
     assert {"fid", "psnr", "ssim"} <= set(res)

@@ -143,7 +143,7 @@ class Recipe(_Strict):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$",
         description="names the run folder (runs/NAME)",
     )
-    seed: int = Field(default=0, description="seed of sampling for the label agreement and test subsets")
+    seed: int = Field(default=0, description="seed of the test subset drawn when evaluate.test_limit is set")
     num_threads: int | None = Field(default=None, ge=1, description="torch.set_num_threads for the run")
     data: RecipeData = Field(default_factory=lambda: RecipeData())
     classifier: ClassifierSpec = Field(default_factory=lambda: ClassifierSpec())

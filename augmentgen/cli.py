@@ -338,6 +338,10 @@ def check(
     device: Annotated[
         str, typer.Option("--device", help="cpu or cuda[:i] for features and generation.")
     ] = "cpu",
+    threads: Annotated[
+        int | None,
+        typer.Option("--threads", help="torch CPU threads (1 is fastest on a busy shared CPU)."),
+    ] = None,
     cache_dir: Annotated[
         Path | None, typer.Option("--cache-dir", help="Feature cache (default ~/.cache/augmentgen/features).")
     ] = None,
@@ -350,6 +354,8 @@ def check(
 
     Writes metrics.json and report.html; exits 1 naming each failed gate, 2 on bad input.
     """
+    import torch
+
     import augmentgen.generators  # noqa: F401  (fills the generator registry)
     from augmentgen.checks.feature_cache import default_cache_dir
     from augmentgen.checks.inputs import load_real
@@ -364,6 +370,8 @@ def check(
     if gate:
         overrides["gates"] = list(gate)
     say = (lambda s: None) if as_json else console.print
+    if threads is not None:
+        torch.set_num_threads(max(1, threads))
     try:
         cfg = load_check_config(config, overrides)
         real_ds = subsample(load_real(real), n_real, cfg.seed)

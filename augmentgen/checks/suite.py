@@ -319,7 +319,9 @@ def run_checks(
                     results.extend(chk.compute_all())
             if name == "fid" and wanted & {"kid", "prdc"}:
                 with timer(" + ".join(sorted(wanted & {"kid", "prdc"}))):
-                    results.extend(_prdc_kid(fr, fg, cfg, wanted, space))
+                    # the Gram-matrix pass is the heaviest math: run it where the features were made
+                    dev = torch.device(device) if device is not None else torch.device("cpu")
+                    results.extend(_prdc_kid(fr.to(dev), fg.to(dev), cfg, wanted, space))
 
     if wanted & {"duplicates", "memorization"}:
         cext = create_extractor(cfg.copy_space)

@@ -161,6 +161,8 @@ def test_cli_passes_writes_outputs_and_prints_json(shard_dir: Path, tmp_path: Pa
         "--out",
         str(out),
         "--no-cache",
+        "--threads",
+        "1",
         "--json",
     )
     assert code == 0, stdout

@@ -54,6 +54,9 @@ METRICS: dict[str, MetricInfo] = {
         MetricInfo("exact_duplicate_fraction", "Exact duplicate fraction", "lower"),
         MetricInfo("label_agreement", "Label agreement ({space})", "higher"),
         MetricInfo("label_agreement_min", "Label agreement, worst class ({space})", "higher"),
+        MetricInfo(
+            "label_agreement_ratio", "Label agreement / the classifier's on real images ({space})", "one"
+        ),
         MetricInfo("inception_score", "Inception Score ({space})", "higher"),
         MetricInfo("near_copy_fraction", "Near-copy fraction ({space})", "lower"),
         MetricInfo("psnr", "PSNR (dB)", "higher"),

@@ -34,7 +34,7 @@ h1{font-size:1.5em;margin-bottom:4px} h2{margin-top:34px;border-bottom:1px solid
 .info{background:#eef3fa;border:1px solid #a9bfdc}
 .verdict b{font-size:1.15em} .verdict ul{margin:8px 0 0 0}
 table{border-collapse:collapse;width:100%;font-size:.93em} td,th{padding:5px 9px;border-bottom:1px solid #e6eaef;text-align:left}
-th{background:#f5f7fa} td.num{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#f5f7fa} td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap} td.muted{white-space:nowrap}
 .ok{color:#1e7b34;font-weight:600} .bad{color:#b3261e;font-weight:600} .muted{color:#6b7785;font-size:.9em}
 img{max-width:100%;image-rendering:pixelated} .cls{display:flex;gap:18px;align-items:center;margin:4px 0}
 .cls .name{width:110px;font-size:.9em} figure{margin:8px 0} figcaption{font-size:.85em;color:#6b7785}
@@ -64,7 +64,8 @@ def verdict(run: CheckRun) -> tuple[str, str, list[str]]:
         ("precision", "fidelity: precision {v} (share of generated samples that look real), recall {recall}"),
         (
             "label_agreement",
-            "labels: the reference classifier agrees with {v} of the conditioning labels (worst class: {worst})",
+            "labels: the reference classifier agrees with {v} of the conditioning labels (worst class: {worst}); "
+            "with {real_acc} of the real images' labels",
         ),
         ("class_spread_ratio", "diversity: worst class has {v} of the real within-class spread ({cls})"),
         ("near_copy_fraction", "memorization: {flagged} of {n} samples are near-copies of training images"),
@@ -76,7 +77,11 @@ def verdict(run: CheckRun) -> tuple[str, str, list[str]]:
         r = run.get(key)
         if r is None:
             continue
-        rec, worst = run.get("recall"), run.get("label_agreement_min")
+        rec, worst, ratio = (
+            run.get("recall"),
+            run.get("label_agreement_min"),
+            run.get("label_agreement_ratio"),
+        )
         bullets.append(
             text.format(
                 v=_fmt(r.value),
@@ -86,6 +91,7 @@ def verdict(run: CheckRun) -> tuple[str, str, list[str]]:
                 flagged=r.details.get("flagged", "?"),
                 n=r.details.get("n", "?"),
                 k=r.details.get("n_clusters", "?"),
+                real_acc=_fmt(ratio.details["real_agreement"]) if ratio is not None else "n/a",
             )
         )
     if run.unknown_gates:

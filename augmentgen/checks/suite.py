@@ -358,7 +358,13 @@ def run_checks(
                 space=type(classifier).__name__,
             )
             lab.update_logits(logits, gen_lab)
-            results.extend(lab.compute_all())
+            label_results = lab.compute_all()
+            # the same classifier on the real images: the agreement a perfect generator would get
+            real_pred = _classifier_logits(classifier, real_img, cfg.batch_size, device).argmax(1)
+            real_acc = float((real_pred == real_lab).double().mean())
+            ratio = label_results[0].value / real_acc if real_acc > 0 else float("nan")
+            results.extend(label_results)
+            results.append(make_result("label_agreement_ratio", ratio, lab.space, real_agreement=real_acc))
 
     gates = parse_gates(cfg.gates)
     results = apply_gates(results, gates)

@@ -51,6 +51,7 @@ def test_run_measures_everything_and_gates(run) -> None:
         "exact_duplicate_fraction",
         "label_agreement",
         "label_agreement_min",
+        "label_agreement_ratio",
         "inception_score",
     ):
         assert key in keys
@@ -157,3 +158,11 @@ def test_read_training_log_forms(tmp_path: Path) -> None:
     assert read_training_log(tmp_path / "b.json") == [{"step": 1}]
     with pytest.raises(ValueError, match="c.jsonl"):
         read_training_log(tmp_path / "c.jsonl")
+
+
+def test_label_agreement_ratio_is_one_for_real_images(real_small, tiny_classifier) -> None:
+    cfg = CheckConfig(features="pixels", checks=["labels"])
+    run = run_checks(real_small, real_small, config=cfg, classifier=tiny_classifier)
+    ratio = run.get("label_agreement_ratio")
+    assert ratio is not None and ratio.value == pytest.approx(1.0)
+    assert ratio.details["real_agreement"] == pytest.approx(run.get("label_agreement").value)

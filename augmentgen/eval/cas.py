@@ -104,6 +104,7 @@ class CASResult:
     n_train: int
     generate_images_per_s: float
     train_seconds: float
+    train_cpu_seconds: float
 
 
 def classification_accuracy_score(
@@ -145,4 +146,4 @@ def classification_accuracy_score(
     logger.info(
         "CAS %.4f from %d generated images (%.0f s classifier training)", cas, data.batch_size, run.seconds
     )
-    return CASResult(cas, per, data.batch_size, rate, run.seconds)
+    return CASResult(cas, per, data.batch_size, rate, run.seconds, run.cpu_seconds)

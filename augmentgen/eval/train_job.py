@@ -49,15 +49,24 @@ def reset_peak_rss() -> bool:
         return False
 
 
-def peak_rss_mib() -> float | None:
-    """Peak resident set size since the last reset, MiB (Linux ``VmHWM``); None where unknown."""
+def _status_mib(field: str) -> float | None:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024.0
     except OSError:
         return None
     return None
+
+
+def peak_rss_mib() -> float | None:
+    """Peak resident set size since the last reset, MiB (Linux ``VmHWM``); None where unknown."""
+    return _status_mib("VmHWM")
+
+
+def rss_mib() -> float | None:
+    """Current resident set size, MiB (Linux ``VmRSS``); None where unknown."""
+    return _status_mib("VmRSS")
 
 
 # ---- data ------------------------------------------------------------------------------------------
@@ -78,7 +87,9 @@ def load_data(spec: DataSpec) -> tuple[ArrayDataset, ArrayDataset]:
 
 def _classifier_kwargs(spec: ClassifierSpec, train: ArrayDataset) -> dict[str, Any]:
     c, h, _ = train.image_shape
-    cfg = ClassifierConfig(num_classes=train.num_classes, channels=c, image_size=h, width=spec.width)
+    cfg = ClassifierConfig(
+        num_classes=train.num_classes, channels=c, image_size=h, width=spec.width, dropout=spec.dropout
+    )
     return {
         "config": cfg,
         "steps": spec.steps,
@@ -89,7 +100,17 @@ def _classifier_kwargs(spec: ClassifierSpec, train: ArrayDataset) -> dict[str, A
 
 
 def _write(out: Path, report: dict[str, Any]) -> None:
-    (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    # merge generators another process (``--only``) wrote meanwhile; ours win
+    path = out / "report.json"
+    if path.is_file():
+        try:
+            theirs = json.loads(path.read_text()).get("generators", {})
+        except (OSError, json.JSONDecodeError):
+            theirs = {}
+        report["generators"] = {**theirs, **report["generators"]}
+    tmp = out / "report.json.tmp"
+    tmp.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
     (out / "report.md").write_text(format_report(report))
 
 
@@ -100,14 +121,15 @@ def format_report(report: dict[str, Any]) -> str:
     if clf:
         lines += [
             f"Reference classifier: test accuracy {clf['test_accuracy']:.4f}, {clf['parameters']} parameters, "
-            f"trained {clf['train_seconds']:.0f} s.",
+            f"trained {clf['train_seconds']:.0f} s wall / {clf.get('train_cpu_seconds', float('nan')):.0f} s CPU.",
             "",
         ]
     head = (
-        "| generator | params | checkpoint MiB | train s | steps | peak RSS train MiB | peak RSS sample MiB "
+        "| generator | params | checkpoint MiB | train s wall | train s CPU | steps | RSS before MiB | peak RSS train MiB | peak RSS sample MiB "
         "| sample img/s | label agreement | CAS |"
     )
-    lines += [head, "|" + "---|" * 10]
+    lines += [head, "|" + "---|" * 12]
+    # RSS is the whole process: Python, torch and the data set in memory are in every figure
     for name, g in report.get("generators", {}).items():
 
         def f(k: str, fmt: str = "{:.4f}", g: dict[str, Any] = g) -> str:
@@ -115,8 +137,8 @@ def format_report(report: dict[str, Any]) -> str:
             return "-" if v is None else fmt.format(v)
 
         lines.append(
-            f"| {name} ({g['kind']}) | {g['parameters']} | {f('checkpoint_mib', '{:.2f}')} | {f('train_seconds', '{:.0f}')} "
-            f"| {g['steps']} | {f('peak_rss_train_mib', '{:.0f}')} | {f('peak_rss_sample_mib', '{:.0f}')} "
+            f"| {name} ({g['kind']}) | {g['parameters']} | {f('checkpoint_mib', '{:.2f}')} | {f('train_seconds', '{:.0f}')} | {f('train_cpu_seconds', '{:.0f}')} "
+            f"| {g['steps']} | {f('rss_before_train_mib', '{:.0f}')} | {f('peak_rss_train_mib', '{:.0f}')} | {f('peak_rss_sample_mib', '{:.0f}')} "
             f"| {f('sample_images_per_s', '{:.0f}')} | {f('label_agreement')} | {f('cas')} |"
         )
     return "\n".join(lines) + "\n"
@@ -140,6 +162,7 @@ def _train_or_load_classifier(
     meta = {
         "test_accuracy": run.test_accuracy,
         "train_seconds": run.seconds,
+        "train_cpu_seconds": run.cpu_seconds,
         "parameters": count_parameters(run.model),
         "steps": recipe.classifier.steps,
     }
@@ -176,6 +199,7 @@ def train_generator(
         stop=mon_spec.stop_on_collapse,
         seed=gspec.train.seed,
     )
+    base_rss = rss_mib()
     reset_peak_rss()
     trainer = Trainer(
         model, train.to_batch(uint8=True), gspec.train, out_dir, monitors=[monitor], progress=progress
@@ -185,6 +209,8 @@ def train_generator(
         "kind": gspec.kind,
         "steps": result.step,
         "train_seconds": result.seconds,
+        "train_cpu_seconds": result.cpu_seconds,
+        "rss_before_train_mib": base_rss,
         "peak_rss_train_mib": peak_rss_mib(),
         "parameters": count_parameters(model),
         "parameters_by_part": model.summary(),
@@ -216,9 +242,8 @@ def run_train_recipe(
         "data": {"train": len(train), "test": len(test_ds)},
         "generators": {},
     }
-    old = out / "report.json"
-    if resume and old.is_file():
-        report["generators"] = json.loads(old.read_text()).get("generators", {})
+    if not resume:
+        (out / "report.json").unlink(missing_ok=True)  # a fresh run starts a fresh report
     clf: ReferenceClassifier | None = None
     if recipe.classifier is not None:
         clf, report["classifier"] = _train_or_load_classifier(recipe, train, test, out, resume)

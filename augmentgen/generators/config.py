@@ -111,10 +111,11 @@ class DataSpec(_Strict):
 class ClassifierSpec(_Strict):
     """The reference classifier: trained on real data (label agreement, collapse alarm) and on samples (CAS)."""
 
-    steps: int = Field(default=3000, ge=1)
+    steps: int = Field(default=4000, ge=1)
     batch_size: int = Field(default=128, ge=1)
     lr: float = Field(default=2e-3, gt=0)
-    width: int = Field(default=32, ge=4)
+    width: int = Field(default=16, ge=4)
+    dropout: float = Field(default=0.2, ge=0, lt=1)
     augment: bool = Field(default=True, description="random 2-pixel shifts while training")
     seed: int = 0
 

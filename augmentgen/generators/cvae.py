@@ -1,13 +1,20 @@
 """Conditional VAE (Sohn et al. 2015): convolutional encoder and decoder, both conditioned on the label.
 
 - Encoder: two stride-2 convs, flattened, joined with a label embedding -> ``mu, log_var``.
-- Decoder: ``[z, embed(y)]`` -> linear -> ``4w x s/4 x s/4`` -> two (upsample, conv, ReLU)
-  blocks -> conv -> pixel logits.
+- Decoder: ``[z, embed(y)]`` -> linear -> ``4w x s/4 x s/4`` -> two (4x4 stride-2 transposed
+  conv, label FiLM, ReLU) blocks -> 3x3 conv -> pixel logits. The label scales and shifts the
+  features of every block (FiLM, Perez et al. 2018), so the decoder cannot ignore it and read
+  the class from z alone, which would mix classes when z comes from the prior.
 - Likelihood: ``"bernoulli"`` (binary cross-entropy on intensities in [0, 1]) or
   ``"gaussian"`` with one learned noise scale (sigma-VAE, Rybkin et al. 2021,
   https://arxiv.org/abs/2006.13202), which balances reconstruction and KL by itself.
 - KL warm-up: the KL weight grows linearly from 0 to ``beta`` over ``kl_warmup_steps``
   (Bowman et al. 2016), so the encoder is used before the prior pulls it shut.
+- Sampling prior: ``"standard"`` draws z ~ N(0, I). ``"class_gaussian"`` (the default) fits one
+  Gaussian per class to the encoded training set when training ends (ex-post density
+  estimation, Ghosh et al. 2020, https://arxiv.org/abs/1903.12436) and samples from it: z then
+  lands where the decoder was trained for that class, not in the holes of N(0, I) or in another
+  class's region. Until it is fitted, N(0, I) is used.
 
 Losses are reported per image dimension (nats / pixel), so they compare across image sizes.
 """
@@ -49,6 +56,7 @@ class CVAEConfig:
         likelihood: ``"bernoulli"`` or ``"gaussian"`` (learned sigma).
         beta: final KL weight (1 is the ELBO).
         kl_warmup_steps: steps over which the KL weight grows from 0 to ``beta``.
+        prior: ``"class_gaussian"`` (fitted per class after training) or ``"standard"`` N(0, I).
     """
 
     num_classes: int = 10
@@ -61,10 +69,13 @@ class CVAEConfig:
     likelihood: str = "bernoulli"
     beta: float = 1.0
     kl_warmup_steps: int = 1000
+    prior: str = "class_gaussian"
 
     def __post_init__(self) -> None:
         if self.image_size % 4 or self.image_size < 8:
             raise ValueError(f"CVAEConfig.image_size must be a multiple of 4 and >= 8, got {self.image_size}")
+        if self.prior not in ("class_gaussian", "standard"):
+            raise ValueError(f"CVAEConfig.prior must be 'class_gaussian' or 'standard', got {self.prior!r}")
         if self.likelihood not in ("bernoulli", "gaussian"):
             raise ValueError(
                 f"CVAEConfig.likelihood must be 'bernoulli' or 'gaussian', got {self.likelihood!r}"
@@ -101,6 +112,22 @@ class Encoder(nn.Module):
         return self.mu(h), self.log_var(h).clamp(-12.0, 8.0)
 
 
+class LabelFiLM(nn.Module):
+    """``h * (1 + gamma(y)) + beta(y)`` per channel; starts as the identity."""
+
+    def __init__(self, channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.film = nn.Embedding(num_classes, 2 * channels)
+
+    def init_with(self, g: torch.Generator) -> None:
+        nn.init.zeros_(self.film.weight)
+
+    def forward(self, h: Tensor, y: Tensor) -> Tensor:
+        gamma, beta = self.film(y)[:, :, None, None].chunk(2, dim=1)  # [B, C, 1, 1] each
+        out: Tensor = h * (1.0 + gamma) + beta
+        return out
+
+
 class Decoder(nn.Module):
     """``(z [B, L], y [B]) -> [B, C, S, S]`` pixel logits (pre-sigmoid)."""
 
@@ -110,14 +137,19 @@ class Decoder(nn.Module):
         self.base = (4 * w, s, s)
         self.embed = nn.Embedding(cfg.num_classes, cfg.embed_dim)
         self.fc = nn.Linear(cfg.latent_dim + cfg.embed_dim, 4 * w * s * s)
-        self.conv1 = nn.Conv2d(4 * w, 2 * w, 3, padding=1)
-        self.conv2 = nn.Conv2d(2 * w, w, 3, padding=1)
+        self.film0 = LabelFiLM(4 * w, cfg.num_classes)
+        self.conv1 = nn.ConvTranspose2d(4 * w, 2 * w, 4, 2, 1)
+        self.film1 = LabelFiLM(2 * w, cfg.num_classes)
+        self.conv2 = nn.ConvTranspose2d(2 * w, w, 4, 2, 1)
+        self.film2 = LabelFiLM(w, cfg.num_classes)
         self.out = nn.Conv2d(w, cfg.channels, 3, padding=1)
 
     def forward(self, z: Tensor, y: Tensor) -> Tensor:
-        h = F.relu(self.fc(torch.cat([z, self.embed(y)], 1))).view(-1, *self.base)  # [B, 4w, S/4, S/4]
-        h = F.relu(self.conv1(F.interpolate(h, scale_factor=2.0, mode="nearest")))  # [B, 2w, S/2, S/2]
-        h = F.relu(self.conv2(F.interpolate(h, scale_factor=2.0, mode="nearest")))  # [B, w, S, S]
+        h = F.relu(
+            self.film0(self.fc(torch.cat([z, self.embed(y)], 1)).view(-1, *self.base), y)
+        )  # [B, 4w, S/4, S/4]
+        h = F.relu(self.film1(self.conv1(h), y))  # [B, 2w, S/2, S/2]
+        h = F.relu(self.film2(self.conv2(h), y))  # [B, w, S, S]
         logits: Tensor = self.out(h)
         return logits
 
@@ -140,6 +172,9 @@ class ConditionalVAE(nn.Module):
     """
 
     kind = KIND
+    prior_mean: Tensor
+    prior_scale_tril: Tensor
+    prior_fitted: Tensor
 
     def __init__(self, config: CVAEConfig | None = None, *, rng: torch.Generator | None = None) -> None:
         super().__init__()
@@ -149,6 +184,11 @@ class ConditionalVAE(nn.Module):
         self.decoder = build(lambda: Decoder(self.config), g)
         # learned log sigma of the Gaussian likelihood (unused with Bernoulli)
         self.log_sigma = nn.Parameter(torch.zeros(()))
+        c, d = self.config.num_classes, self.config.latent_dim
+        # the fitted class-conditional prior: mean [C, L], Cholesky factor [C, L, L], fitted flag
+        self.register_buffer("prior_mean", torch.zeros(c, d))
+        self.register_buffer("prior_scale_tril", torch.eye(d).repeat(c, 1, 1))
+        self.register_buffer("prior_fitted", torch.zeros((), dtype=torch.bool))
 
     @property
     def num_classes(self) -> int:
@@ -179,6 +219,9 @@ class ConditionalVAE(nn.Module):
         """``n`` images of the labels in ``condition``; z ~ N(0, temperature^2 I); the decoder mean is returned."""
         labels = condition_labels(condition, n, self.num_classes, self.device)
         z = draw_latents(rng, n, self.config.latent_dim, self.device) * temperature
+        if self.config.prior == "class_gaussian" and bool(self.prior_fitted):
+            tril: Tensor = self.prior_scale_tril[labels]  # [n, L, L]
+            z = self.prior_mean[labels] + (tril @ z.unsqueeze(-1)).squeeze(-1)
         parts = [
             self.mean_image(self.decoder(z[i : i + chunk], labels[i : i + chunk])) for i in range(0, n, chunk)
         ]
@@ -202,6 +245,43 @@ class ConditionalVAE(nn.Module):
             )
         return b.replace(image=self.mean_image(self.decoder(z, y)), label=y)
 
+    @torch.no_grad()
+    def fit_prior(self, data: Batch, chunk: int = 2000) -> None:
+        """Fit the per-class Gaussian of the aggregate posterior on ``data`` (labels required).
+
+        Per class: mean of the posterior means, covariance of the posterior means plus the mean
+        posterior variance (the moments of the mixture of the posteriors).
+        """
+        if data.label is None:
+            raise ValueError("ConditionalVAE.fit_prior: data needs labels")
+        was = self.training
+        self.eval()
+        mus, lvs = [], []
+        for i in range(0, data.batch_size, chunk):
+            b = data.index(torch.arange(i, min(i + chunk, data.batch_size))).as_float()
+            mu, lv = self.encoder(b.image.to(self.device), b.label.to(self.device))  # type: ignore[union-attr]
+            mus.append(mu.double())
+            lvs.append(lv.double())
+        mu_all, var_all = torch.cat(mus), torch.cat(lvs).exp()
+        labels = data.label.to(self.device)
+        d = self.config.latent_dim
+        for c in range(self.num_classes):
+            sel = labels == c
+            if int(sel.sum()) < 2:
+                continue  # keep N(0, I) for a class with too few samples
+            m = mu_all[sel]
+            cov = torch.cov(m.T).reshape(d, d) + torch.diag(var_all[sel].mean(0))
+            cov = cov + 1e-6 * torch.eye(d, dtype=cov.dtype, device=cov.device)
+            self.prior_mean[c] = m.mean(0).to(self.prior_mean)
+            self.prior_scale_tril[c] = torch.linalg.cholesky(cov).to(self.prior_scale_tril)
+        self.prior_fitted.fill_(True)
+        self.train(was)
+
+    def on_train_end(self, data: Batch) -> None:
+        """Trainer hook: fit the class-conditional prior on the training data."""
+        if self.config.prior == "class_gaussian":
+            self.fit_prior(data)
+
     # ---- training -----------------------------------------------------------------------------
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         return {"vae": list(self.parameters())}
@@ -220,6 +300,7 @@ class ConditionalVAE(nn.Module):
         if real.label is None:
             raise ValueError("ConditionalVAE.training_step: the real batch needs labels")
         x, y = real.image, real.label
+        self.prior_fitted.fill_(False)  # a step moves the posterior: a fitted prior is stale
         dims = float(x[0].numel())
         mu, log_var = self.encoder(x, y)
         eps = torch.randn(mu.shape, generator=rng, device=rng.device).to(mu)

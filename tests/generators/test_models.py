@@ -137,3 +137,23 @@ def test_gaussian_likelihood_trains_sigma(digits: Batch, tiny_vae: Factory, tmp_
 def test_bad_configs(cls: type, kw: dict[str, Any], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         cls(**kw)
+
+
+def test_cvae_class_prior_is_fitted_and_saved(digits: Batch, tiny_vae: Factory, tmp_path: Any) -> None:
+    from augmentgen.generators import Trainer
+    from augmentgen.generators.config import TrainSpec
+
+    vae = tiny_vae()
+    spec = TrainSpec(steps=20, batch_size=64, log_every=10, sample_every=0, checkpoint_every=0)
+    Trainer(vae, digits, spec, tmp_path).fit()
+    assert bool(vae.prior_fitted)
+    assert digits.label is not None
+    mu, _ = vae.encoder(digits.image[digits.label == 3], digits.label[digits.label == 3])
+    assert torch.allclose(vae.prior_mean[3], mu.mean(0), atol=1e-4)
+    loaded = ConditionalVAE.from_pretrained(tmp_path / "model")
+    assert bool(loaded.prior_fitted)
+    a = vae.generate([3, 3], 2, torch.Generator().manual_seed(0)).image
+    assert torch.equal(a, loaded.generate([3, 3], 2, torch.Generator().manual_seed(0)).image)
+    std = tiny_vae(prior="standard")
+    std.load_state_dict(vae.state_dict())
+    assert not torch.equal(a, std.generate([3, 3], 2, torch.Generator().manual_seed(0)).image)

@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONHASHSEED=0 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-.venv/bin/ruff check augmentgen tests benchmarks examples
+.venv/bin/ruff check .
 .venv/bin/mypy augmentgen
 .venv/bin/python -m pytest -q -m "not slow" -n 2 --timeout 600
 rc=0

@@ -21,11 +21,11 @@ def load_photo(name: str, size: int | tuple[int, int] | None = None) -> np.ndarr
         raise ValueError("sample photos need scikit-image (pip install scikit-image)") from e
     if name not in PHOTOS:
         raise ValueError(f"unknown sample photo {name!r}; known: {', '.join(PHOTOS)}")
-    img = getattr(skdata, name)()
-    if isinstance(img, tuple):  # stereo_motorcycle returns (left, right, disparity)
-        img = img[0]
-    img: np.ndarray = np.ascontiguousarray(img[:, :, :3]).astype(np.uint8)
+    raw = getattr(skdata, name)()
+    if isinstance(raw, tuple):  # stereo_motorcycle returns (left, right, disparity)
+        raw = raw[0]
+    img = np.ascontiguousarray(raw[:, :, :3]).astype(np.uint8)
     if size is not None:
         h, w = (size, size) if isinstance(size, int) else size
-        img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+        img = np.asarray(cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA), dtype=np.uint8)
     return img

@@ -10,11 +10,11 @@
   https://arxiv.org/abs/2006.13202), which balances reconstruction and KL by itself.
 - KL warm-up: the KL weight grows linearly from 0 to ``beta`` over ``kl_warmup_steps``
   (Bowman et al. 2016), so the encoder is used before the prior pulls it shut.
-- Sampling prior: ``"standard"`` draws z ~ N(0, I). ``"class_gaussian"`` (the default) fits one
-  Gaussian per class to the encoded training set when training ends (ex-post density
-  estimation, Ghosh et al. 2020, https://arxiv.org/abs/1903.12436) and samples from it: z then
-  lands where the decoder was trained for that class, not in the holes of N(0, I) or in another
-  class's region. Until it is fitted, N(0, I) is used.
+- Sampling prior: ``"standard"`` draws z ~ N(0, I). ``"class_mixture"`` (the default) fits a
+  mixture of ``prior_components`` Gaussians per class to the encoded training set when training
+  ends (``latent_prior``; ex-post density estimation, Ghosh et al. 2020) and samples from it: z
+  then lands where the decoder was trained for that class, not in the holes of N(0, I) or in
+  another class's region. Until it is fitted, N(0, I) is used.
 
 Losses are reported per image dimension (nats / pixel), so they compare across image sizes.
 """
@@ -33,9 +33,10 @@ from torch import Tensor, nn
 
 from augmentgen.core.batch import Batch
 from augmentgen.core.registry import GENERATORS
-from augmentgen.core.rng import RNG, torch_rng
+from augmentgen.core.rng import RNG, torch_rng, uniform
 from augmentgen.generators import checkpoint as ckpt
 from augmentgen.generators.common import condition_labels, draw_latents
+from augmentgen.generators.latent_prior import fit_class_mixture, sample_class_mixture
 from augmentgen.generators.layers import build, count_parameters
 
 KIND = "cvae"
@@ -56,7 +57,8 @@ class CVAEConfig:
         likelihood: ``"bernoulli"`` or ``"gaussian"`` (learned sigma).
         beta: final KL weight (1 is the ELBO).
         kl_warmup_steps: steps over which the KL weight grows from 0 to ``beta``.
-        prior: ``"class_gaussian"`` (fitted per class after training) or ``"standard"`` N(0, I).
+        prior: ``"class_mixture"`` (fitted per class after training) or ``"standard"`` N(0, I).
+        prior_components: Gaussians per class in the fitted mixture (1 = one Gaussian per class).
     """
 
     num_classes: int = 10
@@ -69,13 +71,14 @@ class CVAEConfig:
     likelihood: str = "bernoulli"
     beta: float = 1.0
     kl_warmup_steps: int = 1000
-    prior: str = "class_gaussian"
+    prior: str = "class_mixture"
+    prior_components: int = 20
 
     def __post_init__(self) -> None:
         if self.image_size % 4 or self.image_size < 8:
             raise ValueError(f"CVAEConfig.image_size must be a multiple of 4 and >= 8, got {self.image_size}")
-        if self.prior not in ("class_gaussian", "standard"):
-            raise ValueError(f"CVAEConfig.prior must be 'class_gaussian' or 'standard', got {self.prior!r}")
+        if self.prior not in ("class_mixture", "standard"):
+            raise ValueError(f"CVAEConfig.prior must be 'class_mixture' or 'standard', got {self.prior!r}")
         if self.likelihood not in ("bernoulli", "gaussian"):
             raise ValueError(
                 f"CVAEConfig.likelihood must be 'bernoulli' or 'gaussian', got {self.likelihood!r}"
@@ -84,7 +87,15 @@ class CVAEConfig:
             raise ValueError(
                 f"CVAEConfig: beta ({self.beta}) and kl_warmup_steps ({self.kl_warmup_steps}) must be >= 0"
             )
-        for name in ("num_classes", "channels", "latent_dim", "width", "embed_dim", "hidden"):
+        for name in (
+            "num_classes",
+            "channels",
+            "latent_dim",
+            "width",
+            "embed_dim",
+            "hidden",
+            "prior_components",
+        ):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"CVAEConfig.{name} must be >= 1, got {getattr(self, name)}")
 
@@ -172,6 +183,7 @@ class ConditionalVAE(nn.Module):
     """
 
     kind = KIND
+    prior_weight: Tensor
     prior_mean: Tensor
     prior_scale_tril: Tensor
     prior_fitted: Tensor
@@ -184,10 +196,11 @@ class ConditionalVAE(nn.Module):
         self.decoder = build(lambda: Decoder(self.config), g)
         # learned log sigma of the Gaussian likelihood (unused with Bernoulli)
         self.log_sigma = nn.Parameter(torch.zeros(()))
-        c, d = self.config.num_classes, self.config.latent_dim
-        # the fitted class-conditional prior: mean [C, L], Cholesky factor [C, L, L], fitted flag
-        self.register_buffer("prior_mean", torch.zeros(c, d))
-        self.register_buffer("prior_scale_tril", torch.eye(d).repeat(c, 1, 1))
+        c, k, d = self.config.num_classes, self.config.prior_components, self.config.latent_dim
+        # the fitted class-conditional mixture: weights [C, K], means [C, K, L], Cholesky [C, K, L, L]
+        self.register_buffer("prior_weight", torch.full((c, k), 1.0 / k))
+        self.register_buffer("prior_mean", torch.zeros(c, k, d))
+        self.register_buffer("prior_scale_tril", torch.eye(d).repeat(c, k, 1, 1))
         self.register_buffer("prior_fitted", torch.zeros((), dtype=torch.bool))
 
     @property
@@ -219,9 +232,9 @@ class ConditionalVAE(nn.Module):
         """``n`` images of the labels in ``condition``; z ~ N(0, temperature^2 I); the decoder mean is returned."""
         labels = condition_labels(condition, n, self.num_classes, self.device)
         z = draw_latents(rng, n, self.config.latent_dim, self.device) * temperature
-        if self.config.prior == "class_gaussian" and bool(self.prior_fitted):
-            tril: Tensor = self.prior_scale_tril[labels]  # [n, L, L]
-            z = self.prior_mean[labels] + (tril @ z.unsqueeze(-1)).squeeze(-1)
+        if self.config.prior == "class_mixture" and bool(self.prior_fitted):
+            u = torch.as_tensor(uniform(rng, 0.0, 1.0, n)).to(self.device)  # component choice
+            z = sample_class_mixture(self.prior_weight, self.prior_mean, self.prior_scale_tril, labels, z, u)
         parts = [
             self.mean_image(self.decoder(z[i : i + chunk], labels[i : i + chunk])) for i in range(0, n, chunk)
         ]
@@ -246,11 +259,12 @@ class ConditionalVAE(nn.Module):
         return b.replace(image=self.mean_image(self.decoder(z, y)), label=y)
 
     @torch.no_grad()
-    def fit_prior(self, data: Batch, chunk: int = 2000) -> None:
-        """Fit the per-class Gaussian of the aggregate posterior on ``data`` (labels required).
+    def fit_prior(self, data: Batch, *, rng: torch.Generator | None = None, chunk: int = 2000) -> None:
+        """Fit the class-conditional latent mixture to the posteriors of ``data`` (labels required).
 
-        Per class: mean of the posterior means, covariance of the posterior means plus the mean
-        posterior variance (the moments of the mixture of the posteriors).
+        Args:
+            data: the training images with labels.
+            rng: CPU generator for the k-means starts (default: a fixed seed, so fitting is repeatable).
         """
         if data.label is None:
             raise ValueError("ConditionalVAE.fit_prior: data needs labels")
@@ -259,27 +273,27 @@ class ConditionalVAE(nn.Module):
         mus, lvs = [], []
         for i in range(0, data.batch_size, chunk):
             b = data.index(torch.arange(i, min(i + chunk, data.batch_size))).as_float()
-            mu, lv = self.encoder(b.image.to(self.device), b.label.to(self.device))  # type: ignore[union-attr]
-            mus.append(mu.double())
-            lvs.append(lv.double())
-        mu_all, var_all = torch.cat(mus), torch.cat(lvs).exp()
-        labels = data.label.to(self.device)
-        d = self.config.latent_dim
-        for c in range(self.num_classes):
-            sel = labels == c
-            if int(sel.sum()) < 2:
-                continue  # keep N(0, I) for a class with too few samples
-            m = mu_all[sel]
-            cov = torch.cov(m.T).reshape(d, d) + torch.diag(var_all[sel].mean(0))
-            cov = cov + 1e-6 * torch.eye(d, dtype=cov.dtype, device=cov.device)
-            self.prior_mean[c] = m.mean(0).to(self.prior_mean)
-            self.prior_scale_tril[c] = torch.linalg.cholesky(cov).to(self.prior_scale_tril)
+            mu, lv = self.encoder(b.image.to(self.device), data.label[i : i + chunk].to(self.device))
+            mus.append(mu.cpu())
+            lvs.append(lv.cpu())
+        g = rng if rng is not None else torch_rng(0, KIND, "prior")
+        w, m, t = fit_class_mixture(
+            torch.cat(mus),
+            torch.cat(lvs).exp(),
+            data.label.cpu(),
+            self.num_classes,
+            self.config.prior_components,
+            g,
+        )
+        self.prior_weight.copy_(w)
+        self.prior_mean.copy_(m)
+        self.prior_scale_tril.copy_(t)
         self.prior_fitted.fill_(True)
         self.train(was)
 
     def on_train_end(self, data: Batch) -> None:
         """Trainer hook: fit the class-conditional prior on the training data."""
-        if self.config.prior == "class_gaussian":
+        if self.config.prior == "class_mixture":
             self.fit_prior(data)
 
     # ---- training -----------------------------------------------------------------------------

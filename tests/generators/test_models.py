@@ -149,7 +149,10 @@ def test_cvae_class_prior_is_fitted_and_saved(digits: Batch, tiny_vae: Factory, 
     assert bool(vae.prior_fitted)
     assert digits.label is not None
     mu, _ = vae.encoder(digits.image[digits.label == 3], digits.label[digits.label == 3])
-    assert torch.allclose(vae.prior_mean[3], mu.mean(0), atol=1e-4)
+    # the mixture's mean (weights times component means) is the mean of the class's posterior means
+    mix_mean = (vae.prior_weight[3][:, None] * vae.prior_mean[3]).sum(0)
+    assert torch.allclose(mix_mean, mu.mean(0), atol=1e-4)
+    assert torch.allclose(vae.prior_weight.sum(1), torch.ones(10, dtype=vae.prior_weight.dtype))
     loaded = ConditionalVAE.from_pretrained(tmp_path / "model")
     assert bool(loaded.prior_fitted)
     a = vae.generate([3, 3], 2, torch.Generator().manual_seed(0)).image

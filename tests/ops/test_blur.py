@@ -50,7 +50,9 @@ def test_properties(name: str, spec: tuple[int, int, int, int, str, int]) -> Non
     out = op.apply(batch, op.sample_params(batch, torch.Generator().manual_seed(spec[-1]))).image
     assert out.shape == x.shape and out.dtype == x.dtype
     lo, hi = (x.min(), x.max())
-    assert out.min() >= lo and out.max() <= hi  # a normalized non-negative kernel never leaves the range
+    # a normalized non-negative kernel never leaves the range, up to float32 rounding of its sum
+    tol = 0 if x.dtype == torch.uint8 else 1e-5 * max(1.0, float(hi))
+    assert out.min() >= lo - tol and out.max() <= hi + tol
     again = op.apply(batch, op.sample_params(batch, torch.Generator().manual_seed(spec[-1]))).image
     assert torch.equal(out, again)
     off = OPS.get(name)(**active, p=0.0)

@@ -126,7 +126,7 @@ def train(
     except ValueError as e:
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(1) from e
-    console.print(format_report(report))
+    typer.echo(format_report(report))  # plain echo: rich would wrap the Markdown table
     console.print(f"report: {Path(spec.output_dir) / 'report.md'}")
 
 

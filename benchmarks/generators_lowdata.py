@@ -32,6 +32,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--out", type=Path, default=Path("runs/lowdata"))
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--d-width", type=int, default=16, help="discriminator width (wider overfits sooner)")
+    ap.add_argument(
+        "--arm", choices=["both", "plain", "diffaugment"], default="both", help="run one arm only"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     clf = ReferenceClassifier.from_pretrained(args.classifier)
@@ -65,7 +69,9 @@ def main() -> None:
                 rts[-1] if rts else float("nan"),
             )
         )
-    print(f"{len(train)} real images ({args.per_class}/class), {args.steps} steps, batch 64\n")
+    print(
+        f"{len(train)} real images ({args.per_class}/class), {args.steps} steps, batch 64, d_width {args.d_width}\n"
+    )
     print(
         "| cGAN | train s wall | train s CPU | label agreement | label coverage | diversity / real | final r_t |"
     )

@@ -162,3 +162,12 @@ def test_grad_clip_bounds_the_gradient() -> None:
     ctx.optimize("x", (100.0 * p).sum())
     assert ctx.grad_norms["grad_norm/x"] == pytest.approx(200.0)  # the norm before clipping is logged
     assert float(p.detach().norm()) == pytest.approx(0.5, rel=1e-5)  # the step used the clipped gradient
+
+
+def test_amp_needs_cuda(
+    tmp_path: Path, digits: Batch, tiny_vae: Callable[..., ConditionalVAE], caplog: pytest.LogCaptureFixture
+) -> None:
+    t = Trainer(tiny_vae(), digits, spec(steps=2, amp=True, device="cpu"), tmp_path)
+    assert not t.amp and "amp=True needs CUDA" in caplog.text
+    t.fit()
+    assert t.model.decoder.fc.weight.dtype == torch.float32

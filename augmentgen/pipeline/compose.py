@@ -24,6 +24,7 @@ import yaml
 from augmentgen.core.batch import Batch, Sample
 from augmentgen.core.rng import RNG, Array, bernoulli, derive_seed, randint, sample_rng, torch_rng
 from augmentgen.ops.base import op_from_dict
+from augmentgen.ops.box_policy import BoxPolicy
 from augmentgen.pipeline.convert import from_input
 from augmentgen.pipeline.plan import Leaf, Step, Trace, and_applied, apply_trace_batch, apply_trace_sample
 
@@ -202,6 +203,9 @@ class Pipeline(Composite):
             with ``index`` it uses ``(seed, epoch, index)``, the same in any worker. ``None``
             draws fresh OS entropy per call (non-reproducible, like torchvision).
         fuse: fuse consecutive geometric ops into one warp and color ops into one pass.
+        box_policy: a ``BoxPolicy`` (or its dict) every warp of the call applies to boxes
+            (clip, then drop below ``min_visibility`` / ``min_area`` / ``min_size``); None keeps
+            each op's defaults.
 
     Example:
         >>> pipe = Pipeline.from_dict({"transforms": [{"name": "horizontal_flip", "p": 0.5}]}, seed=1)
@@ -212,10 +216,18 @@ class Pipeline(Composite):
 
     registry_name = "pipeline"
 
-    def __init__(self, transforms: Sequence[Any], *, seed: int | None = None, fuse: bool = True) -> None:
+    def __init__(
+        self,
+        transforms: Sequence[Any],
+        *,
+        seed: int | None = None,
+        fuse: bool = True,
+        box_policy: BoxPolicy | dict[str, Any] | None = None,
+    ) -> None:
         self.transforms = _check_stages(transforms, "pipeline")
         self.seed = seed
         self.fuse = fuse
+        self.box_policy = None if box_policy is None else BoxPolicy.from_dict(box_policy, "pipeline.box_policy")
         self._calls = 0  # counts calls without rng/index, so each draws a fresh stream
 
     def __len__(self) -> int:
@@ -237,8 +249,8 @@ class Pipeline(Composite):
 
     def apply_trace(self, x: Batch | Sample, trace: Trace) -> Batch | Sample:
         if isinstance(x, Batch):
-            return apply_trace_batch(x, trace, self.fuse)
-        return apply_trace_sample(x, trace, self.fuse)
+            return apply_trace_batch(x, trace, self.fuse, self.box_policy)
+        return apply_trace_sample(x, trace, self.fuse, self.box_policy)
 
     def default_rng(self, x: Batch | Sample, *, index: int | None = None, epoch: int = 0) -> RNG:
         """The rng a call uses when none is given (see ``seed``)."""
@@ -289,6 +301,8 @@ class Pipeline(Composite):
             d["seed"] = self.seed
         if not self.fuse:
             d["fuse"] = False
+        if self.box_policy is not None:
+            d["box_policy"] = self.box_policy.to_dict()
         return d
 
     @classmethod
@@ -298,12 +312,16 @@ class Pipeline(Composite):
             data = {"transforms": data}
         if not isinstance(data, dict):
             raise ValueError(f"{where}: expected a mapping or a list of stages, got {type(data).__name__}")
-        unknown = sorted(set(data) - {"transforms", "seed", "fuse", "name"})
+        unknown = sorted(set(data) - {"transforms", "seed", "fuse", "name", "box_policy"})
         if unknown:
-            raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: ['fuse', 'seed', 'transforms']")
+            raise ValueError(
+                f"{where}: unknown key(s) {unknown}; allowed: ['box_policy', 'fuse', 'seed', 'transforms']"
+            )
         stages = [stage_from_dict(s, f"{where}.transforms[{i}]") for i, s in enumerate(data.get("transforms") or [])]
         s = data.get("seed", seed) if seed is None else seed
-        return cls(stages, seed=s, fuse=bool(data.get("fuse", True)))
+        policy = data.get("box_policy")
+        box_policy = None if policy is None else BoxPolicy.from_dict(policy, f"{where}.box_policy")
+        return cls(stages, seed=s, fuse=bool(data.get("fuse", True)), box_policy=box_policy)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)

@@ -25,6 +25,7 @@ from augmentgen.core.batch import Batch, Sample
 from augmentgen.core.params import Params
 from augmentgen.core.rng import RNG, Array
 from augmentgen.ops.base import Op
+from augmentgen.ops.box_policy import BoxPolicy
 from augmentgen.ops.functional import color as fcolor
 from augmentgen.ops.functional import warp as fwarp
 
@@ -103,7 +104,9 @@ def _joins(group: list[Step], s: Step) -> bool:
     groups of border-sensitive ops with the same spec.
     """
     a, b = _spec(group), _spec([s])
-    if (a.interpolation, a.min_box_size, a.min_visibility) != (b.interpolation, b.min_box_size, b.min_visibility):
+    if (a.interpolation, a.min_box_size, a.min_visibility, a.min_area) != (
+        b.interpolation, b.min_box_size, b.min_visibility, b.min_area
+    ):
         return False
     if _border_free(s.leaf):
         return True
@@ -229,14 +232,18 @@ def _fused_color_np(group: list[Step], image: np.ndarray) -> np.ndarray:
     return fcolor.color_affine_np(image, total.astype(np.float32))
 
 
-def apply_trace_batch(batch: Batch, trace: Trace, fuse: bool = True) -> Batch:
-    """Apply ``trace`` to a Batch (torch backend)."""
+def _policy_spec(group: list[Step], policy: BoxPolicy | None) -> fwarp.WarpSpec:
+    return _spec(group) if policy is None else policy.spec(_spec(group))
+
+
+def apply_trace_batch(batch: Batch, trace: Trace, fuse: bool = True, box_policy: BoxPolicy | None = None) -> Batch:
+    """Apply ``trace`` to a Batch (torch backend); ``box_policy`` overrides every warp's box thresholds."""
     groups = _group(trace.steps) if fuse else [[s] for s in trace.steps]
     for g in groups:
         k = _kind(g[0].leaf)
-        if len(g) > 1 and k == "geometric":
+        if k == "geometric" and (len(g) > 1 or box_policy is not None):
             mat, out = _fused_matrix(g, batch.size, "torch", batch.device)
-            batch = fwarp.warp_batch(batch, torch.as_tensor(mat), out, _spec(g))
+            batch = fwarp.warp_batch(batch, torch.as_tensor(mat), out, _policy_spec(g, box_policy))
         elif len(g) > 1 and k == "color":
             if not any(bool(torch.as_tensor(s.params.applied).any()) for s in g):
                 continue
@@ -246,14 +253,14 @@ def apply_trace_batch(batch: Batch, trace: Trace, fuse: bool = True) -> Batch:
     return batch
 
 
-def apply_trace_sample(sample: Sample, trace: Trace, fuse: bool = True) -> Sample:
-    """Apply ``trace`` to one Sample (numpy / OpenCV backend)."""
+def apply_trace_sample(sample: Sample, trace: Trace, fuse: bool = True, box_policy: BoxPolicy | None = None) -> Sample:
+    """Apply ``trace`` to one Sample (numpy / OpenCV backend); ``box_policy`` as in ``apply_trace_batch``."""
     groups = _group(trace.steps) if fuse else [[s] for s in trace.steps]
     for g in groups:
         k = _kind(g[0].leaf)
-        if len(g) > 1 and k == "geometric":
+        if k == "geometric" and (len(g) > 1 or box_policy is not None):
             mat, out = _fused_matrix(g, sample.size, "numpy", None)
-            sample = fwarp.warp_sample(sample, np.asarray(mat)[0], out, _spec(g))
+            sample = fwarp.warp_sample(sample, np.asarray(mat)[0], out, _policy_spec(g, box_policy))
         elif len(g) > 1 and k == "color":
             sample = sample.replace(image=_fused_color_np(g, sample.image))
         else:

@@ -38,6 +38,7 @@ class WarpSpec:
             marked invalid (their slot and label stay).
         min_visibility: boxes keeping less than this fraction of their area inside the
             canvas are marked invalid.
+        min_area: boxes whose clipped area is below this many square pixels are marked invalid.
 
     Example:
         >>> WarpSpec(border_mode="reflect").interpolation
@@ -49,6 +50,7 @@ class WarpSpec:
     fill: float = 0.0
     min_box_size: float = 1.0
     min_visibility: float = 0.0
+    min_area: float = 0.0
 
     def __post_init__(self) -> None:
         if self.interpolation not in _INTERPS:
@@ -134,6 +136,7 @@ def warp_batch(batch: Batch, matrix: Tensor, out_size: tuple[int, int], spec: Wa
             out_size,
             min_size=spec.min_box_size,
             min_visibility=spec.min_visibility,
+            min_area=spec.min_area,
         )
         if ident is not None:
             xyxy, valid = _keep(ident, batch.boxes.xyxy, xyxy), _keep(ident, batch.boxes.valid, valid)
@@ -201,7 +204,8 @@ def warp_sample(sample: Sample, matrix: np.ndarray, out_size: tuple[int, int], s
         boxes = np.asarray(sample.boxes, np.float32).reshape(-1, 4)
         valid = np.ones(len(boxes), bool) if sample.box_valid is None else np.asarray(sample.box_valid, bool)
         changes["boxes"], changes["box_valid"] = warp_cv.warp_boxes(
-            boxes, valid, m, out_size, min_size=spec.min_box_size, min_visibility=spec.min_visibility
+            boxes, valid, m, out_size, min_size=spec.min_box_size, min_visibility=spec.min_visibility,
+            min_area=spec.min_area,
         )
     if sample.keypoints is not None:
         kp = np.asarray(sample.keypoints)

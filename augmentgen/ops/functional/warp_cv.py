@@ -121,6 +121,7 @@ def warp_boxes(
     *,
     min_size: float,
     min_visibility: float,
+    min_area: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Numpy twin of ``warp_torch.warp_boxes`` for one sample: ``[N, 4]``, ``[N]`` -> same shapes."""
     n = xyxy.shape[0]
@@ -134,5 +135,7 @@ def warp_boxes(
         cw, ch = clipped[:, 2] - clipped[:, 0], clipped[:, 3] - clipped[:, 1]
         area = (raw[:, 2] - raw[:, 0]) * (raw[:, 3] - raw[:, 1])
         ok = valid & (cw >= min_size) & (ch >= min_size) & (cw * ch >= min_visibility * area)
+        if min_area > 0:
+            ok &= cw * ch >= min_area
     ok &= np.isfinite(raw).all(axis=-1)
     return clipped.astype(np.float32), ok

@@ -128,6 +128,7 @@ def warp_boxes(
     *,
     min_size: float,
     min_visibility: float,
+    min_area: float = 0.0,
 ) -> tuple[Tensor, Tensor]:
     """Corners through ``matrix``, min/max, clip to the canvas, then mark degenerate boxes invalid.
 
@@ -138,6 +139,7 @@ def warp_boxes(
         min_size: boxes narrower or lower than this (pixels, after clipping) become invalid.
         min_visibility: boxes whose clipped area is below this fraction of their unclipped
             area become invalid.
+        min_area: boxes whose clipped area is below this (square pixels) become invalid.
 
     Shape:
         returns ``([B, N, 4], [B, N])``; slots (and so labels) are kept.
@@ -155,4 +157,6 @@ def warp_boxes(
     area = (raw[..., 2] - raw[..., 0]) * (raw[..., 3] - raw[..., 1])
     visible = cw * ch >= min_visibility * area
     ok = valid & (cw >= min_size) & (ch >= min_size) & visible & torch.isfinite(raw).all(dim=-1)
+    if min_area > 0:
+        ok = ok & (cw * ch >= min_area)
     return clipped.to(xyxy.dtype), ok

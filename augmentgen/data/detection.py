@@ -92,7 +92,8 @@ def _check_boxes(xyxy: np.ndarray, size: tuple[int, int], tolerance: float, wher
                 f"{where[k]}: box xyxy={[round(v, 2) for v in (x0, y0, x1, y1)]} lies outside the "
                 f"{w}x{h} image (tolerance {tolerance} px)"
             )
-    return np.clip(xyxy, 0, [w, h, w, h]).astype(np.float32)
+    out: np.ndarray = np.clip(xyxy, 0, [w, h, w, h]).astype(np.float32)
+    return out
 
 
 @dataclass

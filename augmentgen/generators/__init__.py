@@ -7,6 +7,7 @@ from augmentgen.generators.cgan import CGANConfig, ConditionalGAN
 from augmentgen.generators.checkpoint import load_generator
 from augmentgen.generators.cvae import ConditionalVAE, CVAEConfig
 from augmentgen.generators.diffaugment import DiffAugment
+from augmentgen.generators.diffusers_backend import DiffusersConfig, DiffusersGenerator
 from augmentgen.generators.monitors import CollapseMonitor, TrainingDiverged, TrainingStopped
 from augmentgen.generators.trainer import Trainer, TrainResult
 
@@ -17,6 +18,8 @@ __all__ = [
     "ConditionalGAN",
     "ConditionalVAE",
     "DiffAugment",
+    "DiffusersConfig",
+    "DiffusersGenerator",
     "TrainResult",
     "Trainer",
     "TrainingDiverged",

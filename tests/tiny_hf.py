@@ -89,10 +89,11 @@ def save_tiny_clip(directory: Path, seed: int = 0, image_size: int = 16) -> Path
     tok_dir = write_tiny_clip_tokenizer(directory.parent / (directory.name + "-tokenizer"))
     tok = CLIPTokenizer.from_pretrained(str(tok_dir))
     vision = CLIPVisionConfig(
-        hidden_size=8, intermediate_size=16, num_attention_heads=2, num_hidden_layers=1,
+        hidden_size=12, intermediate_size=24, num_attention_heads=2, num_hidden_layers=1,
         image_size=image_size, patch_size=4, projection_dim=8,
     )  # fmt: skip
-    cfg = CLIPConfig.from_text_vision_configs(_clip_text_config(len(tok), tok.model_max_length), vision)  # type: ignore[arg-type]
+    text = _clip_text_config(len(tok), tok.model_max_length)
+    cfg = CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=8)  # type: ignore[attr-defined]
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = CLIPModel(cfg)

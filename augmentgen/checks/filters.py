@@ -1,7 +1,11 @@
 """Per-sample filters for writing shards: drop bad samples and count the drops per reason for the manifest.
 
 Each filter says which rows of a batch to keep; ``FilterChain`` runs them in order, drops a
-row at the first filter that rejects it, and counts ``{"seen", "kept", <reason>: n}``.
+row at the first filter that rejects it, and counts ``{"seen", "kept", <reason>: n}``, also per
+class. Scoring filters (``ConfidenceFilter``, ``ClipScoreFilter`` in ``filters_clip``) keep rows
+whose ``score`` reaches ``threshold``; the chain puts each kept row's scores into its meta (so the
+shard writer records them in the sample's provenance) and the batch's drops per reason and per
+``reason:class`` into ``meta["filter_rejected"]`` (the shard manifest's ``rejected`` field).
 Stateful filters (``DuplicateFilter``) remember what they saw: call ``reset()`` at each
 shard start so shard ``i`` stays a pure function of ``(recipe, seed, i)``.
 """
@@ -28,6 +32,22 @@ class SampleFilter(Protocol):
     reason: str
 
     def keep(self, batch: Batch) -> Tensor: ...
+
+
+@runtime_checkable
+class ScoringFilter(Protocol):
+    """A filter that keeps rows whose ``score(batch) -> [B]`` is at least ``threshold``."""
+
+    reason: str
+    score_name: str
+    threshold: float
+
+    def score(self, batch: Batch) -> Tensor: ...
+
+    def keep(self, batch: Batch) -> Tensor: ...
+
+
+REJECTED_KEY = "filter_rejected"
 
 
 def _float(images: Tensor) -> Tensor:
@@ -86,19 +106,28 @@ class ConfidenceFilter:
     """
 
     reason = "low_confidence"
+    score_name = "confidence"
 
     def __init__(self, classifier: Callable[[Tensor], Tensor], threshold: float) -> None:
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"ConfidenceFilter.threshold must be in [0, 1], got {threshold}")
         self.classifier, self.threshold = classifier, threshold
 
-    def keep(self, batch: Batch) -> Tensor:
+    def score(self, batch: Batch) -> Tensor:
+        """``[B]`` softmax probability of each row's conditioning label (the prompt's class)."""
         if batch.label is None:
             raise ValueError("ConfidenceFilter needs batch.label (the conditioning labels)")
         with torch.inference_mode():
             p = self.classifier(torch.nan_to_num(_float(batch.image))).float().softmax(1)
-        conf = p.gather(1, batch.label.to(p.device).long()[:, None])[:, 0]
-        return (conf >= self.threshold).to(batch.device)
+        lab = batch.label.to(p.device).long()
+        if lab.numel() and (int(lab.min()) < 0 or int(lab.max()) >= p.shape[1]):
+            raise ValueError(
+                f"ConfidenceFilter: labels in [{int(lab.min())}, {int(lab.max())}] but the classifier has {p.shape[1]} classes"
+            )
+        return p.gather(1, lab[:, None])[:, 0].to(batch.device)
+
+    def keep(self, batch: Batch) -> Tensor:
+        return self.score(batch) >= self.threshold
 
 
 class NearCopyFilter:
@@ -203,7 +232,9 @@ class FilterChain:
     """Run filters in order; a row is dropped at the first filter that rejects it.
 
     ``counts`` accumulates ``seen``, ``kept`` and one entry per filter reason, ready for
-    the shard manifest.
+    the shard manifest; ``class_counts`` holds the same per label. Calling the chain returns
+    the kept rows with each scoring filter's per-row scores in ``meta[score_name]`` and this
+    batch's drops in ``meta["filter_rejected"]`` (``reason`` and ``reason:class`` keys).
 
     Example:
         >>> chain = FilterChain([FiniteFilter(), BlankFilter()])
@@ -218,10 +249,12 @@ class FilterChain:
             raise ValueError(f"FilterChain: two filters share a reason: {reasons}")
         self.filters = list(filters)
         self.counts: dict[str, int] = {"seen": 0, "kept": 0, **{r: 0 for r in reasons}}
+        self.class_counts: dict[int, dict[str, int]] = {}
 
     def reset(self) -> None:
         """Zero the counts and reset stateful filters (call at each shard start)."""
         self.counts = {k: 0 for k in self.counts}
+        self.class_counts = {}
         for f in self.filters:
             reset = getattr(f, "reset", None)
             if callable(reset):
@@ -231,19 +264,62 @@ class FilterChain:
         """Drops per reason (the shard manifest's ``rejected`` field), reasons with no drop left out."""
         return {k: v for k, v in self.counts.items() if k not in ("seen", "kept") and v}
 
-    def keep_mask(self, batch: Batch) -> Tensor:
-        """``[B]`` bool of rows that pass every filter; updates ``counts``."""
-        alive = torch.ones(batch.batch_size, dtype=torch.bool, device=batch.device)
-        self.counts["seen"] += batch.batch_size
+    def _run(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor], list[str | None]]:
+        """Kept rows ``[B]``, scores ``{name: [B]}`` (NaN where not scored), the drop reason of each row."""
+        n = batch.batch_size
+        alive = torch.ones(n, dtype=torch.bool, device=batch.device)
+        scores: dict[str, Tensor] = {}
+        why: list[str | None] = [None] * n
         for f in self.filters:
             if not bool(alive.any()):
                 break
             idx = alive.nonzero().flatten()
-            ok = f.keep(batch.index(idx)).to(alive.device)
-            self.counts[f.reason] += int((~ok).sum())
+            sub = batch.index(idx)
+            if isinstance(f, ScoringFilter):
+                s = f.score(sub).detach().float().to(alive.device)
+                full = scores.setdefault(f.score_name, torch.full((n,), float("nan"), device=alive.device))
+                full[idx] = s
+                ok = s >= f.threshold
+            else:
+                ok = f.keep(sub).to(alive.device)
+            for r in idx[~ok].tolist():
+                why[r] = f.reason
             alive[idx[~ok]] = False
+        return alive, scores, why
+
+    def _count(self, batch: Batch, alive: Tensor, why: list[str | None]) -> dict[str, int]:
+        """Update ``counts`` and ``class_counts``; this batch's drops as manifest keys."""
+        self.counts["seen"] += batch.batch_size
         self.counts["kept"] += int(alive.sum())
+        labels = None if batch.label is None else [int(v) for v in batch.label.tolist()]
+        dropped: dict[str, int] = {}
+        for r, reason in enumerate(why):
+            if reason is not None:
+                self.counts[reason] += 1
+                dropped[reason] = dropped.get(reason, 0) + 1
+            if labels is None:
+                continue
+            cc = self.class_counts.setdefault(labels[r], {"seen": 0, "kept": 0})
+            cc["seen"] += 1
+            if reason is None:
+                cc["kept"] += 1
+            else:
+                cc[reason] = cc.get(reason, 0) + 1
+                key = f"{reason}:{labels[r]}"
+                dropped[key] = dropped.get(key, 0) + 1
+        return dropped
+
+    def keep_mask(self, batch: Batch) -> Tensor:
+        """``[B]`` bool of rows that pass every filter; updates ``counts``."""
+        alive, _, why = self._run(batch)
+        self._count(batch, alive, why)
         return alive
 
     def __call__(self, batch: Batch) -> Batch:
-        return batch.index(self.keep_mask(batch))
+        alive, scores, why = self._run(batch)
+        dropped = self._count(batch, alive, why)
+        meta = dict(batch.meta)
+        for name, s in scores.items():
+            meta[name] = [None if v != v else round(float(v), 6) for v in s.cpu().tolist()]  # NaN: not scored
+        meta[REJECTED_KEY] = dropped
+        return batch.replace(meta=meta).index(alive)

@@ -164,8 +164,15 @@ def _loop(lib: str, images: list[np.ndarray], size: int) -> Callable[[], int]:
 
 
 def _loader(lib: str, images: list[np.ndarray], size: int) -> Callable[[], int]:
-    loader = DataLoader(_PerSample(images, lib, size), batch_size=64, num_workers=2,
-                        worker_init_fn=_single_thread_worker, persistent_workers=True, prefetch_factor=4)
+    ds: Dataset[Any]
+    if lib == "augmentgen":  # what users run: AugmentedDataset, whose batch fetch draws per batch
+        from augmentgen.pipeline.dataloader import AugmentedDataset
+
+        ds = AugmentedDataset(images, augmentgen_pipeline(size), seed=0)
+    else:
+        ds = _PerSample(images, lib, size)
+    loader = DataLoader(ds, batch_size=64, num_workers=2, worker_init_fn=_single_thread_worker,
+                        persistent_workers=True, prefetch_factor=4)
 
     def run() -> int:
         n = 0

@@ -51,7 +51,7 @@ def uniform_cols(rng: RNG, ranges: Sequence[tuple[float, float]], n: int) -> tup
     # numpy first: isinstance(x, torch.Generator) costs ~0.6 us (metaclass check), numpy's 0.08
     if isinstance(rng, np.random.Generator):
         span, lo = _span_lo(tuple(ranges))
-        if n == 1:  # the per-sample path: in-place math on a [k, 1] draw, rows are the columns
+        if n == 1 and type(rng) is np.random.Generator:  # per-sample path: in-place math on a [k, 1] draw
             u1 = rng.random((k, 1))
             v1 = u1 * span
             v1 += lo

@@ -57,7 +57,7 @@ class SaltAndPepperParams(Params):
 
 def _draw_with_offset(rng: RNG, rng_range: tuple[float, float], n: int) -> tuple[Array, Array]:
     """A magnitude in ``rng_range`` and a bank offset per sample, from one ``[n, 2]`` uniform draw."""
-    if n == 1 and isinstance(rng, np.random.Generator):  # per-sample path: float math
+    if n == 1 and type(rng) is np.random.Generator:  # per-sample path: float math (StreamRNG: rows)
         u0, u1 = rng.random(2).tolist()
         lo, hi = rng_range
         v = np.array([lo + (hi - lo) * u0], np.float32)

@@ -289,6 +289,18 @@ class Pipeline(Composite):
         out = restore(self.apply_trace(inner, trace))
         return (out, trace) if return_trace else out
 
+    def map_samples(
+        self, xs: Sequence[Any], *, seed: int, epoch: int | Sequence[int], indices: Sequence[int]
+    ) -> list[Any]:
+        """Augment many per-sample inputs at once; ``xs[k]`` uses the stream ``(seed, epoch, indices[k])``.
+
+        Parameters and matrices are drawn for all samples in one vectorized pass (see
+        ``pipeline.many``); each sample's result does not depend on the others.
+        """
+        from augmentgen.pipeline.many import map_samples
+
+        return map_samples(self, xs, seed=seed, epoch=epoch, indices=indices)
+
     def replay(self, x: Any, trace: Trace) -> Any:
         """Apply the parameters of an earlier call (``return_trace=True``) to ``x``."""
         inner, restore = from_input(x)

@@ -106,7 +106,17 @@ class AugmentedDataset(Dataset[Any]):
             t = t.to(torch.float32) / 255.0
         return t
 
+    def _batched(self) -> bool:
+        b = self.__dict__.get("_vectorizable")
+        if b is None:
+            from augmentgen.pipeline.many import vectorizable
+
+            b = self.__dict__["_vectorizable"] = vectorizable(self.pipeline)
+        return bool(b)
+
     def __getitem__(self, key: int | tuple[int, int]) -> Any:
+        if self._batched():
+            return self.__getitems__([key])[0]
         epoch, i = (key if isinstance(key, tuple) else (self.epoch, key))
         item = self.dataset[i]
         rng = reused_sample_rng(self.seed, epoch, i)
@@ -117,6 +127,31 @@ class AugmentedDataset(Dataset[Any]):
         if isinstance(item, tuple):
             return (self._convert(self.pipeline(item[0], rng=rng)), *item[1:])
         return self._convert(self.pipeline(item, rng=rng))
+
+    def __getitems__(self, keys: Sequence[int | tuple[int, int]]) -> list[Any]:
+        """A whole batch of items: the DataLoader's fetcher calls this with a batch's indices.
+
+        Item ``i`` of epoch ``e`` is the same as ``self[(e, i)]`` alone: its parameters come
+        from its own stream whatever the batch, and are drawn for the batch in one pass.
+        """
+        if not self._batched():
+            return [self[k] for k in keys]
+        pairs = [(k if isinstance(k, tuple) else (self.epoch, k)) for k in keys]
+        items = [self.dataset[i] for _, i in pairs]
+        ins = [it[0] if isinstance(it, tuple) else it for it in items]
+        outs = self.pipeline.map_samples(
+            ins, seed=self.seed, epoch=[e for e, _ in pairs], indices=[i for _, i in pairs]
+        )
+        res: list[Any] = []
+        for it, out in zip(items, outs):
+            if isinstance(out, dict):
+                out["image"] = self._convert(out["image"])
+                res.append(out)
+            elif isinstance(it, tuple):
+                res.append((self._convert(out), *it[1:]))
+            else:
+                res.append(self._convert(out))
+        return res
 
 
 class BatchAugment:

@@ -1,4 +1,4 @@
-"""Learned generators (cGAN, CVAE), their trainer, health monitors and checkpoints.
+"""Learned generators (cGAN, CVAE, text-to-image GAN), their trainer, health monitors and checkpoints.
 
 Importing this package registers the generators in ``core.registry.GENERATORS``.
 """
@@ -9,6 +9,7 @@ from augmentgen.generators.cvae import ConditionalVAE, CVAEConfig
 from augmentgen.generators.diffaugment import DiffAugment
 from augmentgen.generators.diffusers_backend import DiffusersConfig, DiffusersGenerator
 from augmentgen.generators.monitors import CollapseMonitor, TrainingDiverged, TrainingStopped
+from augmentgen.generators.t2i import T2IConfig, TextToImageGAN
 from augmentgen.generators.trainer import Trainer, TrainResult
 
 __all__ = [
@@ -20,6 +21,8 @@ __all__ = [
     "DiffAugment",
     "DiffusersConfig",
     "DiffusersGenerator",
+    "T2IConfig",
+    "TextToImageGAN",
     "TrainResult",
     "Trainer",
     "TrainingDiverged",

@@ -245,6 +245,8 @@ class CopyPaste(Op):
     def apply(self, batch: Batch, params: Params) -> Batch:
         p = expect(params, CopyPasteParams, "CopyPaste.apply").to_torch("cpu")
         applied = torch.as_tensor(p.applied).to(torch.bool)
+        if not bool(applied.any()):  # p=0, or a batch of one: nothing to paste from
+            return batch
         if batch.boxes is None or batch.masks is None or batch.masks.shape[1] != 1:
             raise ValueError(
                 "CopyPaste needs boxes and a [B, 1, H, W] instance-id mask (pixel k + 1 = box slot k); "

@@ -16,6 +16,8 @@ from augmentgen.ops.base import op_from_dict
 from augmentgen.pipeline import Pipeline
 
 NAMES = OPS.names()
+# batch ops (mosaic, copy-paste) mix rows: they refuse single images and change the box slots
+BATCH_ONLY = {n for n in NAMES if getattr(OPS.get(n), "kind", "") == "mix"}
 
 
 def build(name: str, **kw: object) -> object:
@@ -52,12 +54,22 @@ def test_every_op_runs_on_every_input_kind_and_keeps_structure(name: str) -> Non
         if name == "normalize" and kind.endswith("uint8") and kind.startswith("batch"):
             continue  # normalize leaves [0, 1]; uint8 batches are converted by the user first
         rng = torch_rng(1) if isinstance(x, (Batch, torch.Tensor)) else sample_rng(1, 0, 0)
+        if name in BATCH_ONLY and not isinstance(x, (Batch, torch.Tensor)):
+            with pytest.raises(ValueError, match="no per-sample path"):
+                pipe(x, rng=rng)
+            continue
+        if name == "copy_paste" and isinstance(x, Batch) and x.masks is None:
+            with pytest.raises(ValueError, match="needs boxes and a"):  # nothing to cut objects out with
+                pipe(x, rng=rng)
+            continue
         out = pipe(x, rng=rng)
         assert type(out) is type(x), (name, kind)
         if isinstance(x, Batch):
             assert isinstance(out, Batch) and out.batch_size == x.batch_size
             assert torch.isfinite(out.image.float()).all(), (name, kind)
-            if x.boxes is not None:
+            if x.boxes is not None and name in BATCH_ONLY:
+                assert out.boxes is not None and out.boxes.xyxy.shape[1] % x.boxes.xyxy.shape[1] == 0
+            elif x.boxes is not None:
                 assert out.boxes is not None and out.boxes.xyxy.shape[1] == x.boxes.xyxy.shape[1]
                 assert torch.equal(out.boxes.labels, x.boxes.labels)  # slots and labels stay aligned
                 h, w = out.size
@@ -79,6 +91,15 @@ def test_every_op_runs_on_every_input_kind_and_keeps_structure(name: str) -> Non
 @pytest.mark.parametrize("name", NAMES)
 def test_every_op_pickles_and_round_trips_through_its_dict(name: str) -> None:
     op = build(name, p=1.0 if name == "normalize" else 0.7)
+    if name in BATCH_ONLY:
+        xb = inputs()["batch_float"]
+        assert isinstance(xb, Batch)
+        refb = Pipeline([op])(xb, rng=torch_rng(5))
+        again = op_from_dict(op.to_dict())  # type: ignore[attr-defined]
+        assert again.to_dict() == op.to_dict()  # type: ignore[attr-defined]
+        for other in (again, pickle.loads(pickle.dumps(op))):
+            assert torch.equal(Pipeline([other])(xb, rng=torch_rng(5)).image, refb.image)
+        return
     x = inputs()["hwc_uint8"]
     ref = Pipeline([op])(x, rng=sample_rng(5, 0, 1))
     again = op_from_dict(op.to_dict())  # type: ignore[attr-defined]
@@ -91,6 +112,11 @@ def test_every_op_pickles_and_round_trips_through_its_dict(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_p_zero_is_exact_identity_for_every_size_preserving_op(name: str) -> None:
     op = build(name, p=0.0)
+    if name in BATCH_ONLY:
+        xb = inputs()["batch_float"]
+        assert isinstance(xb, Batch)
+        assert torch.equal(Pipeline([op])(xb, rng=torch_rng(0)).image, xb.image)
+        return
     x = inputs()["hwc_uint8"]
     out = Pipeline([op])(x, rng=sample_rng(0, 0, 0))
     if out.shape == x.shape and name != "normalize":

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 
-def write_tiny_clip_tokenizer(directory: Path, max_length: int = 16) -> Path:
+def write_tiny_clip_tokenizer(directory: Path, max_length: int = 64) -> Path:
     """A CLIP tokenizer whose vocabulary is the 256 byte symbols (with and without ``</w>``), no merges."""
     from tokenizers.pre_tokenizers import ByteLevel
     from transformers import CLIPTokenizer

@@ -44,9 +44,39 @@ from augmentgen.generators.diffusers_pipeline import (
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["DiffusersConfig", "DiffusersGenerator", "write_diffusers_folder"]
+
 KIND = "diffusers"
 PIPELINE_DIR = "pipeline"
 REFERENCES_NAME = "references.safetensors"
+
+
+def _write_config(directory: Path, config: DiffusersConfig, pipeline: str) -> None:
+    cfg = dataclasses.asdict(config)
+    cfg["pipeline"] = pipeline  # PIPELINE_DIR is resolved against the folder on load
+    cfg["class_prompts"] = {str(k): v for k, v in config.class_prompts.items()}
+    body = {"format": FORMAT, "version": VERSION, "kind": KIND, "config": cfg, "meta": {}}
+    tmp = directory / (CONFIG_NAME + ".tmp")
+    tmp.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")
+    tmp.replace(directory / CONFIG_NAME)
+
+
+def write_diffusers_folder(
+    directory: str | Path, config: DiffusersConfig | dict[str, Any], *, where: str = "model"
+) -> Path:
+    """A generator folder naming its pipeline (hub id or folder) without loading or copying it.
+
+    Diffusion pipelines are not trained here: a recipe's ``diffusers`` generator becomes this
+    folder, and ``from_pretrained`` on it loads the pipeline it names.
+
+    Example:
+        >>> write_diffusers_folder("runs/x/model", {"pipeline": "stabilityai/sd-turbo"})  # doctest: +SKIP
+    """
+    cfg = config if isinstance(config, DiffusersConfig) else config_from_dict(DiffusersConfig, config, where)
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    _write_config(d, cfg, cfg.pipeline)
+    return d
 
 
 @GENERATORS.register(KIND)
@@ -109,18 +139,14 @@ class DiffusersGenerator:
         """``config.json`` (+ ``pipeline/`` unless ``save_pipeline=False``, + img2img references)."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        cfg = dataclasses.asdict(self.config)
         if save_pipeline:
             self.pipe.save_pretrained(str(d / PIPELINE_DIR))
-            cfg["pipeline"] = PIPELINE_DIR  # resolved against the folder on load
-        cfg["class_prompts"] = {str(k): v for k, v in self.config.class_prompts.items()}
-        if self.references is not None:
+        if self.references is not None and self.references.label is not None:
             save_file(
-                {"image": self.references.image.contiguous(), "label": self.references.label.contiguous()},  # type: ignore[union-attr]
+                {"image": self.references.image.contiguous(), "label": self.references.label.contiguous()},
                 str(d / REFERENCES_NAME),
             )
-        body = {"format": FORMAT, "version": VERSION, "kind": KIND, "config": cfg, "meta": {}}
-        (d / CONFIG_NAME).write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")
+        _write_config(d, self.config, PIPELINE_DIR if save_pipeline else self.config.pipeline)
 
     def set_references(self, batch: Batch) -> None:
         """Real labeled images ``generate`` edits in img2img mode (kept as uint8 on the CPU)."""

@@ -283,6 +283,8 @@ class ShardWriter:
             task = self.task(index)
             position = 0  # rows seen so far, rejected ones included: keys stay put when a row is dropped
             for batch in self.source.batches(task):
+                # rows a filtering source dropped before the writer saw them ({reason or reason:class: n})
+                shard.rejected.update(batch.meta.get("filter_rejected") or {})
                 items = self._items(batch, task, position, shard.rejected)
                 position += batch.batch_size
                 shard.samples += len(items)

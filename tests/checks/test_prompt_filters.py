@@ -34,7 +34,7 @@ def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = f.model.train()
     tok = f.processor.tokenizer([RED, BLUE], padding=True, return_tensors="pt")
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for step in range(60):
+    for step in range(150):  # ~1 s of CPU; 60 steps separate the colours too weakly for a 50 threshold
         imgs = torch.cat([_colour((0.9, 0.1, 0.1), 1, step), _colour((0.1, 0.1, 0.9), 1, 1000 + step)])
         out = model(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"],
                     pixel_values=f.pixel_values(imgs), return_loss=True)  # fmt: skip

@@ -186,3 +186,76 @@ def test_class_names_template(gen: DiffusersGenerator) -> None:
     g = DiffusersGenerator(DiffusersConfig(pipeline="x", class_names=["coat", "bag"], steps=1), pipe=gen.pipe)
     out = g.generate([1], 1, torch.Generator().manual_seed(0))
     assert out.meta["prompt"] == ["a photo of a bag"] and out.label is not None and out.label.tolist() == [1]
+
+
+DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def test_recipe_renders_filters_and_records_provenance(pipe_dir: Path, tmp_path: Path) -> None:
+    """The user path: a recipe names the pipeline; shards carry prompts, seeds and scores; drops per class in the manifest."""
+    import tarfile
+
+    from tiny_hf import save_tiny_clip
+
+    from augmentgen.recipes import Recipe
+    from augmentgen.recipes.run import run_recipe
+
+    clip_dir = save_tiny_clip(tmp_path / "clip")
+    model = {
+        "pipeline": str(pipe_dir), "class_names": DIGITS, "prompt_template": "a handwritten digit {name}",
+        "steps": 2, "guidance_scale": 2.0, "height": 16, "width": 16, "output_size": [8, 8], "channels": 1,
+        "device": "cpu",
+    }  # fmt: skip
+    recipe = Recipe.model_validate(
+        {
+            "name": "dtiny",
+            "data": {"source": "digits", "n_per_class": 10},
+            "classifier": {"steps": 30, "batch_size": 32, "width": 8},
+            "generators": [{"name": "sd", "kind": "diffusers", "model": model}],
+            "filters": {
+                "blank_std": None,
+                "min_confidence": 0.12,
+                "clip": {"model": str(clip_dir), "min_score": 0.0},
+            },
+            "shards": {"name": "d", "count": 1, "size": 20, "batch_size": 10},
+            "checks": {"enabled": False},
+            "evaluate": {"enabled": False},
+        }
+    )
+    out = tmp_path / "run"
+    run_recipe(recipe, out, stages=("train", "generate", "verify"))
+    cfg = json.loads((out / "generators" / "sd" / "model" / "config.json").read_text())
+    assert cfg["kind"] == "diffusers" and cfg["config"]["pipeline"] == str(pipe_dir)  # named, not copied
+    manifest = json.loads((out / "shards" / "sd" / "manifest.json").read_text())
+    (entry,) = manifest["shards"].values()
+    rejected = entry["rejected"]
+    dropped = rejected.get("low_confidence", 0)
+    assert dropped > 0 and entry["samples"] + dropped == 20  # the classifier rejects some tiny-SD renders
+    per_class = {k: v for k, v in rejected.items() if k.startswith("low_confidence:")}
+    assert sum(per_class.values()) == dropped
+    kept = {int(k): v for k, v in entry["classes"].items()}
+    for c in range(10):  # labels cycle: two of each class were rendered, kept + dropped == 2
+        assert kept.get(c, 0) + per_class.get(f"low_confidence:{c}", 0) == 2
+    with tarfile.open(out / "shards" / "sd" / "d-sd-000000.tar") as tar:
+        metas = [json.load(tar.extractfile(m)) for m in tar.getmembers() if m.name.endswith(".json")]  # type: ignore[arg-type]
+    assert len(metas) == entry["samples"]
+    for m in metas:
+        assert m["prompt"] == f"a handwritten digit {DIGITS[m['label']]}"
+        assert isinstance(m["sample_seed"], int) and m["steps"] == 2 and m["guidance_scale"] == 2.0
+        assert m["confidence"] >= 0.12 and 0.0 <= m["clip_score"] <= 100.0
+
+
+def test_recipe_errors_name_the_diffusers_field() -> None:
+    from augmentgen.recipes.load import recipe_from_text
+
+    base = "shards: {count: 1}\nevaluate: {enabled: false}\ngenerators:\n"
+    with pytest.raises(ValueError, match="model.pipeline"):
+        recipe_from_text(base + "  - {name: sd, kind: diffusers}\n", "r.yaml")
+    with pytest.raises(ValueError, match="unknown key"):
+        recipe_from_text(base + "  - {name: sd, kind: diffusers, model: {pipeline: x, stepz: 2}}\n", "r.yaml")
+    with pytest.raises(ValueError, match="strength"):
+        recipe_from_text(
+            base + "  - {name: sd, kind: diffusers, model: {pipeline: x, strength: 2}}\n", "r.yaml"
+        )
+    with pytest.raises(ValueError, match="filters.clip.min_score"):
+        recipe_from_text("shards: {count: 1}\nfilters: {clip: {model: x, min_score: 300}}\n", "r.yaml")

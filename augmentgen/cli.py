@@ -525,6 +525,32 @@ def evaluate(
 
 
 
+# ---- detection data out (issue 8) ------------------------------------------------------
+@app.command()
+def export(
+    fmt: Annotated[str, typer.Argument(metavar="FORMAT", help="coco | yolo")],
+    shards: Annotated[Path, typer.Argument(help="A shard folder (manifest.json), a glob, or a .tar.")],
+    out: Annotated[Path, typer.Argument(help="Output folder (images/ plus annotations.json, or labels/ + data.yaml).")],
+    categories: Annotated[
+        Optional[Path],
+        typer.Option("--categories", help="JSON with a COCO 'categories' list or {id: name} (default: the manifest's)."),
+    ] = None,
+) -> None:
+    """Write detection shards (boxes.json, mask.png) as a COCO or YOLO data set."""
+    from augmentgen.shards.export import export_coco, export_yolo
+
+    if fmt not in ("coco", "yolo"):
+        console.print(f"[red]error:[/red] FORMAT must be 'coco' or 'yolo', got {fmt!r}")
+        raise typer.Exit(2)
+    try:
+        fn = export_coco if fmt == "coco" else export_yolo
+        res = fn(shards, out, categories=categories)
+    except (ValueError, OSError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from e
+    console.print(f"{res.out}: {res.images} images, {res.boxes} boxes ({fmt})")
+
+
 def main() -> None:
     app()
 

@@ -14,7 +14,12 @@ import numpy as np
 
 from augmentgen.core.generator import SampleGenerator
 from augmentgen.core.registry import GENERATORS
-from augmentgen.shards.config import DatasetSourceConfig, GenerateRecipe, GeneratorSourceConfig
+from augmentgen.shards.config import (
+    DatasetSourceConfig,
+    DetectionSourceConfig,
+    GenerateRecipe,
+    GeneratorSourceConfig,
+)
 from augmentgen.shards.sources import DatasetSource, GeneratorSource, ShardSource, build_pipeline
 
 logger = logging.getLogger(__name__)
@@ -130,6 +135,12 @@ def build_source(recipe: GenerateRecipe) -> ShardSource:
         return GeneratorSource(
             gen, class_ids=cfg.class_ids(), labels=cfg.labels, pipeline=pipeline, device=cfg.device, info=info
         )
+    if isinstance(cfg, DetectionSourceConfig):
+        from augmentgen.data.detection import load_detection
+        from augmentgen.shards.detection_source import DetectionSource
+
+        det = load_detection(cfg.format, cfg.path, **cfg.options)
+        return DetectionSource(det, size=cfg.size, order=cfg.order, pipeline=pipeline, device=cfg.device)
     ds = _load_dataset(cfg)
     return DatasetSource(
         np.asarray(ds.images),

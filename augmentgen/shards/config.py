@@ -167,7 +167,38 @@ class DatasetSourceConfig(_Strict):
         return self
 
 
-SourceConfig = Annotated[Union[GeneratorSourceConfig, DatasetSourceConfig], Field(discriminator="kind")]
+class DetectionSourceConfig(_Strict):
+    """A detection set (``augmentgen.data.detection``), every image resized to ``size``, then the pipeline.
+
+    Args:
+        format: ``coco`` (path = the annotations JSON), ``yolo`` (path = the root with
+            images/ and labels/) or ``masks`` (path = the image folder; ``options.masks`` the mask folder).
+        path: see ``format``.
+        size: (H, W) every image is resized to; boxes and masks follow.
+        order: ``shuffle`` visits a seeded permutation per pass; ``sequential`` goes 0, 1, 2, ...
+        device: where the pipeline runs.
+        options: keyword arguments for the reader (``images``, ``tolerance``, ``names``, ...).
+    """
+
+    kind: Literal["detection"] = "detection"
+    format: Literal["coco", "yolo", "masks"]
+    path: str
+    size: tuple[int, int]
+    order: Literal["shuffle", "sequential"] = "shuffle"
+    device: str = "cpu"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if min(v) < 1:
+            raise ValueError(f"size must be a positive (H, W), got {v}")
+        return v
+
+
+SourceConfig = Annotated[
+    Union[GeneratorSourceConfig, DatasetSourceConfig, DetectionSourceConfig], Field(discriminator="kind")
+]
 
 
 class GenerateRecipe(_Strict):

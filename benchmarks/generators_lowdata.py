@@ -44,11 +44,11 @@ def main() -> None:
     assert real.label is not None
     real_div = float(within_class_diversity(real.image, real.label).mean())
     rows = []
-    for name, policy in (
-        ("no DiffAugment", ""),
-        ("DiffAugment color,translation,cutout", "color,translation,cutout"),
-    ):
-        model = ConditionalGAN(CGANConfig(g_width=32, d_width=16, diffaugment=policy))
+    arms = [("no DiffAugment", ""), ("DiffAugment color,translation,cutout", "color,translation,cutout")]
+    if args.arm != "both":
+        arms = [a for a in arms if bool(a[1]) == (args.arm == "diffaugment")]
+    for name, policy in arms:
+        model = ConditionalGAN(CGANConfig(g_width=32, d_width=args.d_width, diffaugment=policy))
         spec = TrainSpec(steps=args.steps, batch_size=64, log_every=100, sample_every=0, checkpoint_every=0)
         out = args.out / ("diffaugment" if policy else "plain")
         res = Trainer(model, train.to_batch(uint8=True), spec, out).fit()

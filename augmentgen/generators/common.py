@@ -56,8 +56,18 @@ def draw_latents(rng: RNG, n: int, dim: int, device: torch.device) -> Tensor:
 
 @torch.no_grad()
 def ema_update(ema: nn.Module, live: nn.Module, decay: float) -> None:
-    """``ema = decay * ema + (1 - decay) * live`` for parameters; buffers (BN statistics) are copied."""
-    for pe, pl in zip(ema.parameters(), live.parameters(), strict=True):
-        pe.lerp_(pl.detach(), 1.0 - decay)
-    for be, bl in zip(ema.buffers(), live.buffers(), strict=True):
-        be.copy_(bl)
+    """``ema = decay * ema + (1 - decay) * live`` for parameters; buffers (BN statistics) are copied.
+
+    One fused ``_foreach`` call per kind instead of a Python loop over tensors.
+    """
+    pe: list[Tensor] = list(ema.parameters())
+    pl = [p.detach() for p in live.parameters()]
+    be, bl = list(ema.buffers()), list(live.buffers())
+    if len(pe) != len(pl) or len(be) != len(bl):
+        raise ValueError(
+            f"ema_update: EMA copy has {len(pe)} parameters / {len(be)} buffers, the live model {len(pl)} / {len(bl)}"
+        )
+    if pe:
+        torch._foreach_lerp_(pe, pl, 1.0 - decay)
+    if be:
+        torch._foreach_copy_(be, bl)

@@ -68,7 +68,14 @@ class TrainSpec(_Strict):
         default=0.0, ge=0, le=1, description="cosine floor as a fraction of the base lr"
     )
     grad_clip: float | None = Field(default=None, gt=0)
-    amp: bool = Field(default=False, description="float16 autocast + grad scaling; CUDA only")
+    amp: bool = Field(
+        default=False,
+        description="mixed precision: autocast to amp_dtype (float16 + grad scaling needs CUDA)",
+    )
+    amp_dtype: Literal["float16", "bfloat16"] = Field(
+        default="float16",
+        description="float16: CUDA only, with grad scaling; bfloat16: CUDA or a CPU with bf16 units (AMX), no scaling",
+    )
     seed: int = 0
     device: str = "auto"
     log_every: int = Field(default=50, ge=1)

@@ -37,7 +37,7 @@ from augmentgen.core.rng import RNG, torch_rng, uniform
 from augmentgen.generators import checkpoint as ckpt
 from augmentgen.generators.common import condition_labels, draw_latents
 from augmentgen.generators.latent_prior import fit_class_mixture, sample_class_mixture
-from augmentgen.generators.layers import build, count_parameters
+from augmentgen.generators.layers import build, channels_last, count_parameters
 
 KIND = "cvae"
 
@@ -192,8 +192,9 @@ class ConditionalVAE(nn.Module):
         super().__init__()
         self.config = config or CVAEConfig()
         g = rng if rng is not None else torch_rng(0, KIND, "init")
-        self.encoder = build(lambda: Encoder(self.config), g)
-        self.decoder = build(lambda: Decoder(self.config), g)
+        # channels-last convolutions: same values, cheaper on the CPU's oneDNN kernels
+        self.encoder = channels_last(build(lambda: Encoder(self.config), g))
+        self.decoder = channels_last(build(lambda: Decoder(self.config), g))
         # learned log sigma of the Gaussian likelihood (unused with Bernoulli)
         self.log_sigma = nn.Parameter(torch.zeros(()))
         c, k, d = self.config.num_classes, self.config.prior_components, self.config.latent_dim
@@ -239,7 +240,7 @@ class ConditionalVAE(nn.Module):
             self.mean_image(self.decoder(z[i : i + chunk], labels[i : i + chunk])) for i in range(0, n, chunk)
         ]
         c, s = self.config.channels, self.config.image_size
-        out = torch.cat(parts) if parts else z.new_zeros((0, c, s, s))
+        out = torch.cat(parts).contiguous() if parts else z.new_zeros((0, c, s, s))
         return Batch(image=out, label=labels, meta={"generator": [KIND] * n})
 
     @torch.no_grad()
@@ -256,7 +257,7 @@ class ConditionalVAE(nn.Module):
                 mu
                 + draw_latents(rng, x.shape[0], self.config.latent_dim, self.device) * (0.5 * log_var).exp()
             )
-        return b.replace(image=self.mean_image(self.decoder(z, y)), label=y)
+        return b.replace(image=self.mean_image(self.decoder(z, y)).contiguous(), label=y)
 
     @torch.no_grad()
     def fit_prior(self, data: Batch, *, rng: torch.Generator | None = None, chunk: int = 2000) -> None:
@@ -313,13 +314,13 @@ class ConditionalVAE(nn.Module):
         """One update on a real batch: per-dimension negative ELBO with the warmed-up KL weight."""
         if real.label is None:
             raise ValueError("ConditionalVAE.training_step: the real batch needs labels")
-        x, y = real.image, real.label
+        x, y = real.image.contiguous(memory_format=torch.channels_last), real.label
         self.prior_fitted.fill_(False)  # a step moves the posterior: a fitted prior is stale
         dims = float(x[0].numel())
-        mu, log_var = self.encoder(x, y)
+        mu, log_var = (t.float() for t in self.encoder(x, y))  # float32 under amp, as the loss
         eps = torch.randn(mu.shape, generator=rng, device=rng.device).to(mu)
         z = mu + eps * (0.5 * log_var).exp()  # reparameterisation (Kingma & Welling 2014)
-        rec = self.nll(self.decoder(z, y), x)
+        rec = self.nll(self.decoder(z, y).float(), x)
         kl = 0.5 * (mu.pow(2) + log_var.exp() - 1.0 - log_var).sum(1)
         w = self.kl_weight(ctx.step)
         loss = (rec + w * kl).mean() / dims

@@ -1,7 +1,7 @@
 """One trainer for every learned generator: the model supplies ``training_step``, the trainer the rest.
 
 The trainer owns the loop, data order, learning-rate schedule, gradient clipping, mixed
-precision (CUDA), health monitors, sample grids, metrics (JSONL + PNG curves) and resumable
+precision (float16 on CUDA, bfloat16 on CUDA or CPU), health monitors, sample grids, metrics (JSONL + PNG curves) and resumable
 checkpoints. Every random draw of step ``s`` comes from ``(seed, s)``: the batch order from
 ``(seed, "epoch", e)``, the model's noise from ``(seed, "step", s)``. A resumed run therefore
 equals an uninterrupted one, given the weights and optimizer state in the checkpoint.
@@ -154,10 +154,17 @@ class Trainer:
         ]
         self.callbacks = list(callbacks)
         self.progress = progress
-        amp = spec.amp and self.device.type == "cuda"
+        # float16 needs CUDA (and loss scaling); bfloat16 has float32's range, so no scaling, and
+        # runs on CUDA or on a CPU with bf16 units (oneDNN, e.g. AMX)
+        bf16 = spec.amp_dtype == "bfloat16"
+        amp = spec.amp and (self.device.type == "cuda" or (bf16 and self.device.type == "cpu"))
         if spec.amp and not amp:
-            logger.warning("amp=True needs CUDA; training in float32 on %s", self.device)
+            logger.warning(
+                "amp=True needs CUDA for %s; training in float32 on %s", spec.amp_dtype, self.device
+            )
         self.amp = amp
+        self.amp_dtype = torch.bfloat16 if bf16 else torch.float16
+        scale = amp and not bf16
         defaults = model.default_optim()
         groups = model.param_groups()
         self.base_lr: dict[str, float] = {}
@@ -169,9 +176,9 @@ class Trainer:
             betas = spec.betas or defaults[name].get("betas", (0.9, 0.999))
             self.base_lr[name] = lr
             self.optimizers[name] = torch.optim.Adam(
-                params, lr=lr, betas=tuple(betas), weight_decay=spec.weight_decay
+                params, lr=lr, betas=tuple(betas), weight_decay=spec.weight_decay, foreach=True
             )
-            self.scalers[name] = torch.amp.GradScaler("cuda", enabled=amp)
+            self.scalers[name] = torch.amp.GradScaler("cuda", enabled=scale)
         if isinstance(spec.lr, dict):
             unknown = sorted(set(spec.lr) - set(groups))
             if unknown:
@@ -341,7 +348,7 @@ class Trainer:
                         g["lr"] = self.base_lr[name] * lr_factor(step, spec)
                 ctx = StepContext(step, self.optimizers, self.scalers, spec.grad_clip)
                 real = self.real_batch(step)
-                with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+                with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp):
                     metrics = self.model.training_step(real, self.step_rng(step), ctx)
                 metrics = {**metrics, **ctx.grad_norms}
                 self.step = step

@@ -160,3 +160,55 @@ def test_cvae_class_prior_is_fitted_and_saved(digits: Batch, tiny_vae: Factory, 
     std = tiny_vae(prior="standard")
     std.load_state_dict(vae.state_dict())
     assert not torch.equal(a, std.generate([3, 3], 2, torch.Generator().manual_seed(0)).image)
+
+
+def test_spectral_norm_stays_float32_under_autocast(tiny_gan: Factory) -> None:
+    # sigma and the logits are computed in float32 even inside a bfloat16 autocast region,
+    # so mixed-precision training divides by the same sigma as float32 training
+    gan = tiny_gan().eval()
+    x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(6) % 10
+    ref = gan.d(x, y)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        conv = gan.d.body[0]
+        assert conv.weight.dtype == torch.float32
+        out = gan.d(x, y)
+    assert out.dtype == torch.float32
+    assert torch.allclose(out, ref, atol=0.05 * float(ref.detach().abs().max()) + 1e-3)
+
+
+@pytest.mark.parametrize("kind", ["gan", "vae"])
+def test_channels_last_weights_give_the_same_images(kind: str, tiny_gan: Factory, tiny_vae: Factory) -> None:
+    a = tiny_gan() if kind == "gan" else tiny_vae()
+    b = tiny_gan() if kind == "gan" else tiny_vae()
+    b.to(memory_format=torch.contiguous_format)
+    convs = [m for m in a.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    # the stored weight (the spectral-norm original where there is one) is in NHWC order
+    stored = [
+        m.parametrizations["weight"].original if hasattr(m, "parametrizations") else m.weight for m in convs
+    ]
+    assert stored and all(
+        w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+        for w in stored
+        if w.shape[1] > 1  # one input channel: both orders are the same layout
+    )
+    ia = a.generate(list(range(10)), 10, torch.Generator().manual_seed(3)).image
+    ib = b.generate(list(range(10)), 10, torch.Generator().manual_seed(3)).image
+    assert ia.is_contiguous()  # callers get plain NCHW tensors
+    assert torch.allclose(ia, ib, atol=1e-5)
+
+
+def test_ema_update_golden() -> None:
+    from augmentgen.generators.common import ema_update
+
+    live, ema = torch.nn.BatchNorm1d(2), torch.nn.BatchNorm1d(2)
+    with torch.no_grad():
+        live.weight.copy_(torch.tensor([3.0, -1.0]))
+        ema.weight.copy_(torch.tensor([1.0, 1.0]))
+        live.running_mean.copy_(torch.tensor([5.0, 6.0]))
+    ema_update(ema, live, 0.75)
+    assert ema.weight.tolist() == [1.5, 0.5]  # 0.75 * 1 + 0.25 * live
+    assert ema.bias.tolist() == [0.0, 0.0]
+    assert ema.running_mean.tolist() == [5.0, 6.0]  # buffers are copied, not averaged
+    with pytest.raises(ValueError, match="EMA copy has 2 parameters"):
+        ema_update(ema, torch.nn.Linear(2, 2, bias=False), 0.5)

@@ -171,3 +171,49 @@ def test_amp_needs_cuda(
     assert not t.amp and "amp=True needs CUDA" in caplog.text
     t.fit()
     assert t.model.decoder.fc.weight.dtype == torch.float32
+
+
+def test_bfloat16_amp_trains_on_cpu(
+    tmp_path: Path, digits: Batch, tiny_gan: Callable[..., ConditionalGAN]
+) -> None:
+    t = Trainer(tiny_gan(), digits, spec(steps=12, amp=True, amp_dtype="bfloat16", device="cpu"), tmp_path)
+    assert t.amp and t.amp_dtype == torch.bfloat16
+    assert not any(s.is_enabled() for s in t.scalers.values())  # bfloat16 needs no loss scaling
+    before = t.model.g.fc.weight.detach().clone()
+    t.fit()
+    recs = t.read_metrics()
+    assert all(math.isfinite(r["loss_d"]) and math.isfinite(r["loss_g"]) for r in recs)
+    assert t.model.g.fc.weight.dtype == torch.float32  # master weights stay float32
+    assert not torch.equal(before, t.model.g.fc.weight)
+
+
+def test_warmup_and_cosine_reach_the_optimizer(
+    tmp_path: Path, digits: Batch, tiny_gan: Callable[..., ConditionalGAN]
+) -> None:
+    s = spec(steps=8, warmup_steps=4, schedule="cosine", min_lr_ratio=0.1, lr={"g": 1e-3, "d": 2e-3})
+    t = Trainer(tiny_gan(), digits, s, tmp_path)
+    t.fit()
+    got = {r["step"]: (r["lr/g"], r["lr/d"]) for r in t.read_metrics()}
+    for step in range(1, 9):
+        f = lr_factor(step, s)
+        assert got[step] == pytest.approx((1e-3 * f, 2e-3 * f)), step
+    assert got[2][0] == pytest.approx(0.5e-3) and got[8][0] == pytest.approx(1e-4)
+
+
+def test_grad_clip_through_the_trainer(
+    tmp_path: Path, digits: Batch, tiny_vae: Callable[..., ConditionalVAE]
+) -> None:
+    # a clip far below the natural gradient norm: the logged norm is the unclipped one, the
+    # gradient the optimizer stepped with (still in .grad after the step) is clipped
+    seen: list[tuple[float, float]] = []
+
+    def watch(trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
+        grads = [p.grad for p in trainer.model.parameters() if p.grad is not None]
+        total = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+        seen.append((metrics["grad_norm/vae"], total))
+
+    t = Trainer(tiny_vae(), digits, spec(steps=3, grad_clip=1e-3), tmp_path, callbacks=[watch])
+    t.fit()
+    assert len(seen) == 3
+    assert all(logged > 1e-2 for logged, _ in seen)
+    assert all(used == pytest.approx(1e-3, rel=1e-3) for _, used in seen)

@@ -465,8 +465,12 @@ def run(
     command again after a crash or a kill picks up where it stopped. Exits 1 when a gate fails.
     """
     from augmentgen.generators.monitors import TrainingStopped
+    from augmentgen.recipes.detection import is_detection_recipe
     from augmentgen.recipes.run import run_recipe
 
+    if is_detection_recipe(recipe):  # kind: detection (issue 8): shards, box checks, grids, export
+        _run_detection(recipe, out, set_, quiet)
+        return
     r = _load_recipe_or_exit(recipe, set_)
     out_dir = out if out is not None else Path("runs") / r.name
     try:
@@ -549,6 +553,21 @@ def export(
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from e
     console.print(f"{res.out}: {res.images} images, {res.boxes} boxes ({fmt})")
+
+
+def _run_detection(recipe: Path, out: Optional[Path], set_: Optional[list[str]], quiet: bool) -> None:
+    from augmentgen.recipes.detection import load_detection_recipe, run_detection_recipe
+
+    try:
+        r = load_detection_recipe(recipe, set_ or [])
+        res = run_detection_recipe(r, out if out is not None else Path("runs") / r.name, console=None if quiet else console)
+    except (ValueError, TypeError, OSError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from e
+    console.print(f"report: {res.report}")
+    if not res.passed:
+        console.print("[red]box validity gate failed[/red] (see checks/boxes.json)")
+        raise typer.Exit(1)
 
 
 def main() -> None:

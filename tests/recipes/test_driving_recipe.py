@@ -1,0 +1,173 @@
+"""The driving-weather recipe: loads, validates, runs end to end (shards, box checks, grids, COCO export)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from augmentgen.cli import app
+from augmentgen.core.batch import Batch
+from augmentgen.data.detection import load_coco
+from augmentgen.recipes.detection import (
+    WeatherGeneratorSpec,
+    is_detection_recipe,
+    load_detection_recipe,
+    run_detection_recipe,
+)
+from augmentgen.recipes.detection_checks import box_validity
+from augmentgen.shards.reader import decode_sample, iter_raw_samples, shard_paths
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPE = ROOT / "recipes" / "driving-weather.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _cwd(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.set_num_threads(1)
+    monkeypatch.chdir(ROOT)  # the recipe's paths are relative to the repository root
+
+
+def test_recipe_loads_and_validates() -> None:
+    assert is_detection_recipe(RECIPE) and not is_detection_recipe(ROOT / "recipes" / "digits-tiny.yaml")
+    r = load_detection_recipe(RECIPE, ["shards.count=1"])
+    assert r.shards.count == 1 and r.source.format == "coco" and not r.generator.enabled
+    names = json.dumps(r.pipeline)
+    for op in ("fog", "rain", "snow", "sun_flare", "shadow", "night", "mosaic", "copy_paste"):
+        assert f'"{op}"' in names
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("source.format=voc", "source.format"),
+        ("checks.per_grid=0", "checks.per_grid"),
+        ("pipeline.transforms=[{name: fogg}]", "unknown op 'fogg'"),
+        ("shards.bogus=1", "shards.bogus"),
+    ],
+)
+def test_recipe_errors_name_the_field(override: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        load_detection_recipe(RECIPE, [override])
+
+
+def test_recipe_runs_end_to_end_and_resumes(tmp_path: Path) -> None:
+    r = load_detection_recipe(RECIPE, ["shards.size=6", "shards.batch_size=3", "export.yolo=true"])
+    res = run_detection_recipe(r, tmp_path / "run")
+    assert res.passed
+    report = json.loads(res.report.read_text())
+    assert report["samples"] == 12 and report["boxes"]["invalid"] == 0 and report["boxes"]["boxes"] > 0
+    # every shard sample has an image, boxes.json rows and a mask whose ids match the rows
+    n = 0
+    for p in shard_paths(tmp_path / "run" / "shards"):
+        for raw in iter_raw_samples(p):
+            s = decode_sample(raw)
+            assert s["image"].shape == (192, 320, 3) and "mask" in s
+            assert int(s["mask"].max()) <= len(s["boxes"])
+            assert s["meta"]["source"].startswith("coco:") and "ops" in s["meta"]
+            n += 1
+    assert n == 12
+    grids = report["grids"]
+    assert grids and all(Path(g["file"]).is_file() for g in grids.values())
+    assert sum(g["total"] for g in grids.values()) >= 12  # every sample is in at least one grid
+    coco = load_coco(tmp_path / "run" / "export" / "coco" / "annotations.json")
+    assert len(coco) == 12 and coco.category_names[80] == "rocket"
+    assert (tmp_path / "run" / "export" / "yolo" / "data.yaml").is_file()
+    # a second run resumes: nothing is rewritten, same report
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run" / "shards").glob("*.tar")}
+    again = run_detection_recipe(r, tmp_path / "run")
+    assert (
+        again.passed
+        and {p.name: p.read_bytes() for p in (tmp_path / "run" / "shards").glob("*.tar")} == before
+    )
+
+
+def test_box_validity_counts_bad_boxes(tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    import cv2
+
+    ok, png = cv2.imencode(".png", np.zeros((10, 20, 3), np.uint8))
+    members = {
+        "a.image.png": png.tobytes(),
+        "a.boxes.json": json.dumps(
+            [[1, 1, 5, 5, 3], [15, 2, 25, 8, 3], [4, 4, 4, 9, 3], [1, 1, 2, 2, 99]]
+        ).encode(),
+    }
+    with tarfile.open(tmp_path / "x.tar", "w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    res = box_validity(tmp_path / "x.tar", {3})
+    assert (res["samples"], res["boxes"], res["invalid"]) == (1, 4, 3)
+    assert any("outside the 20x10 canvas" in f for f in res["faults"])
+    assert any("empty" in f for f in res["faults"]) and any("unknown category 99" in f for f in res["faults"])
+
+
+class _DarkenEditor:
+    """A stand-in image-to-image editor (the diffusers one is another module): halves the pixels."""
+
+    @classmethod
+    def from_pretrained(cls, path: str) -> _DarkenEditor:
+        assert path == "dummy"
+        return cls()
+
+    def edit(self, batch: Batch, prompts: list[str], rng: torch.Generator) -> Batch:
+        assert len(prompts) == batch.batch_size
+        return batch.replace(image=batch.image * 0.5)
+
+
+def test_generator_hook_edits_rows_and_records_prompts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import augmentgen.recipes.detection as det
+
+    monkeypatch.setattr(det, "_TEST_EDITOR", _DarkenEditor, raising=False)
+    r = load_detection_recipe(
+        RECIPE,
+        [
+            "shards.count=1",
+            "shards.size=4",
+            "shards.batch_size=4",
+            "shards.format=png",
+            "pipeline=null",
+            "checks.grids=false",
+            "export.coco=false",
+        ],
+    )
+    r = r.model_copy(
+        update={
+            "generator": WeatherGeneratorSpec(
+                enabled=True,
+                target="augmentgen.recipes.detection:_TEST_EDITOR",
+                path="dummy",
+                p=1.0,
+                prompts=["fog at dawn"],
+            )
+        }
+    )
+    res = run_detection_recipe(r, tmp_path / "run")
+    assert res.passed
+    samples = [
+        decode_sample(raw) for p in shard_paths(tmp_path / "run" / "shards") for raw in iter_raw_samples(p)
+    ]
+    assert [s["meta"]["weather_prompt"] for s in samples] == ["fog at dawn"] * 4
+    assert max(int(s["image"].max()) for s in samples) <= 128  # every row went through the editor
+
+
+def test_cli_run_dispatches_detection_recipes(tmp_path: Path) -> None:
+    out = tmp_path / "cli"
+    res = CliRunner().invoke(
+        app,
+        ["run", str(RECIPE), "--out", str(out), "-q", "--set", "shards.count=1", "--set", "shards.size=3"],
+    )
+    assert res.exit_code == 0, res.output
+    assert (out / "report.json").is_file() and (out / "export" / "coco" / "annotations.json").is_file()
+    shutil.rmtree(out)

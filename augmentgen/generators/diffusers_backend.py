@@ -61,20 +61,39 @@ def _write_config(directory: Path, config: DiffusersConfig, pipeline: str) -> No
     tmp.replace(directory / CONFIG_NAME)
 
 
+def _save_references(directory: Path, references: Batch) -> None:
+    if references.label is None:
+        raise ValueError("diffusers references need labels (img2img edits keep them)")
+    img = references.image.detach().cpu()
+    if img.is_floating_point():
+        img = (img.clamp(0, 1) * 255).round().to(torch.uint8)
+    label = references.label.detach().cpu().long()
+    save_file({"image": img.contiguous(), "label": label.contiguous()}, str(directory / REFERENCES_NAME))
+
+
 def write_diffusers_folder(
-    directory: str | Path, config: DiffusersConfig | dict[str, Any], *, where: str = "model"
+    directory: str | Path,
+    config: DiffusersConfig | dict[str, Any],
+    *,
+    where: str = "model",
+    references: Batch | None = None,
 ) -> Path:
     """A generator folder naming its pipeline (hub id or folder) without loading or copying it.
 
     Diffusion pipelines are not trained here: a recipe's ``diffusers`` generator becomes this
-    folder, and ``from_pretrained`` on it loads the pipeline it names.
+    folder, and ``from_pretrained`` on it loads the pipeline it names. ``references`` (real
+    labeled images) are what an img2img generator edits, DA-Fusion style.
 
     Example:
         >>> write_diffusers_folder("runs/x/model", {"pipeline": "stabilityai/sd-turbo"})  # doctest: +SKIP
     """
     cfg = config if isinstance(config, DiffusersConfig) else config_from_dict(DiffusersConfig, config, where)
+    if cfg.mode == "img2img" and references is None:
+        raise ValueError(f"{where}: an img2img diffusers generator needs reference images to edit")
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
+    if references is not None:
+        _save_references(d, references)
     _write_config(d, cfg, cfg.pipeline)
     return d
 
@@ -141,11 +160,8 @@ class DiffusersGenerator:
         d.mkdir(parents=True, exist_ok=True)
         if save_pipeline:
             self.pipe.save_pretrained(str(d / PIPELINE_DIR))
-        if self.references is not None and self.references.label is not None:
-            save_file(
-                {"image": self.references.image.contiguous(), "label": self.references.label.contiguous()},
-                str(d / REFERENCES_NAME),
-            )
+        if self.references is not None:
+            _save_references(d, self.references)
         _write_config(d, self.config, PIPELINE_DIR if save_pipeline else self.config.pipeline)
 
     def set_references(self, batch: Batch) -> None:

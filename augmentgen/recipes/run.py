@@ -141,7 +141,9 @@ def _stage_train(ctx: _Ctx) -> dict[str, Any]:
         if g.kind == "diffusers":  # not trained here: the folder names the pipeline and its settings
             from augmentgen.generators.diffusers_backend import write_diffusers_folder
 
-            write_diffusers_folder(gdir / "model", g.model, where=f"generators.{g.name}.model")
+            refs = train.to_batch(uint8=True) if g.model.get("mode") == "img2img" else None  # DA-Fusion edits
+            where = f"generators.{g.name}.model"
+            write_diffusers_folder(gdir / "model", g.model, where=where, references=refs)
             ctx.say(f"  {g.name}: diffusers pipeline {g.model['pipeline']}")
             info["generators"][g.name] = {"pipeline": g.model["pipeline"]}
             continue

@@ -180,6 +180,10 @@ def test_config_errors_name_the_field(tmp_path: Path) -> None:
         DiffusersGenerator.from_pretrained(str(tmp_path / "missing"), device="cpu")
     with pytest.raises(ValueError, match="unknown key"):
         DiffusersGenerator.from_pretrained(str(tmp_path), stepz=3)
+    from augmentgen.generators.diffusers_backend import write_diffusers_folder
+
+    with pytest.raises(ValueError, match="gens.model: an img2img diffusers generator needs reference images"):
+        write_diffusers_folder(tmp_path / "g", {"pipeline": "x", "mode": "img2img"}, where="gens.model")
 
 
 def test_class_names_template(gen: DiffusersGenerator) -> None:
@@ -259,3 +263,38 @@ def test_recipe_errors_name_the_diffusers_field() -> None:
         )
     with pytest.raises(ValueError, match="filters.clip.min_score"):
         recipe_from_text("shards: {count: 1}\nfilters: {clip: {model: x, min_score: 300}}\n", "r.yaml")
+
+
+def test_recipe_img2img_edits_real_images_of_the_label(pipe_dir: Path, tmp_path: Path) -> None:
+    """DA-Fusion path: the run stores the real subset as references; each shard sample edits one of its class."""
+    import tarfile
+
+    from augmentgen.generators.checkpoint import load_generator
+    from augmentgen.recipes import Recipe
+    from augmentgen.recipes.run import run_recipe
+
+    model = {
+        "pipeline": str(pipe_dir), "mode": "img2img", "class_names": DIGITS, "steps": 4, "strength": 0.5,
+        "guidance_scale": 1.0, "channels": 1, "device": "cpu",
+    }  # fmt: skip
+    recipe = Recipe.model_validate(
+        {
+            "name": "dfusion",
+            "data": {"source": "digits", "n_per_class": 3},
+            "classifier": {"steps": 5, "batch_size": 16, "width": 4},
+            "generators": [{"name": "sd", "kind": "diffusers", "model": model}],
+            "shards": {"name": "e", "count": 1, "size": 10, "batch_size": 10},
+            "checks": {"enabled": False},
+            "evaluate": {"enabled": False},
+        }
+    )
+    out = tmp_path / "run"
+    run_recipe(recipe, out, stages=("train", "generate", "verify"))
+    gen = load_generator(out / "generators" / "sd" / "model", device="cpu")
+    assert gen.references is not None and gen.references.image.shape == (30, 1, 8, 8)
+    with tarfile.open(out / "shards" / "sd" / "e-sd-000000.tar") as tar:
+        metas = [json.load(tar.extractfile(m)) for m in tar.getmembers() if m.name.endswith(".json")]  # type: ignore[arg-type]
+    assert sorted(m["label"] for m in metas) == list(range(10))
+    for m in metas:
+        assert int(gen.references.label[m["reference_index"]]) == m["label"]  # type: ignore[index]
+        assert m["strength"] == 0.5 and isinstance(m["sample_seed"], int)

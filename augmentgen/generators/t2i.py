@@ -338,8 +338,23 @@ class TextToImageGAN(nn.Module):
     def from_config(
         cls, data: dict[str, Any], where: str = "model", *, rng: torch.Generator | None = None
     ) -> TextToImageGAN:
-        """Build a fresh model from a config mapping (a recipe's ``model:`` section); captions come later."""
-        return cls(ckpt.config_from_dict(T2IConfig, data, where), rng=rng)
+        """Build a fresh model from a config mapping (a recipe's ``model:`` section).
+
+        A ``captions`` key names a caption bank folder (``t2i_captions.write_caption_bank``) whose
+        captions become the training bank; without it, call ``set_captions`` before training.
+        """
+        cfg = dict(data)
+        bank = cfg.pop("captions", None)
+        model = cls(ckpt.config_from_dict(T2IConfig, cfg, where), rng=rng)
+        if bank is not None:
+            from augmentgen.generators.t2i_captions import read_caption_bank
+
+            texts, labels, emb = read_caption_bank(bank)
+            try:
+                model.set_captions(texts, labels, emb)
+            except ValueError as e:
+                raise ValueError(f"{where}.captions ({bank}): {e}") from e
+        return model
 
     def save_pretrained(self, directory: str | Path, meta: dict[str, Any] | None = None) -> None:
         """Write ``config.json`` (caption texts in ``meta.captions``) + ``model.safetensors`` (G, EMA G, D, bank)."""

@@ -153,10 +153,24 @@ def _stage_train(ctx: _Ctx) -> dict[str, Any]:
             info["generators"][g.name] = json.loads(done.read_text())
             continue
         ctx.say(f"  {g.name}: training {g.kind} for {g.train.steps} steps on {len(train)} real images")
+        if g.kind == "t2i":  # captions written and embedded once; the model's from_config reads the bank
+            from augmentgen.generators.t2i_captions import recipe_caption_bank
+
+            tti, prompts = r.text_to_image, ctx.out / "prompts"
+            assert tti is not None  # the schema requires it for t2i generators
+            bank = recipe_caption_bank(tti, train.classes, r.data.source, prompts, "train")
+            model = {"text_encoder": tti.text_encoder, **g.model, "captions": str(bank)}
+            g = g.model_copy(update={"model": model})
         _, fig = train_generator(
             g, train, out_dir=gdir, classify=ctx.classifier().predict_logits,
             progress=ctx.console is not None, resume=True,
         )  # fmt: skip
+        if g.kind == "t2i" and r.text_to_image is not None and r.text_to_image.render != "train":
+            # shards and evaluation arms render these prompts, not the training captions
+            from augmentgen.generators.t2i_captions import set_render_prompts
+
+            render = recipe_caption_bank(r.text_to_image, train.classes, r.data.source, prompts, "render")
+            fig.update(set_render_prompts(gdir / "model", render))
         fig["recipe_sha256"] = ctx.sha
         st.write_json(done, fig)
         info["generators"][g.name] = fig

@@ -118,6 +118,42 @@ class FiltersSpec(_Strict):
     )
 
 
+class TextToImageSpec(_Strict):
+    """Captions and prompts of the recipe's text-to-image generators (``kind: t2i``).
+
+    Training captions: ``template_per_class`` grammar prompts plus ``llm_per_class`` LLM-written
+    ones per class (seed 0), embedded once by ``text_encoder``. After training, the model's bank
+    becomes the ``render`` prompts (seed ``render_seed``), which shards and evaluation arms draw
+    per image; each shard sample names its prompt in its provenance.
+    """
+
+    template_per_class: int = Field(default=100, ge=0, description="grammar captions per class for training")
+    llm_per_class: int = Field(
+        default=0, ge=0, description="LLM-written training captions per class (0: template only)"
+    )
+    llm_model: str = Field(
+        default="smollm2", description="causal LM for prompts: smollm2 (offline), hub id, folder"
+    )
+    llm_instruction: str | None = Field(
+        default=None, description="per-class instruction with {name} and {description} (null: the default)"
+    )
+    render: Literal["train", "template", "llm"] = Field(
+        default="template", description="prompts rendered into shards: the training captions, or fresh ones"
+    )
+    render_per_class: int = Field(default=20, ge=1, description="render prompts per class")
+    render_seed: int = Field(default=1, description="seed of the render prompts (training captions use 0)")
+    text_encoder: str = Field(default="minilm", description="minilm, minilm:PATH or clip:ID")
+    prompt_cache: str | None = Field(
+        default=None, description="LLM prompt cache JSONL (null: RUN/prompts/llm_prompts.jsonl)"
+    )
+
+    @model_validator(mode="after")
+    def _some_captions(self) -> TextToImageSpec:
+        if self.template_per_class + self.llm_per_class < 1:
+            raise ValueError("text_to_image: template_per_class + llm_per_class must be >= 1")
+        return self
+
+
 class ChecksSpec(CheckConfig):
     """``CheckConfig`` (feature space, metrics, gates) plus how much data the run's check uses."""
 
@@ -179,6 +215,9 @@ class Recipe(_Strict):
         default=None, description="classical ops (Pipeline.from_dict): on shards and in the classical arms"
     )
     generators: list[RecipeGenerator] = Field(default_factory=list)
+    text_to_image: TextToImageSpec | None = Field(
+        default=None, description="captions and render prompts of kind-t2i generators"
+    )
     filters: FiltersSpec = Field(default_factory=lambda: FiltersSpec())
     shards: ShardsConfig
     checks: ChecksSpec = Field(default_factory=lambda: ChecksSpec())
@@ -199,6 +238,9 @@ class Recipe(_Strict):
     @model_validator(mode="after")
     def _unique_generators(self) -> Recipe:
         names = [g.name for g in self.generators]
+        t2i = [g.name for g in self.generators if g.kind == "t2i" and g.from_pretrained is None]
+        if t2i and self.text_to_image is None:
+            raise ValueError(f"generators {t2i} (kind t2i) need a text_to_image section for their captions")
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"generators: names must be unique, repeated {dup}")
@@ -218,6 +260,8 @@ class Recipe(_Strict):
             >>> Recipe.model_validate({"shards": {"count": 1}}).sha256(("shards",))[:8]  # doctest: +SKIP
         """
         data = {k: v for k, v in self.resolved().items() if k not in ("run", "num_threads")}
+        if data.get("text_to_image", 0) is None:  # recipes without it keep the hashes they had
+            del data["text_to_image"]
         if data["filters"].get("clip", 0) is None:  # recipes without a CLIP filter keep their hashes
             del data["filters"]["clip"]
         if sections is not None:

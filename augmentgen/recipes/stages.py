@@ -32,7 +32,10 @@ def stage_hashes(recipe: Recipe) -> dict[str, str]:
         >>> sorted(stage_hashes(Recipe.model_validate({"shards": {"count": 1}})))[:2]
         ['check', 'evaluate']
     """
-    train = _sha("train", recipe.sha256(("seed", "data", "classifier", "generators")))
+    sections: tuple[str, ...] = ("seed", "data", "classifier", "generators")
+    if recipe.text_to_image is not None:  # captions are training data of t2i generators
+        sections += ("text_to_image",)
+    train = _sha("train", recipe.sha256(sections))
     generate = _sha("generate", train, recipe.sha256(("pipeline", "filters", "shards")))
     check = _sha("check", generate, recipe.sha256(("checks",)))
     evaluate = _sha("evaluate", train, recipe.sha256(("pipeline", "evaluate")))

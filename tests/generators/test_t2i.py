@@ -274,3 +274,75 @@ def test_held_out_prompts_take_the_class_of_their_text_with_minilm(minilm: objec
     b = back.generate(held_out, 4, torch.Generator().manual_seed(0))
     assert b.label is not None and b.label.tolist() == [1, 7, 8, 4]
     assert b.image.shape == (4, 1, 8, 8)
+
+
+# ---- caption banks and the recipe's text_to_image section -------------------------------------------------
+
+
+def test_caption_bank_round_trip_and_from_config(tmp_path: Path) -> None:
+    from augmentgen.generators.t2i_captions import caption_rows, read_caption_bank, write_caption_bank
+
+    texts, labels, emb = clustered_captions(10, 2)
+    table = dict(zip(texts, emb, strict=True))
+    enc = FixedEncoder(table)
+    rows = [{"label": int(y), "prompt": t, "source": "test"} for t, y in zip(texts, labels, strict=True)]
+    bank = write_caption_bank(tmp_path / "bank", rows, enc)
+    assert (
+        write_caption_bank(tmp_path / "bank", rows, enc) == bank and enc.calls == 1
+    )  # reused, not re-encoded
+    t2, l2, e2 = read_caption_bank(bank)
+    assert t2 == texts and torch.equal(l2, labels) and torch.equal(e2, emb)
+    m = TextToImageGAN.from_config({**dataclasses_asdict(tiny_config()), "captions": str(bank)})
+    assert m.config.bank_size == 20 and sorted(m.bank_texts) == sorted(texts)
+    with pytest.raises(ValueError, match="not a caption bank"):
+        read_caption_bank(tmp_path)
+    tp = TemplatePrompts(["fog", "rain"])
+    got = caption_rows(tp, None, template_per_class=3, seed=0)
+    assert [r["label"] for r in got] == [0, 0, 0, 1, 1, 1] and {r["source"] for r in got} == {"template"}
+    assert [r["prompt"] for r in got[:3]] == tp.prompts(0, 3, seed=0)
+
+
+def dataclasses_asdict(cfg: T2IConfig) -> dict[str, object]:
+    import dataclasses
+
+    return dataclasses.asdict(cfg)
+
+
+def test_recipe_trains_t2i_and_shards_name_their_render_prompts(tmp_path: Path) -> None:
+    from augmentgen.recipes import recipe_from_text
+    from augmentgen.recipes.run import run_recipe
+    from augmentgen.shards.reader import decode_sample, iter_raw_samples, shard_paths
+
+    text = """
+name: digits-t2i
+num_threads: 1
+data: {source: digits, n_per_class: 20}
+classifier: {steps: 20, batch_size: 64, width: 8}
+text_to_image: {template_per_class: 4, llm_per_class: 0, render: template, render_per_class: 3, render_seed: 1}
+generators:
+  - {name: t2i, kind: t2i, model: {image_size: 8, g_width: 8, d_width: 8, latent_dim: 8, cond_dim: 8},
+     train: {steps: 20, batch_size: 32, log_every: 10, sample_every: 0, checkpoint_every: 0, monitor: {collapse_every: 0}}}
+shards: {name: d, count: 1, size: 40, format: png, seed: 0, batch_size: 20}
+checks: {enabled: false}
+evaluate: {enabled: false}
+"""
+    r = recipe_from_text(text)
+    out = tmp_path / "run"
+    run_recipe(r, out, stages=("train", "generate", "verify"))
+    train_rows = (out / "prompts" / "train" / "captions.jsonl").read_text().splitlines()
+    render_rows = [
+        json.loads(x) for x in (out / "prompts" / "render" / "captions.jsonl").read_text().splitlines()
+    ]
+    assert len(train_rows) == 40 and len(render_rows) == 30
+    model = TextToImageGAN.from_pretrained(out / "generators" / "t2i" / "model")
+    assert sorted(model.bank_texts) == sorted(
+        x["prompt"] for x in render_rows
+    )  # the shipped model renders these
+    by_text = {x["prompt"]: x["label"] for x in render_rows}
+    samples = [decode_sample(s) for p in shard_paths(out / "shards" / "t2i") for s in iter_raw_samples(p)]
+    assert len(samples) == 40
+    for s in samples:
+        prompt = s["meta"]["prompt"]
+        assert by_text[prompt] == s["label"]  # each sample names a render prompt of its own class
+    with pytest.raises(ValueError, match="need a text_to_image section"):
+        recipe_from_text(text.replace("text_to_image:", "unused_key:").replace("unused_key: {", "#{"))

@@ -15,7 +15,12 @@ from augmentgen.recipes import Recipe, dump_recipe, field_docs, load_recipe, rec
 from augmentgen.recipes.stages import stage_hashes
 
 ROOT = Path(__file__).resolve().parents[2]
-MAIN_RECIPES = ["digits-tiny.yaml", "fashion-mnist.yaml", "fashion-mnist-lowdata.yaml"]
+MAIN_RECIPES = [
+    "digits-tiny.yaml",
+    "fashion-mnist.yaml",
+    "fashion-mnist-lowdata.yaml",
+    "fashion-mnist-prompted.yaml",
+]
 MINIMAL = "shards: {count: 2}\ngenerators: [{name: g, kind: cvae}]\n"
 
 

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from augmentgen.generators.prompts import FASHION_MNIST_VOCAB, ClassVocab, TemplatePrompts
+from augmentgen.generators.prompts_cache import Prompt, PromptCache, PromptRun, prompt_id, request_key
+from augmentgen.generators.prompts_clean import (
+    DROP_REASONS,
+    PromptFilter,
+    clean_line,
+    length_reason,
+    normalize,
+    parse_lines,
+)
+from augmentgen.generators.prompts_llm import SMOLLM2, LLMPrompts, SamplingConfig, resolve_model
 
 TP = TemplatePrompts.fashion_mnist()
 
@@ -84,3 +98,271 @@ def test_bad_input() -> None:
         TemplatePrompts(["a"], templates=("a photo",))
     with pytest.raises(ValueError, match="synonyms"):
         ClassVocab("x", synonyms="shoe")  # type: ignore[arg-type]
+
+
+# ---- parsing, cleaning, dedupe on fixed LLM outputs (no model) ---------------------------
+
+SMOL_REPLY = """Sure! Here are five captions for your photo:
+
+1. A black leather ankle boot on a white floor.
+2) "A suede chelsea boot with a low block heel"
+- **A brown lace-up boot, seen from the side.**
+* (A pointed ankle boot in grey)
+Caption 5: A zip-up bootie. A shiny patent boot on a shelf.
+3. a black leather ankle boot on a white floor!
+I hope these help! Let me know if you need more.
+"""
+
+
+def test_parse_lines_on_a_fixed_reply() -> None:
+    assert parse_lines(SMOL_REPLY) == [
+        "A black leather ankle boot on a white floor",
+        "A suede chelsea boot with a low block heel",
+        "A brown lace-up boot, seen from the side",
+        "A pointed ankle boot in grey",
+        "A zip-up bootie",
+        "A shiny patent boot on a shelf",
+        "a black leather ankle boot on a white floor",
+    ]
+    assert (
+        parse_lines(SMOL_REPLY, split_sentences=False)[4] == "A zip-up bootie. A shiny patent boot on a shelf"
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("  12. 'A red bag.'  ", "A red bag"),
+        ("• “A denim jacket”", "A denim jacket"),
+        ("Prompt #3: a striped tee;", "a striped tee"),
+        ("b) A wool coat", "A wool coat"),
+        ("<|im_end|>A canvas tote\x07", "A canvas tote"),
+        ("A 3-piece suit", "A 3-piece suit"),  # a leading number that is not numbering stays
+        ("2020 was the year of the sneaker", "2020 was the year of the sneaker"),
+    ],
+)
+def test_clean_line(raw: str, clean: str) -> None:
+    assert clean_line(raw) == clean
+
+
+def test_parse_drops_lines_without_letters_and_headers() -> None:
+    assert parse_lines("Captions:\n\n---\n1.\n\ufffd\ufffd 42\nA red coat") == ["A red coat"]
+    with pytest.raises(TypeError, match="raw must be a str"):
+        parse_lines(None)  # type: ignore[arg-type]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(max_size=200))
+def test_parse_lines_properties(raw: str) -> None:
+    for line in parse_lines(raw):
+        assert line == line.strip() and "\n" not in line and "  " not in line
+        assert any(c.isalpha() for c in line)
+        assert clean_line(line) == line  # cleaning is idempotent
+
+
+def test_normalize_and_length() -> None:
+    assert normalize("A Red,  red BAG!") == normalize("a red red bag")
+    assert length_reason("a bag", min_words=3, max_words=5) == "too_short"
+    assert length_reason("a b c d e f", min_words=1, max_words=5) == "too_long"
+    assert length_reason("the fabric is", min_words=1, max_words=5) == "incomplete"
+    assert length_reason("a red bag", min_words=3, max_words=5) is None
+
+
+def _unit(rows: list[list[float]]) -> torch.Tensor:
+    return torch.nn.functional.normalize(torch.tensor(rows, dtype=torch.float32), dim=1)
+
+
+def test_filter_counts_every_reason_in_order() -> None:
+    ref = _unit([[1, 0, 0], [0, 1, 0]])  # class 0 and class 1 descriptions
+    table = {
+        "a red leather bag": [1, 0, 0],
+        "a leather red bag, small": [0.99, 0.14, 0],  # near duplicate of the first
+        "a tote in the rain": [0.6, 0, 0.8],  # on topic (0.6)
+        "something about cars": [0.1, 0, 1],  # off topic
+        "more like the other class": [0.5, 0.8, 0.2],  # closer to class 1
+    }
+    calls: list[list[str]] = []
+
+    def encode(texts: list[str]) -> torch.Tensor:
+        calls.append(texts)
+        return _unit([table[t] for t in texts])
+
+    f = PromptFilter(ref, 0, min_words=2, max_words=6, dedupe_threshold=0.95, on_topic_threshold=0.3)
+    kept = f.add(
+        ["a red leather bag", "A red leather bag!", "bag", "a leather red bag, small", "the bag is"],
+        encode,
+    )
+    more = ["a tote in the rain", "something about cars", "more like the other class", "a tote that was cut"]
+    kept += f.add(more, encode, cut=["a tote that was cut"])
+    assert [t for t, _ in kept] == ["a red leather bag", "a tote in the rain"]
+    assert kept[1][1] == pytest.approx(0.6, abs=1e-5)
+    d = f.stats.as_dict()
+    assert d["candidates"] == 9 and d["kept"] == 2
+    assert d["dropped"] == {
+        "incomplete": 2, "too_short": 1, "too_long": 0, "duplicate": 1,
+        "off_topic": 1, "other_class": 1, "near_duplicate": 1,
+    }  # fmt: skip
+    assert sum(d["dropped"].values()) + d["kept"] == d["candidates"]
+    assert d["dropped_examples"]["near_duplicate"] == ["a leather red bag, small"]
+    assert set(d["dropped"]) == set(DROP_REASONS)
+    # only survivors of the cheap checks are embedded, in one call per add
+    assert calls[0] == ["a red leather bag", "a leather red bag, small"]
+
+
+def test_filter_thresholds_off_and_bad_settings() -> None:
+    ref = _unit([[1, 0], [0, 1]])
+    f = PromptFilter(ref, 1, min_words=1, dedupe_threshold=None, on_topic_threshold=None, nearest_class=False)
+    got = f.add(["x y", "z w"], lambda t: _unit([[1, 0]] * len(t)))
+    assert [t for t, _ in got] == ["x y", "z w"]  # no topic, no near-dup checks
+    with pytest.raises(ValueError, match="label"):
+        PromptFilter(ref, 2)
+    with pytest.raises(ValueError, match="on_topic_threshold"):
+        PromptFilter(ref, 0, on_topic_threshold=2.0)
+    with pytest.raises(ValueError, match="min_words"):
+        PromptFilter(ref, 0, min_words=5, max_words=2)
+    with pytest.raises(ValueError, match="encode gave shape"):
+        PromptFilter(ref, 0).add(["a red bag"], lambda t: torch.ones(1, 3))
+
+
+# ---- the JSONL cache ---------------------------------------------------------------------
+def _run(key: str, texts: list[str], **record: object) -> PromptRun:
+    ps = [Prompt(prompt_id(key, t), t, "Bag", 8, i, 0.5) for i, t in enumerate(texts)]
+    return PromptRun(key, ps, {"n": len(texts), **record})
+
+
+def test_cache_round_trip_hit_and_ids(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "p.jsonl"
+    c = PromptCache(path)
+    assert c.get("k1", 1) is None
+    c.put(_run("k1", ["a red bag", "a tote"]))
+    c.put(_run("k2", ["a purse"], exhausted=True))
+    fresh = PromptCache(path)  # read back from disk
+    hit = fresh.get("k1", 2)
+    assert hit is not None and hit.texts == ["a red bag", "a tote"]
+    assert fresh.get("k1", 1).texts == ["a red bag"]  # type: ignore[union-attr]
+    assert fresh.get("k1", 3) is None  # asks for more than the cache holds
+    assert fresh.get("k2", 1) is not None and fresh.get("k2", 5) is None  # exhausted at n=1 only
+    p = hit.prompts[1]
+    assert p.id == prompt_id("k1", "a tote") and fresh.find(p.id) == p
+    assert prompt_id("k1", "a tote") != prompt_id("k2", "a tote") and len(p.id) == len("k1-") + 8
+    # a later run of the same key wins
+    fresh.put(_run("k1", ["x y z", "u v w", "r s t"]))
+    assert PromptCache(path).get("k1", 3).texts == ["x y z", "u v w", "r s t"]  # type: ignore[union-attr]
+    assert [r.key for r in PromptCache(path).runs()] == ["k1", "k2"]
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    assert [x["kind"] for x in lines] == [
+        "run",
+        "prompt",
+        "prompt",
+        "run",
+        "prompt",
+        "run",
+        "prompt",
+        "prompt",
+        "prompt",
+    ]
+
+
+def test_cache_bad_file(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"kind": "run", "key": "a"}\nnot json\n')
+    with pytest.raises(ValueError, match=r"p.jsonl:2: not a cache record"):
+        PromptCache(path).get("a", 1)
+    path.write_text(
+        '{"kind": "prompt", "key": "a", "id": "a-1", "text": "t", "class": "c", "label": 0, "index": 0}\n'
+    )
+    with pytest.raises(ValueError, match="prompt before its run record"):
+        PromptCache(path).get("a", 1)
+
+
+def test_request_key() -> None:
+    assert request_key(model="m", seed=0) == request_key(seed=0, model="m")
+    assert request_key(model="m", seed=0) != request_key(model="m", seed=1)
+
+
+# ---- LLMPrompts with a tiny causal LM built from config ----------------------------------
+@pytest.fixture(scope="module")
+def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer Llama with a byte-level tokenizer and a ChatML template, saved like a hub model."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny_lm")
+    vocab = {"<|im_start|>": 0, "<|im_end|>": 1}
+    for ch in sorted(pre_tokenizers.ByteLevel.alphabet()):
+        vocab[ch] = len(vocab)
+    tk = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<|im_end|>", bos_token="<|im_start|>")
+    tok.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    tok.save_pretrained(folder)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=2, max_position_embeddings=512, bos_token_id=0, eos_token_id=1,
+    )  # fmt: skip
+    LlamaForCausalLM(cfg).save_pretrained(folder)
+    return folder
+
+
+def _tiny(folder: Path, cache: Path | None = None, **kw: object) -> LLMPrompts:
+    args: dict[str, object] = {
+        "model": folder, "on_topic_threshold": None, "nearest_class": False, "min_words": 1,
+        "sampling": SamplingConfig(batch_size=4, max_new_tokens=16, temperature=1.5), "cache": cache,
+        "instruction": "Describe the same street scene in {name}: {description}.",
+    }  # fmt: skip
+    args.update(kw)
+    classes = [ClassVocab("fog", "a street in thick fog", article=""), ClassVocab("rain", "a street in rain")]
+    return LLMPrompts(classes, **args)  # type: ignore[arg-type]
+
+
+def test_llm_prompts_seeded_prefix_stable_and_cached(tiny_lm: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    cache = tmp_path / "p.jsonl"
+    llm = _tiny(tiny_lm, cache)
+    a = llm.generate("fog", 4, seed=0)
+    assert len(a.texts) == 4 and len(set(a.texts)) == 4
+    assert a.record["kept"] == 4 and a.record["candidates"] == 4 + sum(a.record["dropped"].values())
+    assert a.record["replies"] % 4 == 0 and a.record["cpu_s"] >= 0
+    # same request from a fresh object: answered by the cache, the model is never loaded
+    again = _tiny(tiny_lm, cache)
+    b = again.generate("fog", 3, seed=0)
+    assert (
+        again._lm is None
+        and b.texts == a.texts[:3]
+        and [p.id for p in b.prompts] == [p.id for p in a.prompts[:3]]
+    )
+    # same request without a cache: the same prompts again (seeded, no global RNG)
+    torch.manual_seed(123)
+    assert _tiny(tiny_lm).generate("fog", 4, seed=0).texts == a.texts
+    more = _tiny(tiny_lm).generate("fog", 6, seed=0).texts
+    assert more[:4] == a.texts  # prefix-stable in n
+    assert llm.generate("fog", 4, seed=1).texts != a.texts
+    assert (
+        llm.key("fog", 0)
+        != llm.key("rain", 0)
+        != _tiny(tiny_lm, sampling=SamplingConfig(temperature=1.0)).key("rain", 0)
+    )
+
+
+def test_llm_messages_and_bad_settings(tiny_lm: Path) -> None:
+    llm = _tiny(tiny_lm, system="Be brief.")
+    assert llm.messages("rain") == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Describe the same street scene in rain: a street in rain."},
+    ]
+    with pytest.raises(ValueError, match=r"found \['colour'\]"):
+        _tiny(tiny_lm, instruction="Describe {name} in {colour}")
+    with pytest.raises(ValueError, match="unknown class 'snow'"):
+        llm.generate("snow", 2)
+    with pytest.raises(ValueError, match="temperature"):
+        SamplingConfig(temperature=0)
+    with pytest.raises(ValueError, match="GGUF model file does not exist"):
+        resolve_model("/nonexistent/model.gguf")
+    with pytest.raises(ValueError, match="cannot load causal LM"):
+        LLMPrompts(["a"], model=tiny_lm / "missing").load()
+    assert resolve_model(SMOLLM2)[1] == "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -153,6 +153,9 @@ class WeatherEdit:
         (True, ['night', 'rain'])
     """
 
+    kind = "opaque"  # a pipeline leaf that is never fused with neighbours
+    registry_name = "weather_edit"
+
     def __init__(
         self,
         generator: DiffusersGenerator,
@@ -185,6 +188,9 @@ class WeatherEdit:
                     "give config.prompts for it or a prompt_source"
                 )
         return table
+
+    def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        return size
 
     def prompt_of(self, condition: int, draw: int) -> str:
         options = self.prompt_table[condition]

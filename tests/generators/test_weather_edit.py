@@ -163,3 +163,18 @@ def test_property_targets_untouched_and_size_kept(
     out = edit(batch, torch.Generator().manual_seed(seed))
     assert out.image.shape == batch.image.shape
     assert out.boxes is not None and torch.equal(out.boxes.xyxy, boxes.xyxy) and torch.equal(out.masks, masks)  # type: ignore[arg-type]
+
+
+def test_inside_a_pipeline_after_geometry(edit: WeatherEdit) -> None:
+    from augmentgen.ops.geometric import HorizontalFlip
+    from augmentgen.pipeline import Pipeline
+
+    pipe = Pipeline([HorizontalFlip(p=1.0), edit])
+    b = _scene(b=2)
+    out = pipe(b, rng=torch.Generator().manual_seed(0))
+    assert out.image.shape == b.image.shape and out.boxes is not None
+    w = b.image.shape[-1]
+    expect = b.boxes.xyxy[..., [2, 1, 0, 3]] * torch.tensor([-1.0, 1, -1, 1]) + torch.tensor([w, 0.0, w, 0])  # type: ignore[union-attr]
+    torch.testing.assert_close(out.boxes.xyxy, expect)  # the flip moved the boxes; the edit left them there
+    assert torch.equal(out.masks, b.masks.flip(-1))  # type: ignore[union-attr, arg-type]
+    assert out.meta["weather"][0] in ("rain", "night", "fog")

@@ -298,3 +298,20 @@ def test_recipe_img2img_edits_real_images_of_the_label(pipe_dir: Path, tmp_path:
     for m in metas:
         assert int(gen.references.label[m["reference_index"]]) == m["label"]  # type: ignore[index]
         assert m["strength"] == 0.5 and isinstance(m["sample_seed"], int)
+
+
+def test_cuda_memory_options_are_ignored_on_cpu_with_a_log(
+    pipe_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="augmentgen.generators.diffusers_pipeline"):
+        g = DiffusersGenerator.from_pretrained(
+            str(pipe_dir), class_prompts=PROMPTS, steps=2, height=16, width=16, device="cpu",
+            attention_slicing=True, vae_slicing=True, vae_tiling=True, cpu_offload=True,
+        )  # fmt: skip
+    assert "apply on CUDA only" in caplog.text and "cpu_offload" in caplog.text
+    plain = DiffusersGenerator.from_pretrained(
+        str(pipe_dir), class_prompts=PROMPTS, steps=2, height=16, width=16, device="cpu"
+    )
+    torch.testing.assert_close(g.render(["a bag"], [1]), plain.render(["a bag"], [1]))

@@ -31,8 +31,13 @@ from augmentgen.data.photos import load_photo
 Log = Callable[[str], None] | None
 
 WEATHER_OPS = ("fog", "rain", "snow", "sun_flare", "shadow", "night", "lens_droplets", "jpeg", "sensor_noise")
-ALBUMENTATIONS = {"fog": "RandomFog", "rain": "RandomRain", "snow": "RandomSnow", "sun_flare": "RandomSunFlare",
-                  "shadow": "RandomShadow"}
+ALBUMENTATIONS = {
+    "fog": "RandomFog",
+    "rain": "RandomRain",
+    "snow": "RandomSnow",
+    "sun_flare": "RandomSunFlare",
+    "shadow": "RandomShadow",
+}
 SIZES = ((640, 360), (1280, 720))
 PREVIEW_PHOTOS = ("stereo_motorcycle", "astronaut", "coffee", "rocket")
 
@@ -102,8 +107,10 @@ def run_weather_benchmark(*, quick: bool = False, log: Log = print) -> dict[str,
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     seconds, rounds = (0.6, 3) if quick else (2.0, 5)
-    results: dict[str, Any] = {"settings": {"threads": 1, "rounds": rounds, "quick": quick,
-                                            "photo": "stereo_motorcycle"}, "sizes": {}}
+    results: dict[str, Any] = {
+        "settings": {"threads": 1, "rounds": rounds, "quick": quick, "photo": "stereo_motorcycle"},
+        "sizes": {},
+    }
     for w, h in SIZES:
         img = load_photo("stereo_motorcycle", (h, w))
         rows: dict[str, Any] = {}
@@ -125,8 +132,10 @@ def run_weather_benchmark(*, quick: bool = False, log: Log = print) -> dict[str,
                 text = f"  {name:<14} augmentgen {a['wall_ms']:8.2f} ms (cpu {a['cpu_ms']:7.2f})"
                 if "albumentations" in row:
                     b = row["albumentations"]
-                    text += (f"   albumentations {ALBUMENTATIONS[name]:<15} {b['wall_ms']:8.2f} ms "
-                             f"(cpu {b['cpu_ms']:7.2f})   {row['speedup']:.2f}x")
+                    text += (
+                        f"   albumentations {ALBUMENTATIONS[name]:<15} {b['wall_ms']:8.2f} ms "
+                        f"(cpu {b['cpu_ms']:7.2f})   {row['speedup']:.2f}x"
+                    )
                 log(f"{w}x{h} {text}" if name == WEATHER_OPS[0] else f"{'':>9} {text}")
         results["sizes"][f"{w}x{h}"] = rows
     if not quick:
@@ -143,13 +152,17 @@ def run_weather_benchmark(*, quick: bool = False, log: Log = print) -> dict[str,
             best = _best(fns, seconds * len(fns), rounds)
             batch[name] = {k: {m: round(v, 2) for m, v in r.items()} for k, r in best.items()}
             if log:
-                text = "  ".join(f"{k} {r['wall_ms']:.1f} ms (cpu {r['cpu_ms']:.1f})" for k, r in best.items())
+                text = "  ".join(
+                    f"{k} {r['wall_ms']:.1f} ms (cpu {r['cpu_ms']:.1f})" for k, r in best.items()
+                )
                 log(f"batch 16x640x360 {name:<5} {text}")
         results["batch_16x640x360_cpu"] = batch
     return results
 
 
-def write_previews(out_dir: str | Path, *, n: int = 4, seed: int = 0, size: tuple[int, int] = (216, 320)) -> list[Path]:
+def write_previews(
+    out_dir: str | Path, *, n: int = 4, seed: int = 0, size: tuple[int, int] = (216, 320)
+) -> list[Path]:
     """One grid per weather op (``weather-{op}.png``): rows are photos, columns input + ``n`` draws."""
     import augmentgen.ops  # noqa: F401
     from augmentgen.pipeline import Pipeline

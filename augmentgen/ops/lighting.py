@@ -88,9 +88,15 @@ class SunFlare(Op):
         xy: Any = [cx, cy]
         center = torch.stack(xy, -1) if isinstance(cx, Tensor) else np.stack(xy, -1)
         return SunFlareParams(
-            applied=applied, center=center, radius=r, intensity=inten, rays=rays,
-            ghost_t=0.3 + 1.9 * u[:, 0::4], ghost_r=g_lo + (g_hi - g_lo) * u[:, 1::4],
-            ghost_a=0.1 + 0.25 * u[:, 2::4], ghost_hue=u[:, 3::4],
+            applied=applied,
+            center=center,
+            radius=r,
+            intensity=inten,
+            rays=rays,
+            ghost_t=0.3 + 1.9 * u[:, 0::4],
+            ghost_r=g_lo + (g_hi - g_lo) * u[:, 1::4],
+            ghost_a=0.1 + 0.25 * u[:, 2::4],
+            ghost_hue=u[:, 3::4],
         )
 
     @staticmethod
@@ -118,7 +124,8 @@ class ShadowParams(Params):
 @register("shadow")
 @dataclass(kw_only=True)
 class Shadow(Op):
-    """Cast shadows: random convex polygons (vertices on a rotated ellipse) darkened by a
+    """Cast shadows: random convex polygons (vertices on a rotated ellipse, one per angular sector
+    of ``360 / vertices`` degrees, so the polygon holds the ellipse's centre) darkened by a
     per-sample intensity, with a soft penumbra of a few pixels.
 
     Args:
@@ -143,7 +150,9 @@ class Shadow(Op):
         as_range("Shadow", "size", self.size, 0.0, 1.0)
         r = self.roi
         if len(r) != 4 or not (0.0 <= r[0] <= r[2] <= 1.0 and 0.0 <= r[1] <= r[3] <= 1.0):
-            raise ValueError(f"Shadow.roi must be (x0, y0, x1, y1) fractions with x0 <= x1, y0 <= y1, got {r!r}")
+            raise ValueError(
+                f"Shadow.roi must be (x0, y0, x1, y1) fractions with x0 <= x1, y0 <= y1, got {r!r}"
+            )
         if not isinstance(self.vertices, int) or not 3 <= self.vertices <= 12:
             raise ValueError(f"Shadow.vertices must be an int in [3, 12], got {self.vertices!r}")
 
@@ -151,7 +160,9 @@ class Shadow(Op):
         h, w = size
         c_lo, c_hi = as_range("Shadow", "num_shadows", self.num_shadows)
         cnt: Any
-        (cnt, inten), _ = uniform_cols(rng, [(c_lo, c_hi + 1.0), as_range("Shadow", "intensity", self.intensity)], n)
+        (cnt, inten), _ = uniform_cols(
+            rng, [(c_lo, c_hi + 1.0), as_range("Shadow", "intensity", self.intensity)], n
+        )
         k, v = max(1, int(c_hi)), self.vertices
         s_lo, s_hi = as_range("Shadow", "size", self.size)
         x0, y0, x1, y1 = self.roi
@@ -163,15 +174,22 @@ class Shadow(Op):
         ex: Any
         cr: Any
         if isinstance(u, Tensor):
-            phi = torch.sort(u[..., 5:], dim=-1).values * (2 * math.pi)
+            phi = (torch.arange(v, device=u.device) + 0.5 * u[..., 5:]) * (2 * math.pi / v)
             ex, ey = ax[..., None] * torch.cos(phi), ay[..., None] * torch.sin(phi)
             cr, sr = torch.cos(rot), torch.sin(rot)
-            on: Array = (torch.arange(k, device=u.device).reshape(1, -1) < torch.floor(cnt).clamp(max=c_hi).reshape(-1, 1)).float()
+            on: Array = (
+                torch.arange(k, device=u.device).reshape(1, -1)
+                < torch.floor(cnt).clamp(max=c_hi).reshape(-1, 1)
+            ).float()
         else:
-            phi = np.sort(u[..., 5:], axis=-1) * np.float32(2 * math.pi)
+            phi = (np.arange(v, dtype=np.float32) + np.float32(0.5) * u[..., 5:]) * np.float32(
+                2 * math.pi / v
+            )
             ex, ey = ax[..., None] * np.cos(phi), ay[..., None] * np.sin(phi)
             cr, sr = np.cos(rot), np.sin(rot)
-            on = (np.arange(k).reshape(1, -1) < np.minimum(np.floor(cnt), c_hi).reshape(-1, 1)).astype(np.float32)
+            on = (np.arange(k).reshape(1, -1) < np.minimum(np.floor(cnt), c_hi).reshape(-1, 1)).astype(
+                np.float32
+            )
         vx, vy = cx[..., None] + cr * ex - sr * ey, cy[..., None] + sr * ex + cr * ey
         return ShadowParams(applied=applied, vx=_f32(vx), vy=_f32(vy), on=on, intensity=inten)
 
@@ -182,7 +200,9 @@ class Shadow(Op):
 
     def apply_image_np(self, image: np.ndarray, params: Params) -> np.ndarray:
         p = expect(params, ShadowParams, self)
-        return fl.shadow_np(image, np.asarray(p.vx)[0], np.asarray(p.vy)[0], np.asarray(p.on)[0], scalar(p.intensity))
+        return fl.shadow_np(
+            image, np.asarray(p.vx)[0], np.asarray(p.vy)[0], np.asarray(p.on)[0], scalar(p.intensity)
+        )
 
 
 @dataclass(frozen=True)
@@ -222,8 +242,14 @@ class Night(Op):
 
     def draw(self, n: int, size: tuple[int, int], rng: RNG, applied: Array) -> Params:
         (b, g, bl, s, _off), u = uniform_cols(rng, [*self._ranges(), (0.0, 1.0)], n)
-        return NightParams(applied=applied, brightness=b, gamma=g, blue=bl, sigma=s,
-                           offset=offsets(u[:, -1], fnoise.BANK_SIZE))
+        return NightParams(
+            applied=applied,
+            brightness=b,
+            gamma=g,
+            blue=bl,
+            sigma=s,
+            offset=offsets(u[:, -1], fnoise.BANK_SIZE),
+        )
 
     def apply_image(self, image: Tensor, params: Params) -> Tensor:
         p = expect(params, NightParams, self)
@@ -232,8 +258,14 @@ class Night(Op):
 
     def apply_image_np(self, image: np.ndarray, params: Params) -> np.ndarray:
         p = expect(params, NightParams, self)
-        return fl.night_np(image, scalar(p.brightness), scalar(p.gamma), scalar(p.blue), scalar(p.sigma),
-                           int(scalar(p.offset)))
+        return fl.night_np(
+            image,
+            scalar(p.brightness),
+            scalar(p.gamma),
+            scalar(p.blue),
+            scalar(p.sigma),
+            int(scalar(p.offset)),
+        )
 
 
 @dataclass(frozen=True)
@@ -269,8 +301,14 @@ class SensorNoise(Op):
 
     def draw(self, n: int, size: tuple[int, int], rng: RNG, applied: Array) -> Params:
         (sh, rd, ch, _a, _b), u = uniform_cols(rng, [*self._ranges(), (0.0, 1.0), (0.0, 1.0)], n)
-        return SensorNoiseParams(applied=applied, shot=sh, read=rd, chroma=ch,
-                                 off_luma=offsets(u[:, 3], fnoise.BANK_SIZE), off_chroma=offsets(u[:, 4], fnoise.BANK_SIZE))
+        return SensorNoiseParams(
+            applied=applied,
+            shot=sh,
+            read=rd,
+            chroma=ch,
+            off_luma=offsets(u[:, 3], fnoise.BANK_SIZE),
+            off_chroma=offsets(u[:, 4], fnoise.BANK_SIZE),
+        )
 
     def apply_image(self, image: Tensor, params: Params) -> Tensor:
         p = expect(params, SensorNoiseParams, self)
@@ -279,8 +317,14 @@ class SensorNoise(Op):
 
     def apply_image_np(self, image: np.ndarray, params: Params) -> np.ndarray:
         p = expect(params, SensorNoiseParams, self)
-        return fl.sensor_noise_np(image, scalar(p.shot), scalar(p.read), scalar(p.chroma),
-                                  int(scalar(p.off_luma)), int(scalar(p.off_chroma)))
+        return fl.sensor_noise_np(
+            image,
+            scalar(p.shot),
+            scalar(p.read),
+            scalar(p.chroma),
+            int(scalar(p.off_luma)),
+            int(scalar(p.off_chroma)),
+        )
 
 
 @dataclass(frozen=True)

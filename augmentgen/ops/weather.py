@@ -31,6 +31,7 @@ from augmentgen.core.registry import register
 from augmentgen.core.rng import RNG, Array
 from augmentgen.ops._draws import Range, as_range, expect, offsets, scalar, uniform_cols
 from augmentgen.ops.base import Op
+from augmentgen.ops.functional import precipitation as fp
 from augmentgen.ops.functional import weather as fw
 
 
@@ -118,12 +119,21 @@ class Fog(Op):
     def apply_image(self, image: Tensor, params: Params) -> Tensor:
         p = expect(params, FogParams, self)
         t = torch.as_tensor
-        return fw.fog(image, t(p.density), t(p.gradient), t(p.airlight), float(self.texture), t(p.freq), t(p.phase))
+        return fw.fog(
+            image, t(p.density), t(p.gradient), t(p.airlight), float(self.texture), t(p.freq), t(p.phase)
+        )
 
     def apply_image_np(self, image: np.ndarray, params: Params) -> np.ndarray:
         p = expect(params, FogParams, self)
-        return fw.fog_np(image, scalar(p.density), scalar(p.gradient), scalar(p.airlight), float(self.texture),
-                         np.asarray(p.freq), np.asarray(p.phase))
+        return fw.fog_np(
+            image,
+            scalar(p.density),
+            scalar(p.gradient),
+            scalar(p.airlight),
+            float(self.texture),
+            np.asarray(p.freq),
+            np.asarray(p.phase),
+        )
 
 
 @dataclass(frozen=True)
@@ -143,9 +153,10 @@ class PrecipitationParams(Params):
 def _precip_apply(image: Tensor, p: PrecipitationParams) -> Tensor:
     t = torch.as_tensor
     h, w = image.shape[-2:]
-    layer = fw.streak_layer(t(p.offset), t(p.count), t(p.length), t(p.slope), (h, w), image.device)
-    layer = fw.soften(fw.dilate(layer, t(p.dilate)), t(p.ksize), t(p.gain))
-    return fw.precipitation(image, layer, t(p.keep), t(p.add), t(p.brightness))
+    layer = fp.streak_layer(t(p.offset), t(p.count), t(p.length), t(p.slope), (h, w), image.device)
+    soft = fp.soften(fw.dilate(layer, t(p.dilate)), t(p.ksize))
+    levels = 255.0 * t(p.gain).to(torch.float32) * t(p.brightness).to(torch.float32)
+    return fp.precipitation(image, soft, t(p.keep), t(p.add), levels)
 
 
 def _precip_apply_np(image: np.ndarray, p: PrecipitationParams) -> np.ndarray:
@@ -155,12 +166,16 @@ def _precip_apply_np(image: np.ndarray, p: PrecipitationParams) -> np.ndarray:
         return image
     import cv2
 
-    layer = fw.streak_layer_np(int(scalar(p.offset)), count, int(scalar(p.length)), scalar(p.slope), image.shape[:2])
+    layer = fp.streak_layer_np(
+        int(scalar(p.offset)), count, int(scalar(p.length)), scalar(p.slope), image.shape[:2]
+    )
     k = int(scalar(p.dilate))
     if k > 1:
-        layer = np.asarray(cv2.dilate(layer, np.ones((k, k), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0))
-    layer = fw.soften_np(layer, int(scalar(p.ksize)), scalar(p.gain))
-    return fw.precipitation_np(image, layer, keep, add, scalar(p.brightness))
+        layer = np.asarray(
+            cv2.dilate(layer, np.ones((k, k), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        )
+    levels = float(np.float32(255.0) * np.float32(scalar(p.gain)) * np.float32(scalar(p.brightness)))
+    return fp.precipitation_np(image, layer, int(scalar(p.ksize)), keep, add, levels)
 
 
 @register("rain")
@@ -187,8 +202,14 @@ class Rain(Op):
     darken: Range = (0.1, 0.3)
 
     def _ranges(self) -> list[tuple[float, float]]:
-        lim = {"density": (0.0, 0.05), "length": (0.0, 1.0), "angle": (-60.0, 60.0), "blur": (0.0, 31.0),
-               "brightness": (0.0, 1.0), "darken": (0.0, 1.0)}
+        lim = {
+            "density": (0.0, 0.05),
+            "length": (0.0, 1.0),
+            "angle": (-60.0, 60.0),
+            "blur": (0.0, 31.0),
+            "brightness": (0.0, 1.0),
+            "darken": (0.0, 1.0),
+        }
         return [as_range(type(self).__name__, k, getattr(self, k), *lim[k]) for k in lim]
 
     def validate(self) -> None:
@@ -199,9 +220,17 @@ class Rain(Op):
         h, w = size
         one = dk * 0 + 1
         return PrecipitationParams(
-            applied=applied, count=rounded(dens * (h * w)), length=rounded(ln * h), slope=slope_of(ang),
-            dilate=odd(one), ksize=odd(bl), gain=_f32(odd(bl)) ** 0.5, brightness=br, keep=one - dk, add=dk * 0,
-            offset=offsets(u[:, -1], fw.UBANK_SIZE),
+            applied=applied,
+            count=rounded(dens * (h * w)),
+            length=rounded(ln * h),
+            slope=slope_of(ang),
+            dilate=odd(one),
+            ksize=odd(bl),
+            gain=_f32(odd(bl)) ** 0.5,
+            brightness=br,
+            keep=one - dk,
+            add=dk * 0,
+            offset=offsets(u[:, -1], fp.UBANK_SIZE),
         )
 
     def apply_image(self, image: Tensor, params: Params) -> Tensor:
@@ -237,8 +266,15 @@ class Snow(Op):
     whiten: Range = (0.1, 0.35)
 
     def _ranges(self) -> list[tuple[float, float]]:
-        lim = {"density": (0.0, 0.05), "size": (0.0, 15.0), "length": (0.0, 0.2), "angle": (-60.0, 60.0),
-               "blur": (0.0, 16.0), "brightness": (0.0, 1.0), "whiten": (0.0, 1.0)}
+        lim = {
+            "density": (0.0, 0.05),
+            "size": (0.0, 15.0),
+            "length": (0.0, 0.2),
+            "angle": (-60.0, 60.0),
+            "blur": (0.0, 16.0),
+            "brightness": (0.0, 1.0),
+            "whiten": (0.0, 1.0),
+        }
         return [as_range("Snow", k, getattr(self, k), *lim[k]) for k in lim]
 
     def validate(self) -> None:
@@ -255,8 +291,17 @@ class Snow(Op):
         gain = ratio.clip(1, 16) if isinstance(ratio, np.ndarray) else ratio.clamp(1, 16)
         gain = _f32(gain)
         return PrecipitationParams(
-            applied=applied, count=rounded(dens * (h * w)), length=length, slope=slope_of(ang), dilate=dil,
-            ksize=ks, gain=gain, brightness=br, keep=1 - wh, add=0.9 * wh, offset=offsets(u[:, -1], fw.UBANK_SIZE),
+            applied=applied,
+            count=rounded(dens * (h * w)),
+            length=length,
+            slope=slope_of(ang),
+            dilate=dil,
+            ksize=ks,
+            gain=gain,
+            brightness=br,
+            keep=1 - wh,
+            add=0.9 * wh,
+            offset=offsets(u[:, -1], fp.UBANK_SIZE),
         )
 
     def apply_image(self, image: Tensor, params: Params) -> Tensor:
@@ -324,5 +369,6 @@ class LensDroplets(Op):
 
     def apply_image_np(self, image: np.ndarray, params: Params) -> np.ndarray:
         p = expect(params, DropletParams, self)
-        return fw.lens_droplets_np(image, np.asarray(p.centers)[0], np.asarray(p.radii)[0], np.asarray(p.on)[0],
-                                   int(scalar(p.ksize)))
+        return fw.lens_droplets_np(
+            image, np.asarray(p.centers)[0], np.asarray(p.radii)[0], np.asarray(p.on)[0], int(scalar(p.ksize))
+        )

@@ -90,12 +90,17 @@ def preview(
 def bench_ops(
     quick: Annotated[bool, typer.Option("--quick", help="Fewer images per measurement.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
-    suite: Annotated[str, typer.Option(help="Which suite: 'classic'.")] = "classic",
+    suite: Annotated[str, typer.Option(help="Which suite: 'classic' or 'weather'.")] = "classic",
 ) -> None:
     """Images/s of the default pipeline vs albumentations, torchvision v2 and kornia, in one run."""
     from augmentgen.bench.ops import run_ops_benchmark
 
-    results = run_ops_benchmark(quick=quick, suite=suite, log=None if as_json else console.print)
+    if suite == "weather":  # weather/lighting ops per sample vs albumentations (augmentgen.bench.weather)
+        from augmentgen.bench.weather import run_weather_benchmark
+
+        results = run_weather_benchmark(quick=quick, log=None if as_json else console.print)
+    else:
+        results = run_ops_benchmark(quick=quick, suite=suite, log=None if as_json else console.print)
     if as_json:
         print(json.dumps(results, indent=2))
 

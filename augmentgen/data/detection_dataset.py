@@ -73,7 +73,7 @@ class DetectionDataset(Dataset[dict[str, Any]]):
         name: where it came from.
 
     Shape:
-        ``ds[i]`` is ``{"image": [H, W, 3] uint8, "boxes": [N, 4] float32, "labels": [N] int64,
+        ``ds[i]`` is ``{"image": [H, W, 3] uint8, "boxes": [N, 4] float32, "box_labels": [N] int64,
         "masks": [1, H, W] uint8 or None, "image_id": int, "file": str}``.
 
     Example:
@@ -123,7 +123,7 @@ class DetectionDataset(Dataset[dict[str, Any]]):
         return {
             "image": image,
             "boxes": r.boxes.copy(),
-            "labels": r.labels.copy(),
+            "box_labels": r.labels.copy(),
             "masks": masks,
             "image_id": r.image_id,
             "file": str(r.file),
@@ -178,7 +178,7 @@ def samples_to_batch(
             [w / iw, h / ih, w / iw, h / ih], np.float32
         )
         boxes.append(torch.from_numpy(b))
-        labels.append(torch.from_numpy(np.asarray(s["labels"], np.int64).reshape(-1)))
+        labels.append(torch.from_numpy(np.asarray(s["box_labels"], np.int64).reshape(-1)))
         m = s.get("masks")
         if any_mask:
             if m is None:

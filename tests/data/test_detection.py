@@ -91,7 +91,7 @@ def test_coco_polygon_and_rle_annotations(tmp_path: Path) -> None:
     ds = load_coco(_coco(tmp_path))
     s = ds[0]
     np.testing.assert_allclose(s["boxes"], [[4, 5, 14, 13], [20, 2, 26, 8]])
-    assert s["labels"].tolist() == [3, 9]
+    assert s["box_labels"].tolist() == [3, 9]
     m = s["masks"][0]
     assert set(np.unique(m).tolist()) == {0, 1, 2}
     ys, xs = np.nonzero(m == 2)  # the RLE mask is exact
@@ -161,7 +161,7 @@ def test_yolo_boxes_and_polygons(tmp_path: Path) -> None:
     assert ds.category_names == {0: "car", 1: "person"}
     x = ds[0]
     np.testing.assert_allclose(x["boxes"], [[20, 5, 30, 15], [5, 2, 15, 12]], atol=1e-4)
-    assert x["labels"].tolist() == [1, 0]
+    assert x["box_labels"].tolist() == [1, 0]
     ys, xs = np.nonzero(x["masks"][0] == 2)
     assert xs.min() >= 4 and xs.max() <= 15 and ys.min() >= 1 and ys.max() <= 12
     assert not (x["masks"][0] == 1).any()  # a plain box row has no mask
@@ -273,3 +273,19 @@ def test_compact_instances_packs_valid_boxes_and_renumbers_masks() -> None:
     torch.testing.assert_close(out.boxes.xyxy[0], xyxy[0, [0, 2]])
     torch.testing.assert_close(out.boxes.xyxy[1, 0], xyxy[1, 2])
     assert out.masks[:, 0, 0].tolist() == [[1, 0, 2, 0], [0, 1, 1, 0]]
+
+
+def test_sample_dicts_go_through_a_pipeline_per_sample() -> None:
+    """``ds[i]`` uses the pipeline's dict keys, so a DataLoader can augment it directly."""
+    import augmentgen.ops  # noqa: F401
+    from augmentgen.pipeline import Pipeline
+
+    ds = load_coco(ANN)
+    s = ds[1]  # astronaut: a person and a rocket
+    pipe = Pipeline.from_dict([{"name": "horizontal_flip", "p": 1.0}, {"name": "fog"}])
+    out = pipe(s, rng=np.random.default_rng(0))
+    w = s["image"].shape[1]
+    np.testing.assert_allclose(out["boxes"][:, [0, 2]], w - s["boxes"][:, [2, 0]], atol=1e-4)
+    assert out["box_labels"].tolist() == [1, 80]
+    np.testing.assert_array_equal(out["masks"], s["masks"][:, :, ::-1])
+    assert out["image_id"] == s["image_id"]

@@ -171,3 +171,13 @@ def test_cli_run_dispatches_detection_recipes(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert (out / "report.json").is_file() and (out / "export" / "coco" / "annotations.json").is_file()
     shutil.rmtree(out)
+
+
+def test_cli_show_prints_the_resolved_detection_recipe() -> None:
+    res = CliRunner().invoke(app, ["show", str(RECIPE), "--set", "shards.count=5"])
+    assert res.exit_code == 0, res.output
+    assert (
+        "kind: detection" in res.output and "count: 5" in res.output and "min_visibility: 0.3" in res.output
+    )
+    res = CliRunner().invoke(app, ["show", str(RECIPE), "--set", "source.format=voc"])
+    assert res.exit_code == 2 and "source.format" in res.output

@@ -165,3 +165,19 @@ def test_cli_export(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "'coco' or 'yolo'" in res.output
     res = runner.invoke(app, ["export", "coco", str(tmp_path / "nope.tar"), str(tmp_path / "x")])
     assert res.exit_code == 2 and "shard not found" in res.output
+
+
+def test_detection_shards_are_a_pure_function_of_recipe_and_seed(tmp_path: Path) -> None:
+    pipeline = {
+        "transforms": [
+            {"name": "affine", "degrees": 10, "scale": [0.9, 1.2]},
+            {"name": "mosaic", "p": 0.5},
+            {"name": "copy_paste", "p": 0.5},
+            {"name": "one_of", "transforms": [{"name": "rain"}, {"name": "fog"}, {"name": "night"}]},
+        ]
+    }
+    src = {"format": "coco", "path": str(FIXTURE), "size": [64, 96], "n": 6}
+    a = _write(dict(src), tmp_path / "a", pipeline)
+    b = _write(dict(src), tmp_path / "b", pipeline)
+    ta, tb = sorted(a.glob("*.tar")), sorted(b.glob("*.tar"))
+    assert [p.read_bytes() for p in ta] == [p.read_bytes() for p in tb]

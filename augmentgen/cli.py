@@ -545,6 +545,48 @@ def evaluate(
     console.print(f"evaluation: {out_dir / 'evaluation.json'}  report: {out_dir / 'report.html'}")
 
 
+# ---- prompts (issue 6) -------------------------------------------------------------------
+@app.command()
+def prompts(
+    recipe: Annotated[Path, typer.Argument(help="A recipe YAML with a 'prompts:' section.")],
+    cache: Annotated[
+        Optional[Path], typer.Option("--cache", help="JSONL cache (default: prompts.cache or runs/NAME/).")
+    ] = None,
+    only: Annotated[Optional[str], typer.Option("--classes", help="Comma-separated class names.")] = None,
+    examples: Annotated[int, typer.Option(help="Kept prompts shown per class.")] = 2,
+    set_: Annotated[
+        Optional[list[str]], typer.Option("--set", help="Override a recipe field: a.b.c=value (repeatable).")
+    ] = None,
+) -> None:
+    """Write the recipe's prompts per class to the JSONL cache and show kept/dropped counts and examples.
+
+    Classes already in the cache cost nothing; the LLM loads only when some class is missing.
+    """
+    from rich.table import Table
+
+    from augmentgen.generators.prompts_job import summarize, write_prompts
+
+    r = _load_recipe_or_exit(recipe, set_)
+    if r.prompts is None:
+        console.print(f"[red]error:[/red] {recipe} has no 'prompts:' section")
+        raise typer.Exit(2)
+    path = cache or Path(r.prompts.cache or Path("runs") / r.name / "prompts.jsonl")
+    names = [c.strip() for c in only.split(",") if c.strip()] if only else None
+    try:
+        with console.status(f"writing {r.prompts.source} prompts to {path}") as status:
+            done = lambda run: status.update(f"done: {run.record['class']}")  # noqa: E731
+            runs = write_prompts(r.prompts, path, classes=names, on_class=done)
+    except (ValueError, TypeError, OSError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from e
+    table = Table("class", "kept", "candidates", "dropped", "cpu s", "examples", title=r.prompts.source)
+    for row in summarize(runs, examples):
+        dropped = ", ".join(f"{k} {v}" for k, v in row["dropped"].items()) or "-"
+        cells = [row["class"], str(row["kept"]), str(row["candidates"]), dropped, f"{row['cpu_s'] or 0:.1f}"]
+        table.add_row(*cells, "\n".join(row["examples"]))
+    console.print(table)
+    console.print(f"cache: {path}")
+
 
 # ---- detection data out (issue 8) ------------------------------------------------------
 @app.command()

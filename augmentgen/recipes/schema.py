@@ -193,6 +193,62 @@ class EvaluateSpec(_Strict):
     )
 
 
+class PromptClassSpec(_Strict):
+    """One class to write prompts for: a name with a description (and optional template words)."""
+
+    name: str = Field(min_length=1)
+    description: str = Field(default="", description="what the class is; the LLM's topic reference")
+    synonyms: list[str] = Field(default_factory=list)
+    attributes: list[str] = Field(default_factory=list)
+    contexts: list[str] = Field(default_factory=list)
+    article: str = Field(default="a", description="'a' (a/an), 'a pair of', or '' for mass nouns (fog)")
+
+
+class PromptsSpec(_Strict):
+    """Prompts per class, from the template grammar or an LLM, written to a JSONL cache.
+
+    Args:
+        source: ``template`` (seeded grammar) or ``llm`` (a causal LM writes them).
+        classes: the classes (null: the built-in Fashion-MNIST vocabulary).
+    """
+
+    source: Literal["template", "llm"] = "template"
+    classes: list[PromptClassSpec] | None = None
+    model: str = Field(default="smollm2", description="causal LM: 'smollm2', hub id, folder or .gguf")
+    gguf_file: str | None = Field(default=None, description="GGUF file inside model (a folder or hub repo)")
+    instruction: str | None = Field(
+        default=None, description="per-class user message with {name} and {description} (null: the default)"
+    )
+    system: str | None = Field(default=None, description="system message (null: the default)")
+    n_per_class: int = Field(default=60, ge=1)
+    seed: int = 0
+    cache: str | None = Field(default=None, description="JSONL prompt cache (null: runs/NAME/prompts.jsonl)")
+    dedupe_threshold: float | None = Field(default=0.92, ge=-1, le=1, description="MiniLM near-dup cosine")
+    on_topic_threshold: float | None = Field(
+        default=0.3, ge=-1, le=1, description="least MiniLM cosine to the class description"
+    )
+    nearest_class: bool = Field(default=True, description="drop lines closer to another class's description")
+    min_words: int = Field(default=3, ge=1)
+    max_words: int = Field(default=20, ge=1)
+    temperature: float = Field(default=0.7, gt=0)
+    top_p: float = Field(default=0.95, gt=0, le=1)
+    top_k: int = Field(default=0, ge=0)
+    repetition_penalty: float = Field(default=1.1, ge=1)
+    max_new_tokens: int = Field(default=32, ge=1)
+    batch_size: int = Field(default=16, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> PromptsSpec:
+        if self.min_words > self.max_words:
+            raise ValueError(f"prompts: min_words {self.min_words} > max_words {self.max_words}")
+        if self.classes is not None:
+            names = [c.name for c in self.classes]
+            dup = sorted({n for n in names if names.count(n) > 1})
+            if dup or not names:
+                raise ValueError(f"prompts.classes: names must be unique and non-empty, repeated {dup}")
+        return self
+
+
 class Recipe(_Strict):
     """A whole recipe: data, pipeline, generators, filters, shards, checks, evaluation.
 
@@ -223,6 +279,7 @@ class Recipe(_Strict):
     checks: ChecksSpec = Field(default_factory=lambda: ChecksSpec())
     evaluate: EvaluateSpec = Field(default_factory=lambda: EvaluateSpec())
     run: RunConfig = Field(default_factory=lambda: RunConfig())
+    prompts: PromptsSpec | None = Field(default=None, description="prompts per class (augmentgen prompts)")
 
     @field_validator("pipeline")
     @classmethod

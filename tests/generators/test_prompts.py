@@ -366,3 +366,109 @@ def test_llm_messages_and_bad_settings(tiny_lm: Path) -> None:
     with pytest.raises(ValueError, match="cannot load causal LM"):
         LLMPrompts(["a"], model=tiny_lm / "missing").load()
     assert resolve_model(SMOLLM2)[1] == "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+# ---- recipe section and `augmentgen prompts` -----------------------------------------------
+WEATHER = {
+    "name": "weather",
+    "data": {"source": "digits"},
+    "shards": {"count": 1},
+    "evaluate": {"enabled": False},
+    "prompts": {
+        "source": "template",
+        "n_per_class": 4,
+        "classes": [
+            {"name": "fog", "description": "the same street scene in thick fog", "article": ""},
+            {"name": "night", "description": "the same street scene at night", "article": ""},
+        ],
+    },
+}
+
+
+def test_recipe_prompts_section_validates() -> None:
+    from augmentgen.recipes import Recipe
+
+    r = Recipe.model_validate(WEATHER)
+    assert r.prompts is not None and r.prompts.source == "template" and r.prompts.classes is not None
+    assert Recipe.model_validate({**WEATHER, "prompts": None}).prompts is None
+    for bad, match in (
+        ({"source": "gpt"}, "source"),
+        ({"n_per_class": 0}, "n_per_class"),
+        ({"dedupe_threshold": 1.5}, "dedupe_threshold"),
+        ({"colour": 1}, "colour"),
+        ({"min_words": 9, "max_words": 3}, "min_words"),
+        ({"classes": [{"name": "a"}, {"name": "a"}]}, "repeated"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            Recipe.model_validate({**WEATHER, "prompts": {**WEATHER["prompts"], **bad}})  # type: ignore[dict-item]
+
+
+def test_cli_prompts_writes_and_shows_the_cache(tmp_path: Path) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from augmentgen.cli import app
+
+    recipe = tmp_path / "weather.yaml"
+    recipe.write_text(yaml.safe_dump(WEATHER))
+    cache = tmp_path / "prompts.jsonl"
+    res = CliRunner().invoke(app, ["prompts", str(recipe), "--cache", str(cache)])
+    assert res.exit_code == 0, res.output
+    assert "fog" in res.output and "night" in res.output and str(cache.name) in res.output
+    runs = list(PromptCache(cache).runs())
+    assert [r.record["class"] for r in runs] == ["fog", "night"] and all(len(r.prompts) == 4 for r in runs)
+    size = cache.stat().st_size
+    res = CliRunner().invoke(app, ["prompts", str(recipe), "--cache", str(cache), "--classes", "night"])
+    assert res.exit_code == 0 and cache.stat().st_size == size  # a cache hit writes nothing
+    res = CliRunner().invoke(app, ["prompts", str(recipe), "--cache", str(cache), "--classes", "snow"])
+    assert res.exit_code == 2 and "unknown classes ['snow']" in res.output
+    recipe.write_text(yaml.safe_dump({**WEATHER, "prompts": None}))
+    res = CliRunner().invoke(app, ["prompts", str(recipe)])
+    assert res.exit_code == 2 and "no 'prompts:' section" in res.output
+
+
+def test_write_prompts_llm_source(tiny_lm: Path, tmp_path: Path) -> None:
+    from augmentgen.generators.prompts_job import summarize, write_prompts
+    from augmentgen.recipes.schema import PromptsSpec
+
+    spec = PromptsSpec.model_validate({
+        **WEATHER["prompts"], "source": "llm", "model": str(tiny_lm), "n_per_class": 2, "min_words": 1,
+        "on_topic_threshold": None, "nearest_class": False, "batch_size": 4, "max_new_tokens": 16,
+        "temperature": 1.5, "instruction": "Describe the same street scene in {name}.",
+    })  # fmt: skip
+    runs = write_prompts(spec, tmp_path / "p.jsonl")
+    # the tiny model writes noise: a class may run out of its candidate budget, and says so
+    assert [r.record["class"] for r in runs] == ["fog", "night"]
+    for run, row in zip(runs, summarize(runs), strict=True):
+        assert 1 <= row["kept"] <= 2 and run.record["exhausted"] == (row["kept"] < 2)
+        assert row["candidates"] == row["kept"] + sum(row["dropped"].values())
+    assert [r.texts for r in write_prompts(spec, tmp_path / "p.jsonl")] == [r.texts for r in runs]
+    assert runs[0].record["instruction"] == "Describe the same street scene in {name}."
+
+
+@pytest.mark.slow
+def test_real_smollm2_writes_on_topic_prompts(tmp_path: Path) -> None:
+    """The offline SmolLM2-135M-Instruct GGUF through the same path users take (about 1 CPU-minute)."""
+    pytest.importorskip("gguf")
+    from augmentgen.generators.prompts_llm import PRODUCT_INSTRUCTION
+
+    torch.set_num_threads(1)
+    llm = LLMPrompts(
+        FASHION_MNIST_VOCAB, instruction=PRODUCT_INSTRUCTION, cache=tmp_path / "p.jsonl",
+        sampling=SamplingConfig(batch_size=8, max_new_tokens=32),
+    )  # fmt: skip
+    run = llm.generate("Sneaker", 3, seed=0)
+    assert 1 <= len(run.prompts) <= 3
+    assert run.record["candidates"] == len(run.prompts) + sum(run.record["dropped"].values())
+    enc = llm.encoder
+    ref = enc.encode([v.text for v in FASHION_MNIST_VOCAB])
+    for p in run.prompts:
+        assert 3 <= len(p.text.split()) <= 20 and p.id.startswith(run.key)
+        sims = enc.encode([p.text]) @ ref.T
+        assert int(sims.argmax()) == 7 and float(sims[0, 7]) >= 0.3  # nearest to the sneaker description
+    assert llm.load_seconds is not None and llm.load_seconds > 0
+    again = LLMPrompts(
+        FASHION_MNIST_VOCAB, instruction=PRODUCT_INSTRUCTION, cache=tmp_path / "p.jsonl",
+        sampling=SamplingConfig(batch_size=8, max_new_tokens=32),
+    )  # fmt: skip
+    assert again.generate("Sneaker", len(run.prompts), seed=0).texts == run.texts and again._lm is None

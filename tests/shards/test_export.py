@@ -181,3 +181,29 @@ def test_detection_shards_are_a_pure_function_of_recipe_and_seed(tmp_path: Path)
     b = _write(dict(src), tmp_path / "b", pipeline)
     ta, tb = sorted(a.glob("*.tar")), sorted(b.glob("*.tar"))
     assert [p.read_bytes() for p in ta] == [p.read_bytes() for p in tb]
+
+
+def test_mask_folder_source_writes_class_maps_to_mask_png(tmp_path: Path) -> None:
+    from augmentgen.shards.reader import decode_sample, iter_raw_samples, shard_paths
+
+    (tmp_path / "img").mkdir()
+    (tmp_path / "mask").mkdir()
+    m = np.zeros((20, 30), np.uint8)
+    m[5:15, 10:25] = 2
+    m[0:3, 0:30] = 1
+    for i in range(2):
+        cv2.imwrite(str(tmp_path / "img" / f"{i}.png"), np.full((20, 30, 3), 90 + i, np.uint8))
+        cv2.imwrite(str(tmp_path / "mask" / f"{i}.png"), m)
+    src = {
+        "format": "masks",
+        "path": str(tmp_path / "img"),
+        "size": [20, 30],
+        "n": 2,
+        "options": {"masks": str(tmp_path / "mask"), "classes": ["bg", "road", "car"]},
+    }
+    shards = _write(src, tmp_path / "s", {"transforms": [{"name": "horizontal_flip", "p": 1.0}]})
+    samples = [decode_sample(raw) for p in shard_paths(shards) for raw in iter_raw_samples(p)]
+    assert len(samples) == 2
+    for s in samples:
+        assert s["boxes"] == [] and s["mask"].shape == (20, 30, 1)
+        np.testing.assert_array_equal(s["mask"][..., 0], m[:, ::-1])  # class ids kept, flipped with the image

@@ -10,7 +10,7 @@ Ops without an albumentations counterpart are timed alone. Without ``--quick`` i
 the batched path against kornia's RandomRain and RandomSnow (batch 16, 640x360, CPU).
 
 ``python -m augmentgen.bench.weather --previews docs/img`` writes ``weather-{op}.png``: rows
-are photos, columns the input then four seeded draws.
+are photos, columns the input then three seeded draws.
 """
 
 from __future__ import annotations
@@ -161,7 +161,7 @@ def run_weather_benchmark(*, quick: bool = False, log: Log = print) -> dict[str,
 
 
 def write_previews(
-    out_dir: str | Path, *, n: int = 4, seed: int = 0, size: tuple[int, int] = (216, 320)
+    out_dir: str | Path, *, n: int = 3, seed: int = 0, size: tuple[int, int] = (160, 236)
 ) -> list[Path]:
     """One grid per weather op (``weather-{op}.png``): rows are photos, columns input + ``n`` draws."""
     import augmentgen.ops  # noqa: F401

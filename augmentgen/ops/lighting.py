@@ -289,8 +289,8 @@ class SensorNoise(Op):
         chroma: ``(low, high)`` share of the variance that is per channel, in [0, 1].
     """
 
-    shot: Range = (0.002, 0.01)
-    read: Range = (0.005, 0.02)
+    shot: Range = (0.0005, 0.004)
+    read: Range = (0.003, 0.015)
     chroma: Range = (0.2, 0.6)
 
     def _ranges(self) -> list[tuple[float, float]]:

@@ -323,3 +323,26 @@ def test_gradients_flow_through_the_batched_kernels() -> None:
 def test_bad_hyperparameters_name_the_field(cls: type, kwargs: dict[str, Any], field: str) -> None:
     with pytest.raises(ValueError, match=field.replace(".", r"\.")):
         cls(**kwargs)
+
+
+@pytest.mark.parametrize("k", [1, 3, 5, 9, 11, 21])
+def test_box_blur_equals_opencv_blur_for_small_and_large_boxes(k: int) -> None:
+    from augmentgen.ops.functional import weather as fw
+
+    img = np.random.default_rng(k).random((2, 30, 41)).astype(np.float32)
+    got = fw.box_blur(torch.from_numpy(img)[:, None], torch.tensor([k, k]))[:, 0].numpy()
+    for i in range(2):
+        np.testing.assert_allclose(got[i], fw.box_blur_np(img[i], k), atol=1e-5)
+    mixed = fw.box_blur(torch.from_numpy(img)[:, None], torch.tensor([1, k]))[:, 0].numpy()
+    np.testing.assert_array_equal(mixed[0], img[0])  # per-sample sizes
+    np.testing.assert_allclose(mixed[1], fw.box_blur_np(img[1], k), atol=1e-5)
+
+
+def test_dilate_equals_opencv_dilate() -> None:
+    from augmentgen.ops.functional import weather as fw
+
+    layer = (np.random.default_rng(0).random((2, 25, 33)) < 0.05).astype(np.uint8)
+    got = fw.dilate(torch.from_numpy(layer).float()[:, None], torch.tensor([3, 5]))[:, 0].numpy()
+    for i, k in enumerate((3, 5)):
+        want = cv2.dilate(layer[i], np.ones((k, k), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        np.testing.assert_array_equal(got[i].astype(np.uint8), want)

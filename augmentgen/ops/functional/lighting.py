@@ -23,6 +23,7 @@ from augmentgen.ops.functional.weather import (
     TORCH,
     as01,
     blend_np,
+    cells,
     col,
     finish,
     map_grid,
@@ -37,12 +38,6 @@ FLARE_COLOR = (1.0, 0.93, 0.78)  # warm white of the sun's core
 
 
 # ---- sun flare --------------------------------------------------------------------------
-def _cells(lo: float, hi: float, full: int, cells: int) -> slice:
-    """Map cells whose centres may fall in ``[lo, hi]`` (full-resolution pixels), one cell of margin."""
-    f = cells / full
-    return slice(max(0, int(math.floor(lo * f - 0.5)) - 1), min(cells, int(math.ceil(hi * f - 0.5)) + 2))
-
-
 def flare_map(
     xp: Any,
     ys: Any,
@@ -85,7 +80,7 @@ def flare_map(
         rg = ghost_r[:, g : g + 1, None] * s + 1e-3
         if crop:
             r0, x0, y0 = float(rg.item()), float(gx.item()), float(gy.item())
-            sy, sx = _cells(y0 - r0, y0 + r0, h, mh), _cells(x0 - r0, x0 + r0, w, mw)
+            sy, sx = cells(y0 - r0, y0 + r0, h, mh), cells(x0 - r0, x0 + r0, w, mw)
         else:
             sy = sx = slice(None)
         gys, gxs = ys[:, sy] - gy, xs[:, :, sx] - gx

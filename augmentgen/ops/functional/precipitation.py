@@ -127,7 +127,10 @@ def precipitation(image: Tensor, soft: Tensor, keep: Tensor, add: Tensor, levels
         lay = (soft * lv).round_().clamp_(0, 255)
         out: Tensor = (k * image.to(torch.float32) + a * 255.0 + lay).round_().clamp_(0, 255)
         return out.to(torch.uint8)
-    return finish(image, k.to(x.dtype) * x + a.to(x.dtype) + (lv / 255.0).to(x.dtype) * soft.to(x.dtype))
+    out_f = x * k.to(x.dtype)
+    out_f = out_f + a.to(x.dtype) if out_f.requires_grad else out_f.add_(a.to(x.dtype))
+    drops = (lv / 255.0).to(x.dtype) * soft.to(x.dtype)  # [B, 1, H, W]
+    return finish(image, out_f + drops if out_f.requires_grad else out_f.add_(drops))
 
 
 def precipitation_np(

@@ -71,6 +71,12 @@ def col(v: Any, like: Tensor | None = None, dims: int = 2) -> Any:
     return torch.as_tensor(v).to(device=like.device, dtype=torch.float32).reshape(-1, *([1] * dims))
 
 
+def cells(lo: float, hi: float, full: int, n: int) -> slice:
+    """Map cells (of ``n`` across ``full`` pixels) whose centres may fall in ``[lo, hi]`` pixels, with margin."""
+    f = n / full
+    return slice(max(0, int(math.floor(lo * f - 0.5)) - 1), min(n, int(math.ceil(hi * f - 0.5)) + 2))
+
+
 def upsample(m: Tensor, size: tuple[int, int]) -> Tensor:
     """``[B, K, mh, mw]`` -> ``[B, K, H, W]`` bilinear, half-pixel (== ``cv2.resize`` INTER_LINEAR)."""
     if tuple(m.shape[-2:]) == size:
@@ -216,8 +222,12 @@ def fog_np(
 # ---- box filters (precipitation and droplets) ----------------------------------------
 def _per_value(values: Tensor, layer: Tensor, fn: Any) -> Tensor:
     """Apply ``fn(layer_rows, v)`` to the rows sharing each distinct int ``v`` (few distinct values)."""
+    distinct = torch.unique(values).tolist()
+    if len(distinct) == 1:  # e.g. a fixed size: no gather/scatter of rows
+        out: Tensor = fn(layer, int(distinct[0]))
+        return out
     out = layer.clone()
-    for v in torch.unique(values).tolist():
+    for v in distinct:
         sel = values == v
         out[sel] = fn(layer[sel], int(v))
     return out
@@ -239,7 +249,18 @@ def _box(t: Tensor, k: int) -> Tensor:
     p = k // 2
     mode = "reflect" if p < h and p < w else "replicate"
     t = F.pad(t, (p, p, p, p), mode=mode)
-    return F.avg_pool2d(F.avg_pool2d(t, (k, 1), stride=1), (1, k), stride=1)
+    if k <= 9:  # a few shifted adds beat avg_pool2d (slow on the CPU) and cumsum
+        rows = t[..., 0:h, :].clone()
+        for i in range(1, k):
+            rows += t[..., i : i + h, :]
+        out = rows[..., 0:w].clone()
+        for i in range(1, k):
+            out += rows[..., i : i + w]
+        return out * (1.0 / (k * k))
+    # large boxes: running sums in float64 (exact enough for any image size)
+    c = F.pad(t.to(torch.float64).cumsum(-2), (0, 0, 1, 0))
+    c = F.pad((c[..., k:, :] - c[..., :-k, :]).cumsum(-1), (1, 0))
+    return ((c[..., k:] - c[..., :-k]) / (k * k)).to(t.dtype)
 
 
 def box_blur(layer: Tensor, size: Tensor) -> Tensor:
@@ -266,13 +287,25 @@ def droplet_map(
     """
     h, w = size
     alpha, rim = 0.0 * ys * xs, 0.0 * ys * xs
+    crop = xp is NP and centers.shape[0] == 1  # one sample: only the cells a drop covers
+    mh, mw = int(ys.shape[1]), int(xs.shape[2])
     for k in range(centers.shape[1]):
+        if crop and float(on[0, k]) == 0.0:
+            continue
         cx, cy = centers[:, k, 0:1, None] * w, centers[:, k, 1:2, None] * h
         r = radii[:, k : k + 1, None] * min(h, w) + 1e-3
-        d = xp.sqrt((xs - cx) ** 2 + (ys - cy) ** 2) / r  # 1 at the edge
+        sy = sx = slice(None)
+        if crop:  # disc and ring are exactly 0 beyond the radius
+            r0, x0, y0 = float(r.item()), float(cx.item()), float(cy.item())
+            sy, sx = cells(y0 - r0, y0 + r0, h, mh), cells(x0 - r0, x0 + r0, w, mw)
+        d = xp.sqrt((xs[:, :, sx] - cx) ** 2 + (ys[:, sy] - cy) ** 2) / r  # 1 at the edge
         disc = xp.clip((1.0 - d) * 6.0, 0.0, 1.0) * on[:, k : k + 1, None]
         ring = xp.clip(1.0 - xp.abs(d - 0.85) * 8.0, 0.0, 1.0) * on[:, k : k + 1, None]
-        alpha, rim = xp.maximum(alpha, disc), xp.maximum(rim, ring)
+        if crop:
+            np.maximum(alpha[:, sy, sx], disc, out=alpha[:, sy, sx])
+            np.maximum(rim[:, sy, sx], ring, out=rim[:, sy, sx])
+        else:
+            alpha, rim = xp.maximum(alpha, disc), xp.maximum(rim, ring)
     return alpha, rim
 
 

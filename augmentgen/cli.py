@@ -98,7 +98,7 @@ def bench_ops(
     if suite == "weather":  # weather/lighting ops per sample vs albumentations (augmentgen.bench.weather)
         from augmentgen.bench.weather import run_weather_benchmark
 
-        results = run_weather_benchmark(quick=quick, log=None if as_json else console.print)
+        results = run_weather_benchmark(quick=quick, log=None if as_json else typer.echo)  # rows wider than rich wraps
     else:
         results = run_ops_benchmark(quick=quick, suite=suite, log=None if as_json else console.print)
     if as_json:

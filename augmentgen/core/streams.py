@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -84,8 +85,7 @@ class StreamRNG(np.random.Generator):
         """``[n, per]`` uint64: element ``(b, j)`` of call ``c`` is ``mix(key_b ^ mix(c << 32 | j))``."""
         c = self._calls
         self._calls += 1
-        ctr = _mix_np((_U(c) << _U(32)) + np.arange(per, dtype=np.uint64))
-        return _mix_np(self.keys[:, None] ^ ctr[None, :])
+        return _mix_np(self.keys[:, None] ^ _counter_np(c, per)[None, :])
 
     def _bits_one(self, per: int) -> list[int]:
         """The single-stream ``_bits`` in Python ints (a few times cheaper than numpy for one row)."""
@@ -93,7 +93,7 @@ class StreamRNG(np.random.Generator):
         self._calls += 1
         assert self._keys_int is not None
         k = self._keys_int[0]
-        return [_splitmix64(k ^ _splitmix64((c << 32) + j)) for j in range(per)]
+        return [_splitmix64(k ^ m) for m in _counter_int(c, per)]
 
     def _check(self, shape: tuple[int, ...], what: str) -> int:
         if shape == ():
@@ -188,6 +188,19 @@ class StreamRNG(np.random.Generator):
         sub = StreamRNG(self.keys[rows])
         sub._calls = self._calls
         return sub
+
+
+@lru_cache(maxsize=4096)
+def _counter_int(c: int, per: int) -> tuple[int, ...]:
+    """The mixed counters of call ``c`` (the same for every stream, so computed once)."""
+    return tuple(_splitmix64((c << 32) + j) for j in range(per))
+
+
+@lru_cache(maxsize=4096)
+def _counter_np(c: int, per: int) -> np.ndarray:
+    out = np.array(_counter_int(c, per), dtype=np.uint64)
+    out.flags.writeable = False
+    return out
 
 
 def _scale_int(b: int, span: int) -> int:

@@ -54,6 +54,9 @@ def main() -> None:
         return t
 
     lat = model.config.latent_dim
+    w = model.g.conv1.weight  # as the model under test stores its convolutions
+    nhwc = w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+    fmt = torch.channels_last if nhwc else torch.contiguous_format
     for step in range(1, args.warmup + args.steps + 1):
         if step == args.warmup + 1:
             cost.clear()
@@ -63,7 +66,7 @@ def main() -> None:
         real = tr.real_batch(step)
         rng = tr.step_rng(step)
         ctx = StepContext(step, tr.optimizers, tr.scalers, None)
-        x = real.image.contiguous(memory_format=torch.channels_last)
+        x = real.image.contiguous(memory_format=fmt)
         y = real.label
         assert y is not None
         b = x.shape[0]
@@ -127,7 +130,7 @@ def main() -> None:
     total = sum(v for k, v in cost.items() if not k.startswith("(inside"))
     print(
         f"augmentgen from {augmentgen.__file__}; torch {torch.__version__}; {args.threads} thread(s); "
-        f"{n} steps after {args.warmup} warm-up steps; d_width {args.d_width}; bf16 autocast {args.bf16}\n"
+        f"{n} steps after {args.warmup} warm-up steps; d_width {args.d_width}; bf16 autocast {args.bf16}; channels-last {nhwc}\n"
     )
     print("| part | CPU ms / step | share |")
     print("|---|---|---|")

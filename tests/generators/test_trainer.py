@@ -217,3 +217,11 @@ def test_grad_clip_through_the_trainer(
     assert len(seen) == 3
     assert all(logged > 1e-2 for logged, _ in seen)
     assert all(used == pytest.approx(1e-3, rel=1e-3) for _, used in seen)
+
+
+def test_progress_bar_shows_rate(
+    tmp_path: Path, digits: Batch, tiny_vae: Callable[..., ConditionalVAE], capsys: pytest.CaptureFixture[str]
+) -> None:
+    Trainer(tiny_vae(), digits, spec(steps=3), tmp_path, progress=True).fit()
+    out = capsys.readouterr().out
+    assert "ConditionalVAE" in out and "3/3" in out and "steps/s" in out

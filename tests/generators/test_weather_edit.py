@@ -178,3 +178,21 @@ def test_inside_a_pipeline_after_geometry(edit: WeatherEdit) -> None:
     torch.testing.assert_close(out.boxes.xyxy, expect)  # the flip moved the boxes; the edit left them there
     assert torch.equal(out.masks, b.masks.flip(-1))  # type: ignore[union-attr, arg-type]
     assert out.meta["weather"][0] in ("rain", "night", "fog")
+
+
+@pytest.mark.slow  # loads and samples the real SmolLM2-135M (~1 min of CPU)
+def test_llm_written_weather_prompts(edit: WeatherEdit, tmp_path: Path) -> None:
+    from augmentgen.generators.prompts_llm import LLMPrompts
+
+    llm = LLMPrompts(
+        weather_vocab(["fog"]),
+        instruction="Describe the same street scene in {name}: {description}.",
+        cache=tmp_path / "weather.jsonl",
+    )
+    w = WeatherEdit(
+        edit.generator, WeatherEditConfig(conditions=["fog"], prompts_per_condition=2), prompt_source=llm
+    )
+    assert w.prompt_table[0] == llm.prompts("fog", 2, seed=0)  # the second request is read from the cache
+    assert len(w.prompt_table[0]) >= 1 and (tmp_path / "weather.jsonl").is_file()
+    out = w(_scene(b=2), torch.Generator().manual_seed(0))
+    assert all(p in w.prompt_table[0] for p in out.meta["prompt"])

@@ -89,12 +89,23 @@ def test_mosaic_golden_tiles_and_boxes() -> None:
 def test_mosaic_boxes_follow_masks(seed: int, vis: float) -> None:
     batch = _scene_batch(seed)
     op = Mosaic(min_visibility=vis, p=0.8)
-    out = op.apply(batch, op.sample_params(batch, torch_rng(seed)))
-    assert out.image.shape == batch.image.shape and out.boxes is not None
+    params = op.sample_params(batch, torch_rng(seed))
+    assert isinstance(params, MosaicParams)
+    out = op.apply(batch, params)
+    assert out.image.shape == batch.image.shape and out.boxes is not None and batch.boxes is not None
     assert out.boxes.xyxy.shape == (4, 12, 4)
     _assert_boxes_match_masks(out, exact=True)
-    # visibility: every kept box keeps at least `vis` of the area its source box had
-    assert batch.boxes is not None
+    # visibility: every kept box keeps at least `vis` of its source box's area, and labels follow
+    area = lambda b: float((b[2] - b[0]) * (b[3] - b[1]))  # noqa: E731
+    for r in range(4):
+        if not bool(params.applied[r]):
+            continue
+        rows = [r, *params.partners[r].tolist()]
+        for slot in range(12):
+            t, k = divmod(slot, 3)
+            assert out.boxes.labels[r, slot] == batch.boxes.labels[rows[t], k]
+            if bool(out.boxes.valid[r, slot]):
+                assert area(out.boxes.xyxy[r, slot]) >= vis * area(batch.boxes.xyxy[rows[t], k]) - 1e-4
 
 
 @settings(max_examples=30)

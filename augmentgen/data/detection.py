@@ -88,6 +88,8 @@ def load_coco(
         tolerance: boxes up to this many pixels outside the image are clipped, further is an error.
         check_files: fail at load time on a missing image file.
 
+    Crowd annotations (``iscrowd: 1``) are skipped, as detectors' COCO loaders do.
+
     Example:
         >>> ds = load_coco("examples/data/driving-coco/annotations.json")  # doctest: +SKIP
     """

@@ -81,6 +81,7 @@ class TextToImageGAN(nn.Module):
     bank_emb: Tensor
     bank_label: Tensor
     class_text: Tensor
+    text_mean: Tensor
 
     def __init__(
         self, config: T2IConfig | None = None, *, rng: torch.Generator | None = None, encoder: Any = None
@@ -98,6 +99,8 @@ class TextToImageGAN(nn.Module):
         self.register_buffer("bank_emb", torch.zeros(p, c.text_dim))
         self.register_buffer("bank_label", torch.zeros(p, dtype=torch.int64))
         self.register_buffer("class_text", torch.zeros(c.num_classes, c.text_dim))
+        if c.center_text:
+            self.register_buffer("text_mean", torch.zeros(c.text_dim))
         self.bank_texts: list[str] = [""] * p
 
     @property
@@ -143,6 +146,9 @@ class TextToImageGAN(nn.Module):
         self.bank_label = lab[order].to(dev)
         self.bank_texts = [str(texts[i]) for i in order.tolist()]
         self.class_text = class_prototypes(self.bank_emb, self.bank_label, c)
+        if self.config.center_text:
+            # mean of the class prototypes, so a class with more captions does not pull the centre
+            self.text_mean = self.class_text.mean(0)
         self.config.bank_size = n
 
     def _bank_slices(self) -> tuple[Tensor, Tensor]:
@@ -244,6 +250,7 @@ class TextToImageGAN(nn.Module):
         """
         z = draw_latents(rng, n, self.config.latent_dim, self.device) * temperature
         t, lab, texts = self._condition(condition, n, rng, labels)
+        t = self._centered(t)
         net = self.sampler()
         was_training = net.training
         net.eval()
@@ -263,6 +270,12 @@ class TextToImageGAN(nn.Module):
     def default_optim(self) -> dict[str, dict[str, Any]]:
         # the cGAN's settings: TTUR (D learns faster), beta1 = 0 as in SNGAN/BigGAN
         return {"g": {"lr": 2e-4, "betas": (0.0, 0.99)}, "d": {"lr": 4e-4, "betas": (0.0, 0.99)}}
+
+    def _centered(self, t: Tensor) -> Tensor:
+        """What the networks see of a unit caption embedding (centred on the bank when ``center_text``)."""
+        if not self.config.center_text:
+            return t
+        return F.normalize(t - self.text_mean, dim=1)
 
     def _noisy(self, t: Tensor, rng: torch.Generator) -> Tensor:
         if self.config.text_noise <= 0:
@@ -304,7 +317,7 @@ class TextToImageGAN(nn.Module):
         _frozen(self.d, False)
         for _ in range(self.config.d_steps):
             match, mis = self.discriminator_negatives(y, rng)
-            t, t_mis = self.bank_emb[match], self.bank_emb[mis]
+            t, t_mis = self._centered(self.bank_emb[match]), self._centered(self.bank_emb[mis])
             with torch.no_grad():
                 fake = self.g(torch.randn(b, zd, generator=rng, device=rng.device).to(x), self._noisy(t, rng))
             both = self.augment(torch.cat([x, fake, x]), rng)  # one DiffAugment call over all rows
@@ -313,7 +326,7 @@ class TextToImageGAN(nn.Module):
             loss_d = self._d_terms(d_real, d_fake, d_mis)
             ctx.optimize("d", loss_d)
         _frozen(self.d, True)  # no D weight gradients in the G step
-        t_g = self._interpolated(y, rng)
+        t_g = self._centered(self._interpolated(y, rng))
         fake = self.g(torch.randn(b, zd, generator=rng, device=rng.device).to(x), self._noisy(t_g, rng))
         g_logits = self.d(self.augment(fake, rng), t_g)
         loss_g = -g_logits.mean() if self.config.loss == "hinge" else F.softplus(-g_logits).mean()

@@ -35,6 +35,9 @@ class T2IConfig:
             captions (Reed et al. 2016 use 0.5); 0 turns D into a plain conditional D.
         interpolate: share of each G batch conditioned on same-class caption interpolations (GAN-INT).
         text_noise: std of Gaussian noise on the unit caption embedding fed to G while training.
+        center_text: subtract the caption bank's mean embedding (and renormalise) before the
+            networks see a caption: sentence embeddings of one domain share a large common
+            component ("a photo of ..."), and removing it leaves the part that tells classes apart.
         text_encoder: ``text_encoders.load_text_encoder`` spec used to embed prompts at sampling.
         bank_size: rows of the caption bank stored with the model (set by ``set_captions``).
     """
@@ -54,6 +57,7 @@ class T2IConfig:
     mismatch_weight: float = 0.5
     interpolate: float = 0.5
     text_noise: float = 0.05
+    center_text: bool = False
     text_encoder: str = "minilm"
     bank_size: int = 0
 

@@ -346,3 +346,21 @@ evaluate: {enabled: false}
         assert by_text[prompt] == s["label"]  # each sample names a render prompt of its own class
     with pytest.raises(ValueError, match="need a text_to_image section"):
         recipe_from_text(text.replace("text_to_image:", "unused_key:").replace("unused_key: {", "#{"))
+
+
+def test_center_text_removes_the_shared_component_and_round_trips(tmp_path: Path) -> None:
+    texts, labels, emb = clustered_captions()
+    emb = emb + 5.0 * torch.ones(TEXT_DIM)  # a large shared component, like "a photo of ..." in real captions
+    m = TextToImageGAN(tiny_config(center_text=True))
+    m.set_captions(texts, labels, emb)
+    raw = m.class_text @ m.class_text.t()
+    centered = m._centered(m.class_text)
+    cos = centered @ centered.t()
+    off = ~torch.eye(10, dtype=torch.bool)
+    assert float(raw[off].mean()) > 0.9 and float(cos[off].abs().mean()) < 0.5
+    assert torch.allclose(m.text_mean, m.class_text.mean(0))
+    m.save_pretrained(tmp_path / "m")
+    back = TextToImageGAN.from_pretrained(tmp_path / "m")
+    assert torch.equal(back.text_mean, m.text_mean)
+    a = m.eval().generate(torch.arange(10), 10, torch.Generator().manual_seed(0)).image
+    assert torch.equal(a, back.generate(torch.arange(10), 10, torch.Generator().manual_seed(0)).image)

@@ -315,3 +315,43 @@ def test_cuda_memory_options_are_ignored_on_cpu_with_a_log(
         str(pipe_dir), class_prompts=PROMPTS, steps=2, height=16, width=16, device="cpu"
     )
     torch.testing.assert_close(g.render(["a bag"], [1]), plain.render(["a bag"], [1]))
+
+
+FM_RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "fashion-mnist-diffusers.yaml"
+
+
+def test_fashion_mnist_diffusers_recipe_validates() -> None:
+    from augmentgen.generators.diffusers_pipeline import DiffusersConfig
+    from augmentgen.recipes import load_recipe
+
+    recipe = load_recipe(FM_RECIPE)  # names hub ids; nothing is loaded yet
+    cfg = DiffusersConfig(**recipe.generators[0].model)
+    assert cfg.pipeline == "stabilityai/sd-turbo" and sorted(cfg.class_prompts) == list(range(10))
+    assert recipe.filters.clip is not None and recipe.filters.min_confidence == 0.5
+
+
+@pytest.mark.slow  # loads Fashion-MNIST and trains a few classifier steps: ~25 s wall on the loaded dev machine
+def test_fashion_mnist_diffusers_recipe_runs_with_tiny_models(pipe_dir: Path, tmp_path: Path) -> None:
+    """The shipped recipe, with the hub models swapped for tiny local ones and the sizes cut down."""
+    from tiny_hf import save_tiny_clip
+
+    from augmentgen.recipes import load_recipe
+    from augmentgen.recipes.run import run_recipe
+
+    path = FM_RECIPE
+    if not Path("/usr/share/datasets/fashion-mnist").is_dir():
+        pytest.skip("Fashion-MNIST is not installed (Debian dataset-fashion-mnist)")
+    small = load_recipe(
+        path,
+        [
+            f"generators.0.model.pipeline={pipe_dir}", "generators.0.model.height=16", "generators.0.model.width=16",
+            "generators.0.model.device=cpu", f"filters.clip.model={save_tiny_clip(tmp_path / 'clip')}",
+            "filters.clip.min_score=0", "filters.min_confidence=0.05", "data.n_per_class=5", "classifier.steps=5",
+            "shards.count=1", "shards.size=10", "shards.batch_size=10", "checks.enabled=false", "evaluate.enabled=false",
+        ],
+    )  # fmt: skip
+    out = tmp_path / "run"
+    run_recipe(small, out, stages=("train", "generate", "verify"))
+    manifest = json.loads((out / "shards" / "sd" / "manifest.json").read_text())
+    (entry,) = manifest["shards"].values()
+    assert entry["samples"] + entry["rejected"].get("low_confidence", 0) == 10

@@ -318,13 +318,20 @@ def sensor_noise_np(
     zl = fnoise.noise_window_np(off_luma, h * w).reshape(h, w, 1)
     zc = fnoise.noise_window_np(off_chroma, h * w * c).reshape(h, w, c)
     chf = np.float32(chroma)
-    z = np.sqrt(np.float32(1.0) - chf) * zl + np.sqrt(chf) * zc
+    zl3 = zl.reshape(h, w) if c == 1 else np.asarray(cv2.merge([zl.reshape(h, w)] * c))
+    # one OpenCV pass each (numpy broadcasting over the channel axis is several times slower)
+    z = np.asarray(
+        cv2.addWeighted(zl3, float(np.sqrt(1.0 - chf)), zc.reshape(zl3.shape), float(np.sqrt(chf)), 0.0)
+    )
     if image.dtype == np.uint8:
         lut = 255.0 * np.sqrt(
             np.float32(shot) * (np.arange(256, dtype=np.float32) / 255.0) + np.float32(read) ** 2
         )
-        std = cv2.LUT(image, lut.astype(np.float32)).reshape(h, w, c)
-        return to_dtype_np(image.reshape(h, w, c).astype(np.float32) + std * z, image)
+        img = image.reshape(z.shape)
+        std = cv2.LUT(img, lut.astype(np.float32))
+        out = cv2.add(img, cv2.multiply(std, z), dtype=cv2.CV_8U)  # rounds and saturates
+        return np.asarray(out).reshape(image.shape)
+    z = z.reshape(h, w, c)
     x = image.reshape(h, w, c).astype(np.float32)
     std = np.sqrt(np.float32(shot) * np.maximum(x, 0.0) + np.float32(read) ** 2)
     return to_dtype_np(x + std * z, image)

@@ -13,9 +13,10 @@ The run writes, under its folder:
 - ``report.json``: what was written, the check results and where everything is.
 
 The optional image-to-image weather generator (``generator:``, disabled by default) is
-any class with ``from_pretrained(path, **options)`` and ``edit(batch, prompts, rng) ->
-Batch`` that keeps the image size (and so the boxes): rows drawn with probability ``p``
-are edited with a prompt drawn from ``prompts`` before the classical pipeline.
+``generators.weather_edit.WeatherEdit`` (diffusers SDEdit at low strength, same size, so
+the boxes stay valid), loaded with ``from_pretrained(path, edit=..., **options)`` and put
+into the pipeline as a leaf at position ``at`` (0: before the geometry, on the source
+image). Any class with that ``from_pretrained`` returning a pipeline leaf works.
 
 Example:
     >>> r = load_detection_recipe("recipes/driving-weather.yaml")  # doctest: +SKIP
@@ -50,6 +51,7 @@ CONDITIONS = (
     "jpeg",
     "sensor_noise",
     "motion_blur",
+    "weather_edit",
 )
 
 
@@ -77,16 +79,18 @@ class ExportSpec(_Strict):
 
 
 class WeatherGeneratorSpec(_Strict):
-    """An image-to-image weather editor applied before the classical pipeline (see the module docstring)."""
+    """An image-to-image weather editor put into the pipeline (see the module docstring)."""
 
     enabled: bool = False
     target: str = Field(default="augmentgen.generators.weather_edit:WeatherEdit", pattern=r"^[\w.]+:[\w.]+$")
-    path: str | None = Field(default=None, description="folder or hub id given to from_pretrained")
-    p: float = Field(default=0.3, ge=0, le=1, description="share of rows edited")
-    prompts: list[str] = Field(
-        default_factory=lambda: ["the same street in heavy rain at night"], min_length=1
+    path: str | None = Field(default=None, description="diffusers pipeline: folder or hub id")
+    at: int = Field(default=0, ge=0, description="position in pipeline.transforms (0: before the geometry)")
+    edit: dict[str, Any] = Field(
+        default_factory=dict, description="WeatherEditConfig fields: conditions, prompts, strength, p, scene"
     )
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="from_pretrained options: steps, guidance_scale, device, dtype"
+    )
 
 
 class DetectionRecipe(_Strict):
@@ -147,35 +151,24 @@ def load_detection_recipe(path: str | Path, overrides: Sequence[str] | None = No
     return recipe
 
 
-class _EditThenPipeline:
-    """Edit rows with the weather generator (probability ``p``), then the classical pipeline."""
+def _with_editor(spec: WeatherGeneratorSpec, pipeline: dict[str, Any] | list[Any] | None) -> Any:
+    """The recipe's pipeline with the loaded weather editor inserted at ``spec.at``."""
+    import augmentgen.ops  # noqa: F401  (fills the op registry)
+    from augmentgen.pipeline import Pipeline
+    from augmentgen.shards.build import import_target
 
-    def __init__(self, editor: Any, spec: WeatherGeneratorSpec, pipeline: Any) -> None:
-        self.editor, self.spec, self.pipeline = editor, spec, pipeline
-
-    def __call__(self, batch: Any, *, rng: Any, return_trace: bool = False) -> Any:
-        import torch
-
-        from augmentgen.core.batch import Batch
-
-        u = torch.rand(batch.batch_size, generator=rng, device=rng.device)
-        pick = torch.randint(0, len(self.spec.prompts), (batch.batch_size,), generator=rng, device=rng.device)
-        rows = torch.nonzero(u < self.spec.p).flatten()
-        prompts = [self.spec.prompts[int(pick[r])] for r in rows.tolist()]
-        edited: list[str | None] = [None] * batch.batch_size
-        if len(rows):
-            out = self.editor.edit(batch.index(rows), prompts, rng)
-            if not isinstance(out, Batch) or out.image.shape != batch.image[rows].shape:
-                raise ValueError("generator.edit must return a Batch of the same rows and image size")
-            image = batch.image.clone()
-            image[rows] = out.image.to(image.dtype)
-            batch = batch.replace(image=image)
-            for k, r in enumerate(rows.tolist()):
-                edited[r] = prompts[k]
-        batch = batch.replace(meta={**batch.meta, "weather_prompt": edited})
-        if self.pipeline is None:
-            return (batch, None) if return_trace else batch
-        return self.pipeline(batch, rng=rng, return_trace=return_trace)
+    if spec.path is None:
+        raise ValueError("generator.enabled needs generator.path (a diffusers pipeline folder or hub id)")
+    cls = import_target(spec.target, "generator.target")
+    editor = cls.from_pretrained(spec.path, edit=spec.edit, **spec.options)
+    base = Pipeline.from_dict(pipeline if pipeline is not None else [], where="recipe: pipeline")
+    stages = list(base.transforms)
+    if spec.at > len(stages):
+        raise ValueError(
+            f"generator.at={spec.at} is past the end of pipeline.transforms ({len(stages)} stages)"
+        )
+    stages.insert(spec.at, editor)
+    return Pipeline(stages, fuse=base.fuse, box_policy=base.box_policy)
 
 
 @dataclass
@@ -193,7 +186,7 @@ def run_detection_recipe(
     """Write shards (resuming), check them, draw the grids, export; returns the report path and gate result."""
     from augmentgen.recipes.detection_checks import box_validity, condition_grids
     from augmentgen.shards import write_shards
-    from augmentgen.shards.build import build_source, import_target
+    from augmentgen.shards.build import build_source
     from augmentgen.shards.export import export_coco, export_yolo
 
     root = Path(out)
@@ -202,12 +195,7 @@ def run_detection_recipe(
     gen = recipe.generate_recipe()
     source = build_source(gen)
     if recipe.generator.enabled:
-        spec = recipe.generator
-        if spec.path is None:
-            raise ValueError("generator.enabled needs generator.path (a folder or hub id)")
-        cls = import_target(spec.target, "generator.target")
-        editor = cls.from_pretrained(spec.path, **spec.options)
-        source.pipeline = _EditThenPipeline(editor, spec, source.pipeline)  # type: ignore[attr-defined]
+        source.pipeline = _with_editor(recipe.generator, recipe.pipeline)  # type: ignore[attr-defined]
     shard_dir = root / "shards"
     result = write_shards(gen, shard_dir, resume=True, source=source)
     if result.failed:

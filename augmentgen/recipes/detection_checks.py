@@ -99,10 +99,7 @@ def _conditions(meta: dict[str, Any], names: list[str]) -> set[str]:
     """Conditions a sample went through: op names in its provenance ``ops`` (``path:name`` keys)."""
     ops = meta.get("ops") or {}
     got = {key.rsplit(":", 1)[-1] for key in ops}
-    out = {n for n in names if n in got}
-    if meta.get("weather_prompt"):
-        out.add("weather_edit")
-    return out
+    return {n for n in names if n in got}
 
 
 def condition_grids(

@@ -12,10 +12,8 @@ import torch
 from typer.testing import CliRunner
 
 from augmentgen.cli import app
-from augmentgen.core.batch import Batch
 from augmentgen.data.detection import load_coco
 from augmentgen.recipes.detection import (
-    WeatherGeneratorSpec,
     is_detection_recipe,
     load_detection_recipe,
     run_detection_recipe,
@@ -111,55 +109,41 @@ def test_box_validity_counts_bad_boxes(tmp_path: Path) -> None:
     assert any("empty" in f for f in res["faults"]) and any("unknown category 99" in f for f in res["faults"])
 
 
-class _DarkenEditor:
-    """A stand-in image-to-image editor (the diffusers one is another module): halves the pixels."""
+@pytest.mark.slow  # ~35 s on 2 shared cores: a tiny SD pipeline still runs a VAE and UNet per row
+def test_weather_edit_generator_runs_inside_the_recipe(tmp_path: Path) -> None:
+    """The real diffusers weather editor (a tiny SD pipeline built from config) as the recipe's generator."""
+    pytest.importorskip("diffusers")
+    from tiny_hf import save_tiny_sd_pipeline
 
-    @classmethod
-    def from_pretrained(cls, path: str) -> _DarkenEditor:
-        assert path == "dummy"
-        return cls()
-
-    def edit(self, batch: Batch, prompts: list[str], rng: torch.Generator) -> Batch:
-        assert len(prompts) == batch.batch_size
-        return batch.replace(image=batch.image * 0.5)
-
-
-def test_generator_hook_edits_rows_and_records_prompts(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import augmentgen.recipes.detection as det
-
-    monkeypatch.setattr(det, "_TEST_EDITOR", _DarkenEditor, raising=False)
+    pipe_dir = save_tiny_sd_pipeline(tmp_path / "tiny-sd")
     r = load_detection_recipe(
         RECIPE,
         [
-            "shards.count=1",
-            "shards.size=4",
-            "shards.batch_size=4",
-            "shards.format=png",
-            "pipeline=null",
-            "checks.grids=false",
-            "export.coco=false",
+            "shards.count=1", "shards.size=3", "shards.batch_size=3", "source.size=[32, 48]",
+            "checks.per_grid=2", "export.coco=false", "generator.enabled=true", f"generator.path={pipe_dir}",
+            "generator.edit={conditions: [rain, night], strength: 0.5, p: 1.0}",
+            "generator.options={steps: 2, guidance_scale: 1.0, device: cpu}",
         ],
-    )
-    r = r.model_copy(
-        update={
-            "generator": WeatherGeneratorSpec(
-                enabled=True,
-                target="augmentgen.recipes.detection:_TEST_EDITOR",
-                path="dummy",
-                p=1.0,
-                prompts=["fog at dawn"],
-            )
-        }
-    )
+    )  # fmt: skip
     res = run_detection_recipe(r, tmp_path / "run")
     assert res.passed
     samples = [
         decode_sample(raw) for p in shard_paths(tmp_path / "run" / "shards") for raw in iter_raw_samples(p)
     ]
-    assert [s["meta"]["weather_prompt"] for s in samples] == ["fog at dawn"] * 4
-    assert max(int(s["image"].max()) for s in samples) <= 128  # every row went through the editor
+    assert len(samples) == 3
+    for s in samples:
+        first, params = next(iter(s["meta"]["ops"].items()))
+        assert first == "0:weather_edit"  # generator.at=0: the edit runs first, before the geometry
+        assert {"condition", "prompt", "seed"} <= set(params)  # replayable per-sample params in provenance
+        assert s["image"].shape == (32, 48, 3) and int(s["mask"].max()) <= len(s["boxes"])
+    report = json.loads(res.report.read_text())
+    assert report["grids"]["weather_edit"]["total"] == 3
+
+
+def test_generator_needs_a_path(tmp_path: Path) -> None:
+    r = load_detection_recipe(RECIPE, ["generator.enabled=true"])
+    with pytest.raises(ValueError, match="generator.enabled needs generator.path"):
+        run_detection_recipe(r, tmp_path / "run")
 
 
 def test_cli_run_dispatches_detection_recipes(tmp_path: Path) -> None:

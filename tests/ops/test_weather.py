@@ -101,6 +101,7 @@ def test_properties(name: str, spec: tuple[int, int, int, int, str, int]) -> Non
     )
     out_s = op.apply_sample(s, op.sample_params(s, np.random.default_rng(seed))).image
     assert out_s.shape == s.image.shape and out_s.dtype == s.image.dtype
+    assert np.array_equal(out_s, op.apply_sample(s, op.sample_params(s, np.random.default_rng(seed))).image)
     if zero is not None:
         z = OPS.get(name)(**zero)
         assert torch.equal(z.apply(batch, z.sample_params(batch, torch.Generator().manual_seed(1))).image, x)
@@ -346,3 +347,13 @@ def test_dilate_equals_opencv_dilate() -> None:
     for i, k in enumerate((3, 5)):
         want = cv2.dilate(layer[i], np.ones((k, k), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
         np.testing.assert_array_equal(got[i].astype(np.uint8), want)
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "jpeg"])  # JPEG codes the uint8 image
+def test_float16_batches_match_float32(name: str) -> None:
+    x = torch.rand(2, 3, 20, 30, generator=torch.Generator().manual_seed(0))
+    op = OPS.get(name)(**WEATHER[name][0])
+    p = op.sample_params(Batch(x), torch.Generator().manual_seed(0))
+    half = op.apply(Batch(x.half()), p).image
+    assert half.dtype == torch.float16
+    torch.testing.assert_close(half.float(), op.apply(Batch(x), p).image, atol=3e-3, rtol=0)

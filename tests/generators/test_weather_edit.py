@@ -196,3 +196,38 @@ def test_llm_written_weather_prompts(edit: WeatherEdit, tmp_path: Path) -> None:
     assert len(w.prompt_table[0]) >= 1 and (tmp_path / "weather.jsonl").is_file()
     out = w(_scene(b=2), torch.Generator().manual_seed(0))
     assert all(p in w.prompt_table[0] for p in out.meta["prompt"])
+
+
+def test_driving_recipe_with_the_weather_editor(pipe_dir: Path, tmp_path: Path) -> None:
+    """The driving recipe's optional editor hook, enabled on the tiny pipeline: boxes still valid, provenance kept."""
+    import json
+    import tarfile
+
+    from augmentgen.recipes.detection import load_detection_recipe, run_detection_recipe
+
+    root = Path(__file__).resolve().parents[2]
+    recipe = root / "recipes" / "driving-weather.yaml"
+    if not (root / "examples" / "data" / "driving-coco" / "annotations.json").is_file():
+        pytest.skip("the driving COCO fixture is not in this checkout")
+    r = load_detection_recipe(
+        recipe,
+        [
+            f"source.path={root / 'examples/data/driving-coco/annotations.json'}",
+            "generator.enabled=true", f"generator.path={pipe_dir}", "generator.at=0",
+            "generator.options={steps: 2, guidance_scale: 1.0, device: cpu}",
+            "generator.edit={conditions: [rain, night], strength: 0.5, p: 1.0}",
+            "shards.count=1", "shards.size=4", "shards.batch_size=4", "export.coco=false",
+        ],
+    )  # fmt: skip
+    res = run_detection_recipe(r, tmp_path / "run")
+    assert res.passed  # box-validity gate: every box inside its image, non-empty, known category
+    with tarfile.open(next((tmp_path / "run" / "shards").glob("*.tar"))) as tar:
+        metas = [
+            json.load(tar.extractfile(m))
+            for m in tar.getmembers()
+            if m.name.endswith(".json") and not m.name.endswith("boxes.json")
+        ]  # type: ignore[arg-type]
+    assert len(metas) == 4
+    assert all(
+        m["weather"] in ("rain", "night") and m["prompt"] and isinstance(m["sample_seed"], int) for m in metas
+    )

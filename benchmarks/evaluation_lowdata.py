@@ -1,0 +1,134 @@
+"""Low-data evaluation variants: what could make real + classical + synthetic beat real + classical?
+
+Takes a finished run folder of ``augmentgen run/evaluate`` (its recipe, reference classifier and
+generators, all trained on the same real subset only) and trains the recipe's evaluation
+classifier on real + classical copies + synthetic images chosen in different ways, paired
+with a real + classical baseline on the same seeds:
+
+- ``per_class``: generated images per class;
+- ``gens``: which generators (``cgan+cvae``, ``cgan``, ``cvae``);
+- ``oversample``: generate this many times more and keep, per class, the images the run's
+  reference classifier (trained on the same subset: no peeking) gives the highest probability
+  of their label (confidence filtering);
+- ``share``: repeat the real + classical rows until synthetic rows are at most this share of
+  the training set (the mixing ratio); ``none`` keeps the natural share.
+
+Example::
+
+    .venv/bin/python benchmarks/evaluation_lowdata.py runs/low10 --seeds 0 1 2 \\
+        --variant per_class=200 --variant per_class=1000 --variant per_class=200,oversample=5
+
+Prints one JSON line per variant (mean, std, paired gain over real + classical, CPU seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import augmentgen.generators  # noqa: F401  (fills the registry)
+import augmentgen.ops  # noqa: F401
+from augmentgen.core.batch import Batch
+from augmentgen.core.registry import GENERATORS
+from augmentgen.core.rng import derive_seed
+from augmentgen.eval.classifier import ReferenceClassifier, train_classifier
+from augmentgen.eval.protocol import _concat, augment_copies, synthetic_set
+from augmentgen.eval.train_job import _classifier_kwargs, load_data
+from augmentgen.pipeline import Pipeline
+from augmentgen.recipes import load_recipe
+
+
+def parse_variant(text: str) -> dict[str, Any]:
+    """``per_class=200,gens=cgan,oversample=5,share=0.5`` -> a dict with every key filled in."""
+    v: dict[str, Any] = {"per_class": 200, "gens": "cgan+cvae", "oversample": 1, "share": "none"}
+    for part in filter(None, text.split(",")):
+        key, _, value = part.partition("=")
+        if key not in v:
+            raise ValueError(f"--variant {text!r}: unknown key {key!r}; known: {sorted(v)}")
+        v[key] = value if key in ("gens", "share") else int(value)
+    return v
+
+
+@torch.no_grad()
+def keep_confident(data: Batch, clf: ReferenceClassifier, num_classes: int, per_class: int) -> Batch:
+    """Per class, the ``per_class`` rows ``clf`` gives the highest probability of their own label."""
+    assert data.label is not None
+    prob = clf.predict_logits(data.image).softmax(1).gather(1, data.label[:, None])[:, 0]
+    keep = []
+    for c in range(num_classes):
+        rows = (data.label == c).nonzero()[:, 0]
+        keep.append(rows[prob[rows].argsort(descending=True)[:per_class]])
+    idx = torch.cat(keep)
+    return Batch(image=data.image[idx], label=data.label[idx])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", type=Path, help="a run folder (recipe.yaml, classifier/, generators/)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--variant", action="append", default=[], help="see the module docstring")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    r = load_recipe(args.run / "recipe.yaml")
+    train, test = load_data(r.data)
+    real = _concat(train.to_batch(uint8=True))
+    test_b = test.to_batch(uint8=True)
+    pipe = Pipeline.from_dict(r.pipeline, where="pipeline")
+    gens = {
+        g.name: GENERATORS.get(g.kind).from_pretrained(args.run / "generators" / g.name / "model").eval()
+        for g in r.generators
+    }
+    clf = ReferenceClassifier.from_pretrained(args.run / "classifier")
+    kw = {**_classifier_kwargs(r.classifier, train), "steps": r.evaluate.steps or r.classifier.steps,
+          "augment": r.evaluate.shift_augment}  # fmt: skip
+    k = train.num_classes
+
+    base: dict[int, float] = {}
+    classical: dict[int, Batch] = {}
+    for seed in args.seeds:
+        classical[seed] = _concat(
+            real, augment_copies(real, pipe, r.evaluate.classical_copies, derive_seed(seed, "classical"))
+        )
+        base[seed] = float(
+            train_classifier(classical[seed], seed=seed, test=test_b, **kw).test_accuracy or 0.0
+        )
+    print(
+        json.dumps({"variant": "real_classical", "accuracy": base, "mean": statistics.fmean(base.values())}),
+        flush=True,
+    )
+
+    for text in args.variant:
+        v = parse_variant(text)
+        c0 = time.process_time()
+        chosen = {name: gens[name] for name in v["gens"].split("+")}
+        accs, gains = [], []
+        for seed in args.seeds:
+            syn = synthetic_set(chosen, k, v["per_class"] * v["oversample"], seed,
+                                {g.name: g.sample_temperature for g in r.generators})  # fmt: skip
+            if v["oversample"] > 1:
+                syn = keep_confident(syn, clf, k, v["per_class"])
+            rc = classical[seed]
+            if v["share"] != "none":  # repeat real + classical so synthetic is at most `share` of the set
+                n_syn, n_rc = syn.batch_size, rc.batch_size
+                reps = max(1, round(n_syn * (1 - float(v["share"])) / (float(v["share"]) * n_rc)))
+                rc = _concat(*([rc] * reps))
+            acc = float(train_classifier(_concat(rc, syn), seed=seed, test=test_b, **kw).test_accuracy or 0.0)
+            accs.append(acc)
+            gains.append(acc - base[seed])
+        print(json.dumps({
+            "variant": v, "accuracy": accs, "mean": statistics.fmean(accs),
+            "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+            "gain_over_real_classical": statistics.fmean(gains),
+            "gain_std": statistics.stdev(gains) if len(gains) > 1 else 0.0,
+            "cpu_seconds": round(time.process_time() - c0, 1),
+        }), flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -137,12 +137,19 @@ class DiffusersGenerator:
         d = Path(directory)
         body_path = d / CONFIG_NAME
         if d.is_dir() and body_path.is_file() and not (d / "model_index.json").is_file():
-            body = json.loads(body_path.read_text())
-            if body.get("format") != FORMAT or body.get("kind") != KIND:
+            try:
+                body = json.loads(body_path.read_text())
+            except (OSError, json.JSONDecodeError) as e:
+                raise ValueError(f"{body_path} is not valid JSON: {e}") from e
+            if not isinstance(body, dict) or body.get("format") != FORMAT or body.get("kind") != KIND:
                 raise ValueError(f"{body_path} is not an augmentgen '{KIND}' config (format/kind mismatch)")
             data = {**body["config"], **overrides}
             if (d / PIPELINE_DIR / "model_index.json").is_file():
                 data["pipeline"] = str(d / PIPELINE_DIR)
+            elif data.get("pipeline") == PIPELINE_DIR:
+                raise ValueError(
+                    f"{d}: config.json says the pipeline was saved in {PIPELINE_DIR}/, which is missing"
+                )
             config = config_from_dict(DiffusersConfig, data, f"{body_path}")
             refs = None
             if (d / REFERENCES_NAME).is_file():
@@ -322,7 +329,8 @@ class DiffusersGenerator:
         return Batch(image=images, label=label_t, meta=meta)
 
     def _reference_rows(self, labels: list[int], seeds: list[int]) -> Tensor:
-        assert self.references is not None and self.references.label is not None
+        if self.references is None or self.references.label is None:
+            raise ValueError("img2img generate: no reference images (set_references)")
         ref = self.references.label.numpy()
         rows = []
         for lab, sd in zip(labels, seeds, strict=True):

@@ -182,6 +182,13 @@ def test_config_errors_name_the_field(tmp_path: Path) -> None:
         DiffusersGenerator.from_pretrained(str(tmp_path), stepz=3)
     from augmentgen.generators.diffusers_backend import write_diffusers_folder
 
+    write_diffusers_folder(tmp_path / "named", {"pipeline": "pipeline"})  # says pipeline/, but has none
+    with pytest.raises(ValueError, match="pipeline/, which is missing"):
+        DiffusersGenerator.from_pretrained(tmp_path / "named")
+    (tmp_path / "named" / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        DiffusersGenerator.from_pretrained(tmp_path / "named")
+
     with pytest.raises(ValueError, match="gens.model: an img2img diffusers generator needs reference images"):
         write_diffusers_folder(tmp_path / "g", {"pipeline": "x", "mode": "img2img"}, where="gens.model")
 

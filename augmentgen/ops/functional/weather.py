@@ -100,10 +100,14 @@ def as01(image: Tensor) -> Tensor:
 
 
 def finish(image: Tensor, out01: Tensor) -> Tensor:
-    """Clamp an [0, 1] result and return it in ``image``'s dtype (uint8 rounds half to even, like OpenCV)."""
+    """Clamp an [0, 1] result and return it in ``image``'s dtype (uint8 rounds half to even, like OpenCV).
+
+    ``out01`` must be a fresh tensor (every kernel builds one): without autograd it is clamped in place.
+    """
     if image.dtype == torch.uint8:
         return (out01 * 255.0).round_().clamp_(0, 255).to(torch.uint8)
-    return out01.clamp(0.0, 1.0).to(image.dtype)
+    clamped = out01.clamp(0.0, 1.0) if out01.requires_grad else out01.clamp_(0.0, 1.0)
+    return clamped.to(image.dtype)
 
 
 def top_of(image: np.ndarray) -> float:

@@ -42,7 +42,7 @@ def vendi(emb: torch.Tensor) -> float:
 
 def generate(args: argparse.Namespace) -> None:
     llm = LLMPrompts(
-        FASHION_MNIST_VOCAB, instruction=PRODUCT_INSTRUCTION, cache=args.out,
+        FASHION_MNIST_VOCAB, instruction=args.instruction or PRODUCT_INSTRUCTION, cache=args.out,
         sampling=SamplingConfig(temperature=args.temperature, batch_size=args.batch_size),
     )  # fmt: skip
     t0, c0 = time.perf_counter(), time.process_time()
@@ -94,6 +94,7 @@ def main() -> None:
     g.add_argument("--classes", default="")
     g.add_argument("--temperature", type=float, default=0.7)
     g.add_argument("--batch-size", type=int, default=16)
+    g.add_argument("--instruction", default="", help="per-class instruction (default: PRODUCT_INSTRUCTION)")
     g.add_argument("--out", type=Path, default=Path("runs/prompts/fashion-mnist-llm.jsonl"))
     d = sub.add_parser("diversity")
     d.add_argument("--cache", type=Path, default=Path("runs/prompts/fashion-mnist-llm.jsonl"))

@@ -159,6 +159,18 @@ class PromptCache:
         """Every request in the file (the last record of each key), in first-seen order."""
         yield from self._load().values()
 
+    def by_class(self) -> dict[str, list[Prompt]]:
+        """Every cached prompt grouped by class name (all requests of a class, in file order).
+
+        Example:
+            >>> PromptCache("runs/prompts/fashion-mnist-llm.jsonl").by_class()["Sneaker"][0].text  # doctest: +SKIP
+        """
+        out: dict[str, list[Prompt]] = {}
+        for run in self.runs():
+            for p in run.prompts:
+                out.setdefault(p.class_name, []).append(p)
+        return out
+
     def find(self, prompt_id: str) -> Prompt | None:
         """The prompt with this id, or None."""
         key = prompt_id.split("-", 1)[0]

@@ -249,6 +249,7 @@ def test_cache_round_trip_hit_and_ids(tmp_path: Path) -> None:
     fresh.put(_run("k1", ["x y z", "u v w", "r s t"]))
     assert PromptCache(path).get("k1", 3).texts == ["x y z", "u v w", "r s t"]  # type: ignore[union-attr]
     assert [r.key for r in PromptCache(path).runs()] == ["k1", "k2"]
+    assert [p.text for p in PromptCache(path).by_class()["Bag"]] == ["x y z", "u v w", "r s t", "a purse"]
     lines = [json.loads(x) for x in path.read_text().splitlines()]
     assert [x["kind"] for x in lines] == [
         "run",

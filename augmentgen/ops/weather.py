@@ -39,6 +39,18 @@ def _f32(a: Array) -> Array:
     return a.to(torch.float32) if isinstance(a, Tensor) else np.asarray(a, np.float32)
 
 
+def cached_ranges(op: Op, lim: dict[str, tuple[float, float]]) -> list[tuple[float, float]]:
+    """``as_range`` of every field in ``lim``, cached on the op until a field changes (per-sample hot path)."""
+    key = tuple(tuple(v) if isinstance(v, list) else v for v in (getattr(op, k) for k in lim))
+    cached = op.__dict__.get("_ranges_cache")
+    if cached is None or cached[0] != key:
+        name = type(op).__name__
+        cached = (key, [as_range(name, k, getattr(op, k), *lim[k]) for k in lim])
+        op.__dict__["_ranges_cache"] = cached
+    out: list[tuple[float, float]] = cached[1]
+    return out
+
+
 def rand(rng: RNG, n: int, k: int) -> Any:
     """``[n, k]`` uniforms in [0, 1) from ``rng`` (float32 on torch, float64 on numpy)."""
     if isinstance(rng, np.random.Generator):
@@ -210,7 +222,7 @@ class Rain(Op):
             "brightness": (0.0, 1.0),
             "darken": (0.0, 1.0),
         }
-        return [as_range(type(self).__name__, k, getattr(self, k), *lim[k]) for k in lim]
+        return cached_ranges(self, lim)
 
     def validate(self) -> None:
         self._ranges()
@@ -275,7 +287,7 @@ class Snow(Op):
             "brightness": (0.0, 1.0),
             "whiten": (0.0, 1.0),
         }
-        return [as_range("Snow", k, getattr(self, k), *lim[k]) for k in lim]
+        return cached_ranges(self, lim)
 
     def validate(self) -> None:
         self._ranges()

@@ -73,6 +73,9 @@ def main() -> None:
     ap.add_argument("run", type=Path, help="a run folder (recipe.yaml, classifier/, generators/)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--variant", action="append", default=[], help="see the module docstring")
+    ap.add_argument(
+        "--steps", type=int, default=None, help="classifier steps in every arm (default: the recipe's)"
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
     r = load_recipe(args.run / "recipe.yaml")
@@ -85,7 +88,7 @@ def main() -> None:
         for g in r.generators
     }
     clf = ReferenceClassifier.from_pretrained(args.run / "classifier")
-    kw = {**_classifier_kwargs(r.classifier, train), "steps": r.evaluate.steps or r.classifier.steps,
+    kw = {**_classifier_kwargs(r.classifier, train), "steps": args.steps or r.evaluate.steps or r.classifier.steps,
           "augment": r.evaluate.shift_augment}  # fmt: skip
     k = train.num_classes
 
@@ -99,7 +102,14 @@ def main() -> None:
             train_classifier(classical[seed], seed=seed, test=test_b, **kw).test_accuracy or 0.0
         )
     print(
-        json.dumps({"variant": "real_classical", "accuracy": base, "mean": statistics.fmean(base.values())}),
+        json.dumps(
+            {
+                "variant": "real_classical",
+                "steps": kw["steps"],
+                "accuracy": base,
+                "mean": statistics.fmean(base.values()),
+            }
+        ),
         flush=True,
     )
 

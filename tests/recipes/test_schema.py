@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MAIN_RECIPES = [
     "digits-tiny.yaml",
     "fashion-mnist.yaml",
+    "fashion-mnist-diffusers.yaml",
     "fashion-mnist-lowdata.yaml",
     "fashion-mnist-prompted.yaml",
 ]

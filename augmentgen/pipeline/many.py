@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from augmentgen.core.batch import Sample
+from augmentgen.core.params import Params
 from augmentgen.core.streams import StreamRNG
 from augmentgen.ops.base import Op
 from augmentgen.ops.functional import color as fcolor
@@ -42,6 +43,29 @@ _CV_BORDER = {
     "replicate": cv2.BORDER_REPLICATE,
 }
 _CV_INTERP = {"bilinear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST}
+
+
+def _with_image(s: Sample, image: np.ndarray) -> Sample:
+    """``s.replace(image=image)``, built positionally (the field order is pinned by tests/ops/test_warp.py)."""
+    return Sample(image, s.label, s.boxes, s.box_valid, s.box_labels, s.masks, s.keypoints, s.meta)
+
+
+def _rows(params: Params, n: int) -> list[Params]:
+    """``[params.select(slice(i, i + 1)) for i in range(n)]`` without ``dataclasses.replace`` per row.
+
+    Params are plain frozen dataclasses of arrays (no ``__post_init__``), so a row is a new
+    instance whose fields are one-row slices.
+    """
+    fields = params.fields()
+    cls = type(params)
+    if not hasattr(params, "__dict__"):  # a slotted subclass: take the general path
+        return [params.select(slice(i, i + 1)) for i in range(n)]
+    out: list[Params] = []
+    for i in range(n):
+        row = object.__new__(cls)
+        row.__dict__.update({k: v[i : i + 1] for k, v in fields.items()})
+        out.append(row)
+    return out
 
 
 def _bmm3(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -144,7 +168,7 @@ def _fused_colors(group: list[Step], samples: list[Sample]) -> list[Sample]:
         if ident[i]:
             out.append(smp)
         else:
-            out.append(smp.replace(image=fcolor.color_affine_np(smp.image, t32[i])))
+            out.append(_with_image(smp, fcolor.color_affine_np(smp.image, t32[i])))
     return out
 
 
@@ -172,17 +196,15 @@ def apply_trace_samples(samples: list[Sample], trace: Trace, fuse: bool = True) 
             leaf = step.leaf
             op = leaf if isinstance(leaf, Op) else None
             pixel = op is not None and op.kind not in ("geometric", "color")
-            params = step.params.to_numpy()
+            rows = _rows(step.params.to_numpy(), len(samples))
             new = []
             for i, smp in enumerate(samples):
                 if op is not None and not applied[i]:
                     new.append(smp)  # an Op that did not draw this sample is the identity on it
                 elif pixel and op is not None:
-                    new.append(
-                        smp.replace(image=op.apply_image_np(smp.image, params.select(slice(i, i + 1))))
-                    )
+                    new.append(_with_image(smp, op.apply_image_np(smp.image, rows[i])))
                 else:
-                    new.append(leaf.apply_sample(smp, params.select(slice(i, i + 1))))
+                    new.append(leaf.apply_sample(smp, rows[i]))
             samples = new
             size = samples[0].size
     return samples

@@ -580,12 +580,13 @@ def prompts(
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from e
     table = Table("class", "kept", "candidates", "dropped", "cpu s", "examples", title=r.prompts.source)
+    table.columns[0].no_wrap = True  # class names stay whole on a narrow (e.g. CI, 80-column) terminal
     for row in summarize(runs, examples):
         dropped = ", ".join(f"{k} {v}" for k, v in row["dropped"].items()) or "-"
         cells = [row["class"], str(row["kept"]), str(row["candidates"]), dropped, f"{row['cpu_s'] or 0:.1f}"]
         table.add_row(*cells, "\n".join(row["examples"]))
     console.print(table)
-    console.print(f"cache: {path}")
+    typer.echo(f"cache: {path}")  # unwrapped, so the path can be copied
 
 
 # ---- detection data out (issue 8) ------------------------------------------------------

@@ -33,7 +33,14 @@ from augmentgen.core.rng import RNG, torch_rng
 from augmentgen.generators import checkpoint as ckpt
 from augmentgen.generators.common import condition_labels, draw_latents, ema_update
 from augmentgen.generators.diffaugment import DiffAugment
-from augmentgen.generators.layers import ConditionalBatchNorm2d, build, channels_last, count_parameters, sn
+from augmentgen.generators.layers import (
+    ConditionalBatchNorm2d,
+    build,
+    channels_last,
+    count_parameters,
+    d_body,
+    sn,
+)
 
 KIND = "cgan"
 
@@ -111,16 +118,7 @@ class Discriminator(nn.Module):
     def __init__(self, cfg: CGANConfig) -> None:
         super().__init__()
         w = cfg.d_width
-        self.body = nn.Sequential(
-            sn(nn.Conv2d(cfg.channels, w, 3, 1, 1)),
-            nn.LeakyReLU(0.1),
-            sn(nn.Conv2d(w, 2 * w, 4, 2, 1)),  # S/2
-            nn.LeakyReLU(0.1),
-            sn(nn.Conv2d(2 * w, 2 * w, 3, 1, 1)),
-            nn.LeakyReLU(0.1),
-            sn(nn.Conv2d(2 * w, 4 * w, 4, 2, 1)),  # S/4
-            nn.LeakyReLU(0.1),
-        )
+        self.body = d_body(cfg.channels, w)
         self.head = sn(nn.Linear(4 * w, 1))
         self.embed = sn(nn.Embedding(cfg.num_classes, 4 * w))
 

@@ -108,6 +108,25 @@ def sn(module: M, enabled: bool = True) -> M:
     return module
 
 
+def d_body(channels: int, w: int) -> nn.Sequential:
+    """The spectrally normalised discriminator trunk shared by the cGAN and the text-to-image GAN.
+
+    Shape:
+        ``[B, channels, S, S]`` -> ``[B, 4w, S/4, S/4]``. Module names (``body.0`` ...) are part
+        of the checkpoint format.
+    """
+    return nn.Sequential(
+        sn(nn.Conv2d(channels, w, 3, 1, 1)),
+        nn.LeakyReLU(0.1),
+        sn(nn.Conv2d(w, 2 * w, 4, 2, 1)),  # S/2
+        nn.LeakyReLU(0.1),
+        sn(nn.Conv2d(2 * w, 2 * w, 3, 1, 1)),
+        nn.LeakyReLU(0.1),
+        sn(nn.Conv2d(2 * w, 4 * w, 4, 2, 1)),  # S/4
+        nn.LeakyReLU(0.1),
+    )
+
+
 def init_weights(model: nn.Module, g: torch.Generator) -> None:
     """Initialise every parameter and buffer of ``model`` from ``g``.
 

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from augmentgen.core.rng import RNG
 from augmentgen.generators.diffaugment import DiffAugment
-from augmentgen.generators.layers import sn
+from augmentgen.generators.layers import d_body, sn
 
 
 @dataclass
@@ -147,16 +147,7 @@ class TextDiscriminator(nn.Module):
     def __init__(self, cfg: T2IConfig) -> None:
         super().__init__()
         w = cfg.d_width
-        self.body = nn.Sequential(
-            sn(nn.Conv2d(cfg.channels, w, 3, 1, 1)),
-            nn.LeakyReLU(0.1),
-            sn(nn.Conv2d(w, 2 * w, 4, 2, 1)),  # S/2
-            nn.LeakyReLU(0.1),
-            sn(nn.Conv2d(2 * w, 2 * w, 3, 1, 1)),
-            nn.LeakyReLU(0.1),
-            sn(nn.Conv2d(2 * w, 4 * w, 4, 2, 1)),  # S/4
-            nn.LeakyReLU(0.1),
-        )
+        self.body = d_body(cfg.channels, w)
         self.head = sn(nn.Linear(4 * w, 1))
         self.text = nn.Sequential(
             sn(nn.Linear(cfg.text_dim, cfg.cond_dim)), nn.LeakyReLU(0.1), sn(nn.Linear(cfg.cond_dim, 4 * w))

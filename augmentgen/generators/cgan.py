@@ -31,7 +31,7 @@ from augmentgen.core.batch import Batch
 from augmentgen.core.registry import GENERATORS
 from augmentgen.core.rng import RNG, torch_rng
 from augmentgen.generators import checkpoint as ckpt
-from augmentgen.generators.common import condition_labels, draw_latents, ema_update
+from augmentgen.generators.common import condition_labels, d_stats, draw_latents, ema_update, warmup_decay
 from augmentgen.generators.diffaugment import DiffAugment
 from augmentgen.generators.layers import (
     ConditionalBatchNorm2d,
@@ -243,18 +243,8 @@ class ConditionalGAN(nn.Module):
         loss_g = self._g_loss(g_logits)
         ctx.optimize("g", loss_g)
         _frozen(self.d, False)
-        # EMA warm-up: early on the average would be dominated by random init
-        ema_update(self.g_ema, self.g, min(self.config.ema_decay, (1.0 + ctx.step) / (10.0 + ctx.step)))
-        d_real, d_fake = d_real.detach(), d_fake.detach()
-        return {
-            "loss_d": float(loss_d.detach()),
-            "loss_g": float(loss_g.detach()),
-            "d_real": float(d_real.mean()),
-            "d_fake": float(d_fake.mean()),
-            "d_real_acc": float((d_real > 0).float().mean()),
-            "d_fake_acc": float((d_fake < 0).float().mean()),
-            "d_real_sign": float(torch.sign(d_real).mean()),
-        }
+        ema_update(self.g_ema, self.g, warmup_decay(self.config.ema_decay, ctx.step))
+        return d_stats(loss_d, loss_g, d_real, d_fake)
 
     # ---- files --------------------------------------------------------------------------------
     @classmethod

@@ -71,3 +71,33 @@ def ema_update(ema: nn.Module, live: nn.Module, decay: float) -> None:
         torch._foreach_lerp_(pe, pl, 1.0 - decay)
     if be:
         torch._foreach_copy_(be, bl)
+
+
+def warmup_decay(decay: float, step: int) -> float:
+    """EMA decay ramped in over the first steps, when the average would be dominated by the random init."""
+    return min(decay, (1.0 + step) / (10.0 + step))
+
+
+def d_stats(
+    loss_d: Tensor, loss_g: Tensor, d_real: Tensor, d_fake: Tensor, **negatives: Tensor
+) -> dict[str, float]:
+    """The GAN step's log row: losses, mean logits, the discriminator's accuracy on each kind of row.
+
+    ``negatives`` are extra rows D should call fake (e.g. ``mismatch`` for real images with
+    other captions); each adds ``d_<name>`` and ``d_<name>_acc``.
+    """
+    d_real, d_fake = d_real.detach(), d_fake.detach()
+    out = {
+        "loss_d": float(loss_d.detach()),
+        "loss_g": float(loss_g.detach()),
+        "d_real": float(d_real.mean()),
+        "d_fake": float(d_fake.mean()),
+    }
+    for name, v in negatives.items():
+        out[f"d_{name}"] = float(v.detach().mean())
+    out["d_real_acc"] = float((d_real > 0).float().mean())
+    out["d_fake_acc"] = float((d_fake < 0).float().mean())
+    for name, v in negatives.items():
+        out[f"d_{name}_acc"] = float((v.detach() < 0).float().mean())
+    out["d_real_sign"] = float(torch.sign(d_real).mean())
+    return out

@@ -37,7 +37,7 @@ from augmentgen.core.batch import Batch
 from augmentgen.core.registry import GENERATORS
 from augmentgen.core.rng import RNG, torch_rng
 from augmentgen.generators import checkpoint as ckpt
-from augmentgen.generators.common import condition_labels, draw_latents, ema_update
+from augmentgen.generators.common import condition_labels, d_stats, draw_latents, ema_update, warmup_decay
 from augmentgen.generators.diffaugment import DiffAugment
 from augmentgen.generators.layers import build, count_parameters
 from augmentgen.generators.t2i_nets import (
@@ -332,19 +332,8 @@ class TextToImageGAN(nn.Module):
         loss_g = -g_logits.mean() if self.config.loss == "hinge" else F.softplus(-g_logits).mean()
         ctx.optimize("g", loss_g)
         _frozen(self.d, False)
-        ema_update(self.g_ema, self.g, min(self.config.ema_decay, (1.0 + ctx.step) / (10.0 + ctx.step)))
-        d_real, d_fake, d_mis = d_real.detach(), d_fake.detach(), d_mis.detach()
-        return {
-            "loss_d": float(loss_d.detach()),
-            "loss_g": float(loss_g.detach()),
-            "d_real": float(d_real.mean()),
-            "d_fake": float(d_fake.mean()),
-            "d_mismatch": float(d_mis.mean()),
-            "d_real_acc": float((d_real > 0).float().mean()),
-            "d_fake_acc": float((d_fake < 0).float().mean()),
-            "d_mismatch_acc": float((d_mis < 0).float().mean()),
-            "d_real_sign": float(torch.sign(d_real).mean()),
-        }
+        ema_update(self.g_ema, self.g, warmup_decay(self.config.ema_decay, ctx.step))
+        return d_stats(loss_d, loss_g, d_real, d_fake, mismatch=d_mis)
 
     # ---- files --------------------------------------------------------------------------------
     @classmethod

@@ -119,13 +119,12 @@ def soften(layer: Tensor, size: Tensor) -> Tensor:
 def precipitation(image: Tensor, soft: Tensor, keep: Tensor, add: Tensor, levels: Tensor) -> Tensor:
     """``keep * x + add + levels / 255 * soft`` per sample (``levels`` = drop brightness in uint8 levels).
 
-    uint8 rounds the drop layer to whole levels first and the sum once, as ``precipitation_np`` does.
+    uint8 rounds the sum once, as ``precipitation_np`` does.
     """
     x = as01(image)
     k, a, lv = col(keep, image, 3), col(add, image, 3), col(levels, image, 3)
     if image.dtype == torch.uint8:
-        lay = (soft * lv).round_().clamp_(0, 255)
-        out: Tensor = (k * image.to(torch.float32) + a * 255.0 + lay).round_().clamp_(0, 255)
+        out: Tensor = (k * image.to(torch.float32) + a * 255.0 + soft * lv).round_().clamp_(0, 255)
         return out.to(torch.uint8)
     out_f = x * k.to(x.dtype)
     out_f = out_f + a.to(x.dtype) if out_f.requires_grad else out_f.add_(a.to(x.dtype))
@@ -139,21 +138,28 @@ def precipitation_np(
     """Per-sample ``soften`` + ``precipitation`` (``layer`` uint8 0/1 ``[H, W]``).
 
     uint8: a 3-box is blurred exactly in uint8 (a drop of 243 = 3 * 3^4 keeps every partial sum
-    whole), other sizes in float32; then one saturating ``cv2.addWeighted`` over the scene.
+    whole), so with no blur or a 3-box the whole composite is one saturating ``cv2.addWeighted``
+    of the scene and the grey drop layer spread to the channels (``keep x + scale drops + add``,
+    rounded once); other sizes blur and composite in float32.
     """
-    if k == 3:
-        soft = box_blur_np(box_blur_np(layer * np.uint8(243), 3), 3)
-        lay, scale = soft, levels / 243.0
-    else:
-        lay = box_blur_np(box_blur_np(layer.astype(np.float32), k), k) if k > 1 else layer
-        scale = levels
     c = 1 if image.ndim == 2 else image.shape[2]
-    if image.dtype == np.uint8:
-        lay8 = np.asarray(cv2.convertScaleAbs(lay, alpha=scale))  # lay >= 0: abs is a no-op
-        lay8 = lay8 if c == 1 else np.asarray(cv2.merge([lay8] * c))
-        out8 = cv2.addWeighted(image, keep, lay8.reshape(image.shape), 1.0, add * 255.0, dtype=cv2.CV_8U)
+    if image.dtype == np.uint8 and k <= 3:
+        if k == 3:
+            lay, scale = box_blur_np(box_blur_np(layer * np.uint8(243), 3), 3), levels / 243.0
+        else:
+            lay, scale = layer, levels
+        if c == 3:
+            lay = np.asarray(cv2.cvtColor(lay, cv2.COLOR_GRAY2RGB))
+        elif c != 1:
+            lay = np.repeat(lay[:, :, None], c, axis=2)
+        out8 = cv2.addWeighted(image, keep, lay.reshape(image.shape), scale, add * 255.0, dtype=cv2.CV_8U)
         return np.asarray(out8).reshape(image.shape)
-    layf = lay.astype(np.float32) * np.float32(scale / 255.0)
+    soft = box_blur_np(box_blur_np(layer.astype(np.float32), k), k) if k > 1 else layer.astype(np.float32)
+    if image.dtype == np.uint8:
+        outf = image.astype(np.float32) * np.float32(keep) + np.float32(add * 255.0)
+        outf += (soft * np.float32(levels)) if image.ndim == 2 else (soft * np.float32(levels))[:, :, None]
+        return np.asarray(np.clip(np.rint(outf), 0, 255), np.uint8)
+    layf = soft * np.float32(levels / 255.0)
     outf = image.astype(np.float32) * np.float32(keep) + (layf if image.ndim == 2 else layf[:, :, None])
     outf += np.float32(add)
     return to_dtype_np(np.asarray(outf, np.float32), image)

@@ -131,8 +131,8 @@ class Mosaic(Op):
         p = expect(params, MosaicParams, "Mosaic.apply").to_torch("cpu")
         bsz, (h, w) = batch.batch_size, batch.size
         applied = torch.as_tensor(p.applied).to(torch.bool)
-        if not bool(applied.any()):
-            return batch
+        if not bool(applied.any()) and batch.boxes is None:
+            return batch  # nothing drawn and no box slots to widen (with boxes, the 4n slots stay)
         n = 0 if batch.boxes is None else int(batch.boxes.xyxy.shape[1])
         inst = self.instance_masks and batch.masks is not None and batch.masks.shape[1] == 1
         if inst:

@@ -190,3 +190,16 @@ def test_mix_errors() -> None:
     m = Mosaic()
     with pytest.raises(ValueError, match="280 box slots do not fit uint8"):
         m.apply(many, m.sample_params(many, torch_rng(0)))
+
+
+def test_mosaic_box_slots_do_not_depend_on_the_draw() -> None:
+    """A batch where no row draws a mosaic still has 4n box slots (shapes never depend on the rng)."""
+    batch = _scene_batch(6970)
+    assert batch.boxes is not None
+    op = Mosaic(p=0.0)
+    out = op.apply(batch, op.sample_params(batch, torch_rng(0)))
+    assert out.boxes is not None and torch.equal(out.image, batch.image)
+    n = batch.boxes.xyxy.shape[1]
+    assert out.boxes.xyxy.shape == (4, 4 * n, 4)
+    assert torch.equal(out.boxes.xyxy[:, :n], batch.boxes.xyxy) and torch.equal(out.boxes.valid[:, :n], batch.boxes.valid)
+    assert not out.boxes.valid[:, n:].any() and (out.boxes.labels[:, n:] == -1).all()

@@ -32,6 +32,7 @@ from augmentgen.core.streams import StreamRNG
 from augmentgen.ops.base import Op
 from augmentgen.ops.functional import color as fcolor
 from augmentgen.ops.functional import warp as fwarp
+from augmentgen.ops.functional.warp_cv import cv_warp
 from augmentgen.pipeline.compose import Composite, Pipeline, _Shape
 from augmentgen.pipeline.convert import from_input
 from augmentgen.pipeline.plan import Step, Trace, _group, _kind, _spec
@@ -120,9 +121,7 @@ def _warp_many(
             and (img.dtype == np.uint8 or img.dtype == np.float32)
         ):
             v = spec.fill * 255.0 if img.dtype == np.uint8 else spec.fill
-            w = cv2.warpAffine(img, cvm[i], dsize, flags=flags, borderMode=border, borderValue=(v, v, v, v))
-            if w.ndim == 2:
-                w = w[:, :, None]
+            w = cv_warp(img, cvm[i], True, dsize, flags, border, v)
             out.append(Sample(w, s.label, s.boxes, s.box_valid, s.box_labels, s.masks, s.keypoints, s.meta))
         else:
             out.append(fwarp.warp_sample(s, mats[i], out_size, spec))

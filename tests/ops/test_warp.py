@@ -346,3 +346,32 @@ def test_empty_targets_pass_through() -> None:
     )
     o = warp_sample(s, m[0], (6, 8), WarpSpec())
     assert o.boxes.shape == (0, 4) and o.box_valid.shape == (0,) and o.masks.shape == (0, 6, 8)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+@pytest.mark.parametrize("affine", [True, False])
+def test_rgba_fast_path_is_bit_identical_to_the_three_channel_warp(dtype: type, affine: bool) -> None:
+    """``cv_warp`` pads large RGB images to RGBA (OpenCV's SIMD remap): the RGB result must not change."""
+    rng = np.random.default_rng(3)
+    flags = (cv2.INTER_LINEAR, cv2.INTER_NEAREST)
+    borders = (cv2.BORDER_CONSTANT, cv2.BORDER_REFLECT, cv2.BORDER_REPLICATE)
+    for trial in range(12):
+        h, w = (int(v) for v in rng.integers(64, 140, 2))
+        img = (rng.random((h, w, 3)) * (255 if dtype == np.uint8 else 1)).astype(dtype)
+        m = np.eye(3)
+        m[:2] += rng.normal(0, 0.15, (2, 3))
+        m[:2, 2] = rng.normal(0, 6, 2)
+        if not affine:
+            m[2, :2] = rng.normal(0, 1e-3, 2)
+        cvm = m[:2] if affine else m
+        fl, bd = flags[trial % 2], borders[trial % 3]
+        dsize = (w + 7, h - 3)
+        got = warp_cv.cv_warp(img, cvm, affine, dsize, fl, bd, 0.4)
+        ref_fn = cv2.warpAffine if affine else cv2.warpPerspective
+        ref = ref_fn(img, cvm, dsize, flags=fl, borderMode=bd, borderValue=(0.4, 0.4, 0.4, 0.4))
+        assert got.shape == ref.shape == (h - 3, w + 7, 3) and got.dtype == img.dtype
+        assert np.array_equal(got, ref), (trial, fl, bd)
+    small = (rng.random((20, 20, 3)) * 255).astype(np.uint8)  # below the threshold: plain call, same result
+    assert np.array_equal(
+        warp_cv.cv_warp(small, np.eye(3)[:2], True, (20, 20), cv2.INTER_LINEAR, cv2.BORDER_REFLECT, 0.0), small
+    )

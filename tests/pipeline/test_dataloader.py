@@ -99,3 +99,16 @@ def test_batch_augment_is_deterministic_per_epoch_and_step() -> None:
 def test_bad_output_kind(bad: str) -> None:
     with pytest.raises(ValueError, match="output"):
         AugmentedDataset(Images(), Pipeline([]), output=bad)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64, np.int32])
+@pytest.mark.parametrize("shape", [(70, 90, 3), (70, 90, 4), (70, 90, 2), (70, 90, 1), (70, 90), (8, 9, 3), (70, 90, 6)])
+def test_hwc_to_chw_equals_the_transpose(dtype: type, shape: tuple[int, ...]) -> None:
+    from augmentgen.pipeline.dataloader import hwc_to_chw
+
+    a = (np.random.default_rng(0).random(shape) * 200).astype(dtype)
+    for arr in (a, a[:, ::2]):  # contiguous and strided
+        t = hwc_to_chw(arr)
+        want = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+        assert t.is_contiguous() and t.dtype == torch.from_numpy(arr[:0]).dtype
+        assert np.array_equal(t.numpy(), want)

@@ -68,6 +68,8 @@ def resized_crop_boxes_np(
     k = RRC_TRIES
     area = float(h * w)
     lr0, lr1 = math.log(ratio[0]), math.log(ratio[1])
+    if u.shape[0] > 1:
+        return _resized_crop_boxes_many(np.asarray(u, np.float64), h, w, scale, ratio)
     out = []
     for row in u.tolist():  # float32 -> float is exact
         box = None
@@ -83,6 +85,36 @@ def resized_crop_boxes_np(
         out.append(box if box is not None else _fallback(h, w, ratio))
     arr = np.array(out, np.int64).reshape(-1, 4)
     return arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3]
+
+
+def _resized_crop_boxes_many(
+    u: np.ndarray, h: int, w: int, scale: tuple[float, float], ratio: tuple[float, float]
+) -> tuple[np.ndarray, ...]:
+    """``resized_crop_boxes_np`` for many rows, candidate by candidate over the rows still open.
+
+    The same float64 operations in the same order as the one-row loop (numpy's + - * / and
+    sqrt are correctly rounded like Python's, ``rint`` rounds half to even like ``round``, and
+    ``exp`` goes through ``math`` per value), so each row gets the box it gets alone.
+    """
+    k = RRC_TRIES
+    area = float(h * w)
+    lr0, lr1 = math.log(ratio[0]), math.log(ratio[1])
+    n = u.shape[0]
+    box = np.tile(np.array(_fallback(h, w, ratio), np.int64), (n, 1))
+    rows = np.arange(n)
+    for i in range(k):
+        if rows.size == 0:
+            break
+        target = area * (scale[0] + (scale[1] - scale[0]) * u[rows, i])
+        ar = np.fromiter((math.exp(v) for v in (lr0 + (lr1 - lr0) * u[rows, k + i]).tolist()), np.float64, rows.size)
+        cw, ch = np.rint(np.sqrt(target * ar)), np.rint(np.sqrt(target / ar))
+        ok = (cw > 0) & (cw <= w) & (ch > 0) & (ch <= h)
+        r, cw, ch = rows[ok], cw[ok], ch[ok]
+        x0 = np.minimum(np.floor(u[r, 2 * k] * (w - cw + 1)), w - cw)
+        y0 = np.minimum(np.floor(u[r, 2 * k + 1] * (h - ch + 1)), h - ch)
+        box[r] = np.stack([x0, y0, cw, ch], axis=1).astype(np.int64)
+        rows = rows[~ok]
+    return box[:, 0], box[:, 1], box[:, 2], box[:, 3]
 
 
 def resized_crop_boxes_torch(

@@ -350,3 +350,20 @@ def test_boxes_on_a_batch_keep_slots_when_dropped() -> None:
     out = op.apply(b, op.sample_params(b, torch_rng(0)))
     assert out.boxes is not None and out.boxes.valid.tolist() == [[False, True]] * 2
     assert out.boxes.labels.tolist() == [[1, 2]] * 2
+
+
+@pytest.mark.parametrize(
+    ("size", "scale", "ratio"),
+    [((32, 32), (0.8, 1.0), (3 / 4, 4 / 3)), ((40, 90), (0.08, 1.0), (3 / 4, 4 / 3)), ((17, 5), (0.5, 1.0), (0.2, 5.0)), ((64, 64), (0.99, 1.0), (2.0, 3.0))],
+)
+def test_resized_crop_boxes_for_many_rows_equal_each_row_alone(
+    size: tuple[int, int], scale: tuple[float, float], ratio: tuple[float, float]
+) -> None:
+    """The vectorized many-row path picks, for every row, the box the one-row loop picks (fallbacks included)."""
+    from augmentgen.ops.crop import RRC_TRIES, resized_crop_boxes_np
+
+    u = np.random.default_rng(1).random((300, 2 * RRC_TRIES + 2)).astype(np.float32)
+    many = np.stack(resized_crop_boxes_np(u, size, scale, ratio), axis=1)
+    alone = np.stack([np.concatenate(resized_crop_boxes_np(u[i : i + 1], size, scale, ratio)) for i in range(300)])
+    assert many.dtype == np.int64 and np.array_equal(many, alone)
+    assert (many[:, 2] <= size[1]).all() and (many[:, 3] <= size[0]).all() and (many[:, :2] >= 0).all()

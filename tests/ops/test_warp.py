@@ -375,3 +375,25 @@ def test_rgba_fast_path_is_bit_identical_to_the_three_channel_warp(dtype: type, 
     assert np.array_equal(
         warp_cv.cv_warp(small, np.eye(3)[:2], True, (20, 20), cv2.INTER_LINEAR, cv2.BORDER_REFLECT, 0.0), small
     )
+
+
+def test_many_row_matrices_have_the_bits_of_one_row_builds() -> None:
+    """``matrices.build`` over ``[B]`` numpy columns equals stacking B one-row builds, bit for bit."""
+    rng = np.random.default_rng(8)
+    n = 33
+    angle, scale = rng.uniform(-40, 40, n), rng.uniform(0.5, 1.5, n)
+    shx, shy, tx = rng.uniform(-20, 20, n), rng.uniform(-20, 20, n), rng.uniform(-0.2, 0.2, n)
+    x0, y0 = rng.integers(0, 9, n), rng.uniform(0, 5, n).astype(np.float32)
+    quad = rng.uniform(-3, 3, (8, n))
+    cases = [
+        (M.affine_entries, [angle, scale, shx, shy, tx, 0.0], (40.0, 30.0)),
+        (M.crop_entries, [x0, y0, 17.0, rng.uniform(5, 20, n)], (32.0, 32.0)),
+        (M.quad_entries, [quad[0], quad[1], 40 + quad[2], quad[3], 40 + quad[4], 30 + quad[5], quad[6], 30 + quad[7]], (40.0, 30.0)),
+    ]
+    for formula, args, consts in cases:
+        many = M.build(formula, args, *consts)
+        assert isinstance(many, np.ndarray) and many.shape == (n, 3, 3) and many.dtype == np.float64
+        for i in range(n):
+            row = [a if isinstance(a, float) else np.asarray(a)[i : i + 1] for a in args]
+            one = M.build(formula, row, *consts)
+            assert np.array_equal(many[i], one[0]), (formula.__name__, i)

@@ -5,11 +5,13 @@ Every matrix maps INPUT continuous pixel coordinates to OUTPUT continuous coordi
 shear act about the image centre ``(W/2, H/2)``; a positive angle turns the picture
 counter-clockwise on screen (OpenCV and ``torchvision.transforms.v2.functional.rotate``).
 
-Each formula is written once over values that are Python floats or ``[B]`` tensors:
+Each formula is written once over values that are Python floats, ``[B]`` tensors or
+``[B]`` float64 arrays:
 
 - tensor arguments give a torch ``[B, 3, 3]`` on their device (float32, float64 kept);
-- numpy/float arguments give a numpy float64 ``[B, 3, 3]``, built row by row with
-  ``math``, which is the cheap way for the B=1 per-sample CPU path.
+- numpy/float arguments give a numpy float64 ``[B, 3, 3]``: one row in plain ``math`` floats
+  (the cheap way for the per-sample CPU path), several rows as float64 columns with ``math``
+  applied per value, which gives every row the bits of its one-row build.
 
 Zero magnitude gives the exact identity (``cos 0 = 1``, translations are written as
 ``c - L c``), so a no-op stays bit-identical after the warp's identity shortcut.
@@ -27,20 +29,37 @@ from torch import Tensor
 
 from augmentgen.core.rng import Array
 
-Num = Union[float, Tensor]  # a Python float or a [B] tensor
+Num = Union[float, Tensor, np.ndarray]  # a Python float, a [B] tensor or a [B] float64 array
 Entries = tuple[Num, Num, Num, Num, Num, Num, Num, Num, Num]
 
 
+def _elementwise(f: Callable[[float], float], x: np.ndarray) -> np.ndarray:
+    """``f`` (a ``math`` function) on every value: the same bits a one-row build gets."""
+    return np.fromiter((f(v) for v in x.tolist()), np.float64, x.shape[0])
+
+
 def _cos(x: Num) -> Num:
-    return math.cos(x) if type(x) is float else torch.cos(x)  # type: ignore[arg-type]
+    if type(x) is float:
+        return math.cos(x)
+    if type(x) is np.ndarray:
+        return _elementwise(math.cos, x)
+    return torch.cos(x)  # type: ignore[arg-type]
 
 
 def _sin(x: Num) -> Num:
-    return math.sin(x) if type(x) is float else torch.sin(x)  # type: ignore[arg-type]
+    if type(x) is float:
+        return math.sin(x)
+    if type(x) is np.ndarray:
+        return _elementwise(math.sin, x)
+    return torch.sin(x)  # type: ignore[arg-type]
 
 
 def _tan(x: Num) -> Num:
-    return math.tan(x) if type(x) is float else torch.tan(x)  # type: ignore[arg-type]
+    if type(x) is float:
+        return math.tan(x)
+    if type(x) is np.ndarray:
+        return _elementwise(math.tan, x)
+    return torch.tan(x)  # type: ignore[arg-type]
 
 
 # ---- formulas (floats or [B] tensors) ---------------------------------------------------------
@@ -135,21 +154,22 @@ def build(formula: Callable[..., Entries], args: Sequence[Array | float], *const
         pass
     else:
         return np.array(formula(*row, *consts), dtype=np.float64).reshape(1, 3, 3)
-    cols = [
-        [float(a)] if isinstance(a, float | int) else np.asarray(a, np.float64).reshape(-1).tolist()
-        for a in args
-    ]
+    cols = [np.array([float(a)]) if isinstance(a, float | int) else np.asarray(a, np.float64).reshape(-1) for a in args]
     n = max(len(c) for c in cols)
     if any(len(c) not in (1, n) for c in cols):
         raise ValueError(
             f"matrix arguments must all have one or B rows, got lengths {[len(c) for c in cols]}"
         )
     if n == 1:
-        rows = [formula(*[c[0] for c in cols], *consts)]
-    else:
-        full = [c * n if len(c) == 1 else c for c in cols]
-        rows = [formula(*row, *consts) for row in zip(*full, strict=True)]
-    return np.array(rows, dtype=np.float64).reshape(n, 3, 3)
+        return np.array(formula(*[float(c[0]) for c in cols], *consts), dtype=np.float64).reshape(1, 3, 3)
+    # several rows: the same formula over float64 columns. + - * / are correctly rounded in
+    # numpy and in Python alike, and cos/sin/tan go through ``math`` per value, so every row
+    # has the bits of its one-row build (a sample's matrix does not depend on its batch).
+    vec = [float(c[0]) if len(c) == 1 else c for c in cols]
+    out = np.empty((n, 9), np.float64)
+    for k, e in enumerate(formula(*vec, *consts)):
+        out[:, k] = e
+    return out.reshape(n, 3, 3)
 
 
 # ---- public builders -----------------------------------------------------------------------

@@ -90,7 +90,7 @@ def resized_crop_boxes_np(
 def _resized_crop_boxes_many(
     u: np.ndarray, h: int, w: int, scale: tuple[float, float], ratio: tuple[float, float]
 ) -> tuple[np.ndarray, ...]:
-    """``resized_crop_boxes_np`` for many rows, candidate by candidate over the rows still open.
+    """``resized_crop_boxes_np`` for many rows: every candidate of every row at once, first fit wins.
 
     The same float64 operations in the same order as the one-row loop (numpy's + - * / and
     sqrt are correctly rounded like Python's, ``rint`` rounds half to even like ``round``, and
@@ -100,20 +100,18 @@ def _resized_crop_boxes_many(
     area = float(h * w)
     lr0, lr1 = math.log(ratio[0]), math.log(ratio[1])
     n = u.shape[0]
+    target = area * (scale[0] + (scale[1] - scale[0]) * u[:, :k])
+    logr = (lr0 + (lr1 - lr0) * u[:, k : 2 * k]).ravel().tolist()
+    ar = np.fromiter(map(math.exp, logr), np.float64, n * k).reshape(n, k)
+    cw, ch = np.rint(np.sqrt(target * ar)), np.rint(np.sqrt(target / ar))
+    ok = (cw > 0) & (cw <= w) & (ch > 0) & (ch <= h)
+    first = ok.argmax(axis=1)
+    rows = np.flatnonzero(ok[np.arange(n), first])
     box = np.tile(np.array(_fallback(h, w, ratio), np.int64), (n, 1))
-    rows = np.arange(n)
-    for i in range(k):
-        if rows.size == 0:
-            break
-        target = area * (scale[0] + (scale[1] - scale[0]) * u[rows, i])
-        ar = np.fromiter((math.exp(v) for v in (lr0 + (lr1 - lr0) * u[rows, k + i]).tolist()), np.float64, rows.size)
-        cw, ch = np.rint(np.sqrt(target * ar)), np.rint(np.sqrt(target / ar))
-        ok = (cw > 0) & (cw <= w) & (ch > 0) & (ch <= h)
-        r, cw, ch = rows[ok], cw[ok], ch[ok]
-        x0 = np.minimum(np.floor(u[r, 2 * k] * (w - cw + 1)), w - cw)
-        y0 = np.minimum(np.floor(u[r, 2 * k + 1] * (h - ch + 1)), h - ch)
-        box[r] = np.stack([x0, y0, cw, ch], axis=1).astype(np.int64)
-        rows = rows[~ok]
+    cw, ch = cw[rows, first[rows]], ch[rows, first[rows]]
+    x0 = np.minimum(np.floor(u[rows, 2 * k] * (w - cw + 1)), w - cw)
+    y0 = np.minimum(np.floor(u[rows, 2 * k + 1] * (h - ch + 1)), h - ch)
+    box[rows] = np.stack([x0, y0, cw, ch], axis=1).astype(np.int64)
     return box[:, 0], box[:, 1], box[:, 2], box[:, 3]
 
 

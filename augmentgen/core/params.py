@@ -59,6 +59,24 @@ class Params:
         """Rows ``idx`` of every field."""
         return dataclasses.replace(self, **{k: v[idx] for k, v in self.fields().items()})
 
+    def rows(self: P, n: int) -> list[P]:
+        """``[self.select(slice(i, i + 1)) for i in range(n)]``, without ``dataclasses.replace`` per row.
+
+        Params are plain frozen dataclasses of arrays (no ``__post_init__``), so a row is a new
+        instance whose fields are one-row slices (the batched per-sample path splits every
+        batch into rows).
+        """
+        fields = self.fields()
+        cls = type(self)
+        if not hasattr(self, "__dict__"):  # a slotted subclass: take the general path
+            return [self.select(slice(i, i + 1)) for i in range(n)]
+        out: list[P] = []
+        for i in range(n):
+            row = object.__new__(cls)
+            row.__dict__.update({k: v[i : i + 1] for k, v in fields.items()})
+            out.append(row)
+        return out
+
     def expand(self: P, n: int) -> P:
         """Row 0 repeated ``n`` times (``same_on_batch``)."""
         out: dict[str, Array] = {}

@@ -152,6 +152,17 @@ class Op:
         out = torch.where(applied.reshape(-1, 1, 1, 1), out, batch.image)
         return batch.replace(image=out)
 
+    def apply_images_np(self, images: list[np.ndarray], params: Params) -> list[np.ndarray]:
+        """Row ``i`` of ``params`` applied to ``images[i]`` (pixel ops, per-sample backend).
+
+        Rows the op did not draw (``applied`` false) come back as they are. The batched
+        per-sample path (``pipeline.many``) calls this; ops with a cheap per-row loop override it.
+        """
+        p = params.to_numpy()
+        applied = np.asarray(p.applied, dtype=bool)
+        rows = p.rows(len(images))
+        return [self.apply_image_np(im, rows[i]) if applied[i] else im for i, im in enumerate(images)]
+
     def apply_sample(self, sample: Sample, params: Params) -> Sample:
         if self.kind == "geometric":
             mat = np.asarray(self.full_matrix(params.to_numpy(), sample.size), np.float64)[0]

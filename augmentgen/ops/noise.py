@@ -92,6 +92,14 @@ class GaussianNoise(Op):
         prm = expect(params, GaussianNoiseParams, self)
         return fnoise.gaussian_noise_np(image, scalar(prm.sigma), int(scalar(prm.offset)))
 
+    def apply_images_np(self, images: list[np.ndarray], params: Params) -> list[np.ndarray]:
+        prm = expect(params.to_numpy(), GaussianNoiseParams, self)
+        applied = np.asarray(prm.applied, dtype=bool).tolist()
+        sig = np.asarray(prm.sigma, np.float32).reshape(-1).tolist()  # float32 -> float, as scalar()
+        off = np.asarray(prm.offset).reshape(-1).tolist()
+        noise = fnoise.gaussian_noise_np
+        return [noise(im, sig[i], int(off[i])) if applied[i] else im for i, im in enumerate(images)]
+
 
 @register("shot_noise")
 @dataclass(kw_only=True)

@@ -27,11 +27,11 @@ import cv2
 import numpy as np
 
 from augmentgen.core.batch import Sample
-from augmentgen.core.params import Params
 from augmentgen.core.streams import StreamRNG
 from augmentgen.ops.base import Op
 from augmentgen.ops.functional import color as fcolor
 from augmentgen.ops.functional import warp as fwarp
+from augmentgen.ops.functional.color import _TO_U8
 from augmentgen.ops.functional.warp_cv import cv_warp
 from augmentgen.pipeline.compose import Composite, Pipeline, _Shape
 from augmentgen.pipeline.convert import from_input
@@ -44,29 +44,12 @@ _CV_BORDER = {
     "replicate": cv2.BORDER_REPLICATE,
 }
 _CV_INTERP = {"bilinear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST}
+_CV_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32))
 
 
 def _with_image(s: Sample, image: np.ndarray) -> Sample:
     """``s.replace(image=image)``, built positionally (the field order is pinned by tests/ops/test_warp.py)."""
     return Sample(image, s.label, s.boxes, s.box_valid, s.box_labels, s.masks, s.keypoints, s.meta)
-
-
-def _rows(params: Params, n: int) -> list[Params]:
-    """``[params.select(slice(i, i + 1)) for i in range(n)]`` without ``dataclasses.replace`` per row.
-
-    Params are plain frozen dataclasses of arrays (no ``__post_init__``), so a row is a new
-    instance whose fields are one-row slices.
-    """
-    fields = params.fields()
-    cls = type(params)
-    if not hasattr(params, "__dict__"):  # a slotted subclass: take the general path
-        return [params.select(slice(i, i + 1)) for i in range(n)]
-    out: list[Params] = []
-    for i in range(n):
-        row = object.__new__(cls)
-        row.__dict__.update({k: v[i : i + 1] for k, v in fields.items()})
-        out.append(row)
-    return out
 
 
 def _bmm3(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -143,8 +126,8 @@ def _affine_then(m: np.ndarray, total: np.ndarray) -> np.ndarray:
     return np.concatenate([lin, off[:, :, None]], axis=2)
 
 
-def _fused_colors(group: list[Step], samples: list[Sample]) -> list[Sample]:
-    mean = np.stack([fcolor.mean_rgb_np(s.image) for s in samples]).astype(np.float64)  # [N, 3]
+def _color_total(group: list[Step], mean: np.ndarray) -> np.ndarray | None:
+    """The ``[N, 3, 4]`` composite color map of a color run, given the ``[N, 3]`` input means."""
     total: np.ndarray | None = None
     for s in group:
         op = s.leaf
@@ -158,6 +141,12 @@ def _fused_colors(group: list[Step], samples: list[Sample]) -> list[Sample]:
         a = m[:, :, :3]
         mean = a[:, :, 0] * mean[:, 0:1] + a[:, :, 1] * mean[:, 1:2] + a[:, :, 2] * mean[:, 2:3] + m[:, :, 3]
         total = m if total is None else _affine_then(m, total)
+    return total
+
+
+def _fused_colors(group: list[Step], samples: list[Sample]) -> list[Sample]:
+    mean = np.stack([fcolor.mean_rgb_np(s.image) for s in samples]).astype(np.float64)  # [N, 3]
+    total = _color_total(group, mean)
     if total is None:
         return samples
     out = []
@@ -171,15 +160,92 @@ def _fused_colors(group: list[Step], samples: list[Sample]) -> list[Sample]:
     return out
 
 
+def _warp_images(
+    images: list[np.ndarray], mats: np.ndarray, out_size: tuple[int, int], spec: fwarp.WarpSpec
+) -> list[np.ndarray]:
+    """``_warp_many`` for bare images (no targets): no ``Sample`` per image and step."""
+    n = len(images)
+    out_size = (int(out_size[0]), int(out_size[1]))
+    affine = ((mats[:, 2, 0] == 0.0) & (mats[:, 2, 1] == 0.0) & (mats[:, 2, 2] == 1.0)).tolist()
+    same = images[0].shape[:2] == out_size
+    ident = ((mats == np.eye(3)).all(axis=(1, 2)) & same).tolist()
+    a, b, c = mats[:, 0, 0], mats[:, 0, 1], mats[:, 0, 2]
+    d, e, f = mats[:, 1, 0], mats[:, 1, 1], mats[:, 1, 2]
+    cvm = np.stack([a, b, c + 0.5 * (a + b) - 0.5, d, e, f + 0.5 * (d + e) - 0.5], axis=1).reshape(n, 2, 3)
+    dsize = (out_size[1], out_size[0])
+    flags, border = _CV_INTERP[spec.interpolation], _CV_BORDER[spec.border_mode]
+    out: list[np.ndarray] = []
+    for i, img in enumerate(images):
+        if ident[i]:
+            out.append(img)
+        elif affine[i] and img.ndim == 3 and img.shape[2] <= 4 and img.dtype in _CV_DTYPES:
+            v = spec.fill * 255.0 if img.dtype == np.uint8 else spec.fill
+            out.append(cv_warp(img, cvm[i], True, dsize, flags, border, v))
+        else:
+            out.append(fwarp.warp_sample(Sample(img), mats[i], out_size, spec).image)
+    return out
+
+
+def _colors_images(group: list[Step], images: list[np.ndarray]) -> list[np.ndarray]:
+    """``_fused_colors`` for bare images."""
+    total = _color_total(group, np.stack([fcolor.mean_rgb_np(im) for im in images]).astype(np.float64))
+    if total is None:
+        return images
+    ident = (total == _EYE34).all(axis=(1, 2)).tolist()
+    t32 = total.astype(np.float32)
+    t8 = t32 * _TO_U8
+    out: list[np.ndarray] = []
+    for i, im in enumerate(images):
+        if ident[i]:
+            out.append(im)
+        elif im.dtype == np.uint8 and im.ndim == 3 and im.shape[2] == 3:
+            out.append(cv2.transform(im, t8[i]))  # what color_affine_np does for RGB uint8
+        else:
+            out.append(fcolor.color_affine_np(im, t32[i]))
+    return out
+
+
+def _plain(s: Sample) -> bool:
+    return s.boxes is None and s.masks is None and s.keypoints is None
+
+
+def _apply_images(images: list[np.ndarray], groups: list[list[Step]]) -> list[np.ndarray]:
+    """Every group on bare images (every leaf an ``Op``): arrays in, arrays out."""
+    for g in groups:
+        k = _kind(g[0].leaf)
+        if k == "geometric":
+            mats, out_size = _fused_matrices(g, images[0].shape[:2])
+            images = _warp_images(images, mats, out_size, _spec(g))
+        elif k == "color":
+            images = _colors_images(g, images)
+        else:
+            (step,) = g
+            op = step.leaf
+            assert isinstance(op, Op)
+            if op.kind == "pixel":
+                images = op.apply_images_np(images, step.params)
+            else:  # an op with its own apply_sample (size-changing pixel ops and the like)
+                rows = step.params.to_numpy().rows(len(images))
+                applied = np.asarray(step.params.to_numpy().applied, dtype=bool)
+                images = [
+                    op.apply_sample(Sample(im), rows[i]).image if applied[i] else im for i, im in enumerate(images)
+                ]
+    return images
+
+
 def apply_trace_samples(samples: list[Sample], trace: Trace, fuse: bool = True) -> list[Sample]:
     """Apply a trace of ``len(samples)`` rows: row ``i`` of every step to sample ``i``.
 
     Geometric runs become one ``[N, 3, 3]`` matrix product and one warp per image; color
     runs one ``[N, 3, 4]`` map and one transform per image; other leaves run per image.
+    Bare images (no boxes, masks or keypoints) through ops only stay arrays until the end.
     """
     if not samples:
         return samples
     groups = _group(trace.steps) if fuse else [[s] for s in trace.steps]
+    if all(isinstance(s.leaf, Op) for s in trace.steps) and all(_plain(s) for s in samples):
+        images = _apply_images([s.image for s in samples], groups)
+        return [_with_image(s, im) for s, im in zip(samples, images, strict=True)]
     size = samples[0].size
     for g in groups:
         k = _kind(g[0].leaf)
@@ -195,7 +261,7 @@ def apply_trace_samples(samples: list[Sample], trace: Trace, fuse: bool = True) 
             leaf = step.leaf
             op = leaf if isinstance(leaf, Op) else None
             pixel = op is not None and op.kind not in ("geometric", "color")
-            rows = _rows(step.params.to_numpy(), len(samples))
+            rows = step.params.to_numpy().rows(len(samples))
             new = []
             for i, smp in enumerate(samples):
                 if op is not None and not applied[i]:

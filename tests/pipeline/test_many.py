@@ -116,3 +116,25 @@ def test_dataset_batch_fetch_equals_item_fetch_and_dataloader_uses_it() -> None:
     first = torch.cat([b[0] for b in loader])
     items = torch.stack([ds[key][0] for key in EpochSampler(len(ds), seed=1)])
     assert torch.equal(first, items)
+
+
+@pytest.mark.parametrize("name", OPS.names())
+def test_bare_images_take_the_array_path_and_match_the_sample_path(name: str) -> None:
+    """Bare images skip the per-step ``Sample`` bookkeeping; the pixels equal those of the target-carrying path."""
+    op = build(name, p=1.0 if name == "normalize" else 0.7)
+    pipe = Pipeline([op, build("gaussian_noise", sigma=(0.02, 0.06), p=0.6)])
+    if not vectorizable(pipe):
+        pytest.skip(f"{name} is not drawn per row")
+    xs = images(5, (40, 72))  # above the RGBA-warp and split thresholds on some ops' outputs
+    idx = [8, 1, 30, 2, 5]
+    with_targets = [{"image": x, "boxes": np.zeros((0, 4), np.float32)} for x in xs]
+    try:
+        bare = map_samples(pipe, xs, seed=4, epoch=1, indices=idx)
+    except ValueError as e:
+        if "no per-sample path" in str(e):
+            pytest.skip(f"{name} is batch-only")
+        raise
+    full = map_samples(pipe, with_targets, seed=4, epoch=1, indices=idx)
+    for k in range(5):
+        assert isinstance(bare[k], np.ndarray)
+        assert np.array_equal(bare[k], full[k]["image"]), (name, k)

@@ -41,11 +41,16 @@ _PLACEHOLDER = np.random.PCG64(0)  # shared: building a bit generator per batch 
 
 def _mix_np(x: np.ndarray) -> np.ndarray:
     """splitmix64 finalizer on a uint64 array (wrapping arithmetic; same values as ``_splitmix64``)."""
-    x = x + _U(_GOLDEN)
-    x = (x ^ (x >> _U(30))) * _U(_C1)
-    x = (x ^ (x >> _U(27))) * _U(_C2)
-    out: np.ndarray = x ^ (x >> _U(31))
-    return out
+    x = x + _U(_GOLDEN)  # a new array; the rest works in place on it
+    t = x >> _U(30)
+    x ^= t
+    x *= _U(_C1)
+    np.right_shift(x, _U(27), out=t)
+    x ^= t
+    x *= _U(_C2)
+    np.right_shift(x, _U(31), out=t)
+    x ^= t
+    return x
 
 
 def _shape(size: Any) -> tuple[int, ...]:

@@ -45,6 +45,21 @@ def hwc_to_chw(arr: np.ndarray) -> Tensor:
         return torch.from_numpy(planes)
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
 
+def _chw_batch(outs: list[Any]) -> list[Any]:
+    """Small same-shape HWC arrays turned into CHW tensors in one transpose (views of one block).
+
+    Per image, numpy's strided transpose costs more than the copy; for a whole batch it is
+    one pass. Other outputs are returned as they are (``_convert`` handles them one by one).
+    """
+    first = outs[0]
+    if not (isinstance(first, np.ndarray) and first.ndim == 3 and first.shape[0] * first.shape[1] < _SPLIT_MIN_PIXELS):
+        return outs
+    if not all(isinstance(o, np.ndarray) and o.shape == first.shape and o.dtype == first.dtype for o in outs):
+        return outs
+    block = np.ascontiguousarray(np.stack(outs).transpose(0, 3, 1, 2))
+    return list(torch.from_numpy(block).unbind(0))
+
+
 class EpochSampler(Sampler[tuple[int, int]]):
     """Yields ``(epoch, index)`` pairs, shuffled per epoch from ``(seed, epoch)``; the epoch advances per pass.
 
@@ -159,6 +174,8 @@ class AugmentedDataset(Dataset[Any]):
             ins, seed=self.seed, epoch=[e for e, _ in pairs], indices=[i for _, i in pairs]
         )
         res: list[Any] = []
+        if self.output == "tensor" and not isinstance(outs[0], dict):
+            outs = _chw_batch(outs)
         for it, out in zip(items, outs):
             if isinstance(out, dict):
                 out["image"] = self._convert(out["image"])

@@ -188,7 +188,13 @@ def _warp_images(
 
 def _colors_images(group: list[Step], images: list[np.ndarray]) -> list[np.ndarray]:
     """``_fused_colors`` for bare images."""
-    total = _color_total(group, np.stack([fcolor.mean_rgb_np(im) for im in images]).astype(np.float64))
+    if all(im.ndim == 3 and im.shape[2] == 3 and im.dtype == np.uint8 for im in images):
+        # mean_rgb_np for RGB uint8, for all images in one array (the same float32 values)
+        sums = np.array([cv2.mean(im)[:3] for im in images], np.float64)
+        mean = (sums * (1.0 / 255.0)).astype(np.float32).astype(np.float64)
+    else:
+        mean = np.stack([fcolor.mean_rgb_np(im) for im in images]).astype(np.float64)
+    total = _color_total(group, mean)
     if total is None:
         return images
     ident = (total == _EYE34).all(axis=(1, 2)).tolist()

@@ -138,3 +138,16 @@ def test_bare_images_take_the_array_path_and_match_the_sample_path(name: str) ->
     for k in range(5):
         assert isinstance(bare[k], np.ndarray)
         assert np.array_equal(bare[k], full[k]["image"]), (name, k)
+
+
+@pytest.mark.parametrize("size", [(16, 20), (70, 90)])
+def test_dataset_tensors_are_the_chw_of_the_augmented_arrays(size: tuple[int, int]) -> None:
+    """Small outputs are transposed for the whole batch at once, large ones per image: both are plain CHW."""
+    pipe = Pipeline.from_dict([{"name": "rotate", "degrees": [-15, 15]}, {"name": "gaussian_noise", "sigma": [0.02, 0.02]}])
+    xs = images(6, size)
+    ds = AugmentedDataset(xs, pipe, seed=2)
+    got = ds.__getitems__(list(range(6)))
+    want = map_samples(pipe, xs, seed=2, epoch=0, indices=list(range(6)))
+    for g, w in zip(got, want):
+        assert g.is_contiguous() and g.shape == (3, *size) and g.dtype == torch.uint8
+        assert torch.equal(g, torch.from_numpy(w).permute(2, 0, 1))

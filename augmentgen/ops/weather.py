@@ -168,7 +168,7 @@ def _precip_apply(image: Tensor, p: PrecipitationParams) -> Tensor:
     layer = fp.streak_layer(t(p.offset), t(p.count), t(p.length), t(p.slope), (h, w), image.device)
     soft = fp.soften(fw.dilate(layer, t(p.dilate)), t(p.ksize))
     levels = 255.0 * t(p.gain).to(torch.float32) * t(p.brightness).to(torch.float32)
-    return fp.precipitation(image, soft, t(p.keep), t(p.add), levels)
+    return fp.precipitation(image, soft, t(p.keep), t(p.add), levels, t(p.ksize))
 
 
 def _precip_apply_np(image: np.ndarray, p: PrecipitationParams) -> np.ndarray:

@@ -116,15 +116,22 @@ def soften(layer: Tensor, size: Tensor) -> Tensor:
     return box_blur(box_blur(layer, size), size)
 
 
-def precipitation(image: Tensor, soft: Tensor, keep: Tensor, add: Tensor, levels: Tensor) -> Tensor:
+def precipitation(
+    image: Tensor, soft: Tensor, keep: Tensor, add: Tensor, levels: Tensor, ksize: Tensor | None = None
+) -> Tensor:
     """``keep * x + add + levels / 255 * soft`` per sample (``levels`` = drop brightness in uint8 levels).
 
-    uint8 rounds the sum once, as ``precipitation_np`` does.
+    uint8 rounds as ``precipitation_np`` does: the sum once where the blur ``ksize`` is at most
+    3, the drop layer to whole levels first and then the sum for wider blurs.
     """
     x = as01(image)
     k, a, lv = col(keep, image, 3), col(add, image, 3), col(levels, image, 3)
     if image.dtype == torch.uint8:
-        out: Tensor = (k * image.to(torch.float32) + a * 255.0 + soft * lv).round_().clamp_(0, 255)
+        lay = soft * lv
+        if ksize is not None:
+            wide = col(ksize, image, 3) > 3
+            lay = torch.where(wide, lay.round().clamp(0, 255), lay)
+        out: Tensor = (k * image.to(torch.float32) + a * 255.0 + lay).round_().clamp_(0, 255)
         return out.to(torch.uint8)
     out_f = x * k.to(x.dtype)
     out_f = out_f + a.to(x.dtype) if out_f.requires_grad else out_f.add_(a.to(x.dtype))
@@ -140,7 +147,7 @@ def precipitation_np(
     uint8: a 3-box is blurred exactly in uint8 (a drop of 243 = 3 * 3^4 keeps every partial sum
     whole), so with no blur or a 3-box the whole composite is one saturating ``cv2.addWeighted``
     of the scene and the grey drop layer spread to the channels (``keep x + scale drops + add``,
-    rounded once); other sizes blur and composite in float32.
+    rounded once); wider boxes blur in float32 and round the layer to whole levels first.
     """
     c = 1 if image.ndim == 2 else image.shape[2]
     if image.dtype == np.uint8 and k <= 3:
@@ -155,10 +162,14 @@ def precipitation_np(
         out8 = cv2.addWeighted(image, keep, lay.reshape(image.shape), scale, add * 255.0, dtype=cv2.CV_8U)
         return np.asarray(out8).reshape(image.shape)
     soft = box_blur_np(box_blur_np(layer.astype(np.float32), k), k) if k > 1 else layer.astype(np.float32)
-    if image.dtype == np.uint8:
-        outf = image.astype(np.float32) * np.float32(keep) + np.float32(add * 255.0)
-        outf += (soft * np.float32(levels)) if image.ndim == 2 else (soft * np.float32(levels))[:, :, None]
-        return np.asarray(np.clip(np.rint(outf), 0, 255), np.uint8)
+    if image.dtype == np.uint8:  # wider blurs: the layer in whole levels, then one composite
+        lay8 = np.asarray(cv2.convertScaleAbs(soft, alpha=levels))  # soft >= 0: abs is a no-op
+        if c == 3:
+            lay8 = np.asarray(cv2.cvtColor(lay8, cv2.COLOR_GRAY2RGB))
+        elif c != 1:
+            lay8 = np.repeat(lay8[:, :, None], c, axis=2)
+        out8 = cv2.addWeighted(image, keep, lay8.reshape(image.shape), 1.0, add * 255.0, dtype=cv2.CV_8U)
+        return np.asarray(out8).reshape(image.shape)
     layf = soft * np.float32(levels / 255.0)
     outf = image.astype(np.float32) * np.float32(keep) + (layf if image.ndim == 2 else layf[:, :, None])
     outf += np.float32(add)

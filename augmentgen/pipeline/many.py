@@ -32,7 +32,7 @@ from augmentgen.ops.base import Op
 from augmentgen.ops.functional import color as fcolor
 from augmentgen.ops.functional import warp as fwarp
 from augmentgen.ops.functional.color import _TO_U8
-from augmentgen.ops.functional.warp_cv import cv_warp
+from augmentgen.ops.functional.warp_cv import _RGBA_MIN_PIXELS, cv_warp
 from augmentgen.pipeline.compose import Composite, Pipeline, _Shape
 from augmentgen.pipeline.convert import from_input
 from augmentgen.pipeline.plan import Step, Trace, _group, _kind, _spec
@@ -174,6 +174,23 @@ def _warp_images(
     cvm = np.stack([a, b, c + 0.5 * (a + b) - 0.5, d, e, f + 0.5 * (d + e) - 0.5], axis=1).reshape(n, 2, 3)
     dsize = (out_size[1], out_size[0])
     flags, border = _CV_INTERP[spec.interpolation], _CV_BORDER[spec.border_mode]
+    first = images[0]
+    if (  # the common batch: one shape and dtype, 1 or 4 channels or small RGB, every row affine
+        all(affine)
+        and first.ndim == 3
+        and first.dtype in _CV_DTYPES
+        and (first.shape[2] in (1, 4) or (first.shape[2] == 3 and dsize[0] * dsize[1] < _RGBA_MIN_PIXELS))
+        and all(im.shape == first.shape and im.dtype == first.dtype for im in images)
+    ):
+        # cv_warp's plain call, decided once for the batch (no per-image checks)
+        v = spec.fill * 255.0 if first.dtype == np.uint8 else spec.fill
+        bval = (v, v, v, v)
+        warp = cv2.warpAffine
+        res = [
+            img if ident[i] else warp(img, cvm[i], dsize, flags=flags, borderMode=border, borderValue=bval)
+            for i, img in enumerate(images)
+        ]
+        return res if first.shape[2] != 1 else [r if r.ndim == 3 else r[:, :, None] for r in res]
     out: list[np.ndarray] = []
     for i, img in enumerate(images):
         if ident[i]:

@@ -205,7 +205,8 @@ def _warp_images(
 
 def _colors_images(group: list[Step], images: list[np.ndarray]) -> list[np.ndarray]:
     """``_fused_colors`` for bare images."""
-    if all(im.ndim == 3 and im.shape[2] == 3 and im.dtype == np.uint8 for im in images):
+    rgb8 = all(im.ndim == 3 and im.shape[2] == 3 and im.dtype == np.uint8 for im in images)
+    if rgb8:
         # mean_rgb_np for RGB uint8, for all images in one array (the same float32 values)
         sums = np.array([cv2.mean(im)[:3] for im in images], np.float64)
         mean = (sums * (1.0 / 255.0)).astype(np.float32).astype(np.float64)
@@ -217,6 +218,9 @@ def _colors_images(group: list[Step], images: list[np.ndarray]) -> list[np.ndarr
     ident = (total == _EYE34).all(axis=(1, 2)).tolist()
     t32 = total.astype(np.float32)
     t8 = t32 * _TO_U8
+    if rgb8:  # what color_affine_np does for RGB uint8, decided once for the batch
+        tr = cv2.transform
+        return [im if ident[i] else tr(im, t8[i]) for i, im in enumerate(images)]
     out: list[np.ndarray] = []
     for i, im in enumerate(images):
         if ident[i]:

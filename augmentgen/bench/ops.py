@@ -131,11 +131,14 @@ def _single_thread_worker(_: int) -> None:
     cv2.setNumThreads(1)
 
 
-def _best_rates(fns: dict[str, Callable[[], int]], seconds: float, rounds: int = 5) -> dict[str, float]:
+def _best_rates(
+    fns: dict[str, Callable[[], int]], seconds: float, rounds: int = 5, per_round: dict[str, list[float]] | None = None
+) -> dict[str, float]:
     """Images/s per library: the best of ``rounds`` interleaved rounds of ``seconds / rounds`` each.
 
     Interleaving and taking the best round keeps a busy machine from favouring whichever
-    library happened to run while it was quiet.
+    library happened to run while it was quiet. ``per_round`` (if given) receives every
+    round's rate, for ratios paired round by round (``_paired_ratio``).
     """
     best = dict.fromkeys(fns, 0.0)
     for fn in fns.values():
@@ -149,7 +152,18 @@ def _best_rates(fns: dict[str, Callable[[], int]], seconds: float, rounds: int =
                 if el >= seconds / rounds:
                     break
             best[name] = max(best[name], done / el)
+            if per_round is not None:
+                per_round.setdefault(name, []).append(done / el)
     return best
+
+
+def _paired_ratio(per_round: dict[str, list[float]], lib: str, ref: str) -> float:
+    """Median over rounds of ``lib``'s rate over ``ref``'s in the same round (drift in the machine's
+    speed between rounds cancels; the best-of-rounds ratio can pair a fast round with a slow one)."""
+    a, b = per_round.get(lib, []), per_round.get(ref, [])
+    if not a or len(a) != len(b):
+        return float("nan")
+    return float(np.median([x / y for x, y in zip(a, b, strict=True)]))
 
 
 def _loop(lib: str, images: list[np.ndarray], size: int) -> Callable[[], int]:
@@ -208,6 +222,7 @@ def run_ops_benchmark(*, quick: bool = False, suite: str = "classic", log: Log =
         n = (512 if quick else 2048) if size == 32 else (128 if quick else 512)
         images = make_images(size, n)
         res: dict[str, dict[str, float]] = {}
+        paired: dict[str, dict[str, float]] = {}
         for setting, maker in (("loop", _loop), ("dataloader", _loader)):
             fns: dict[str, Callable[[], int]] = {}
             for lib in libs:
@@ -216,8 +231,12 @@ def run_ops_benchmark(*, quick: bool = False, suite: str = "classic", log: Log =
                 except ImportError as e:
                     if log:
                         log(f"  skipped {lib}: {e}")
-            rates = _best_rates(fns, seconds * len(fns))
+            rounds: dict[str, list[float]] = {}
+            rates = _best_rates(fns, seconds * len(fns), rounds=8, per_round=rounds)
             res[setting] = {lib: round(rates.get(lib, float("nan")), 1) for lib in libs}
+            paired.setdefault(setting, {})
+            for lib in libs:
+                paired[setting][lib] = round(_paired_ratio(rounds, lib, "albumentations"), 2)
         bfns: dict[str, Callable[[], int]] = {}
         for lib in ("augmentgen", "kornia"):
             try:
@@ -230,11 +249,17 @@ def run_ops_benchmark(*, quick: bool = False, suite: str = "classic", log: Log =
         ratios = {s: {lib: round(v / res[s]["albumentations"], 2) for lib, v in res[s].items()}
                   for s in ("loop", "dataloader")}
         ratios["batch"] = {"augmentgen_vs_kornia": round(res["batch"]["augmentgen"] / res["batch"]["kornia"], 2)}
-        results["sizes"][str(size)] = {"images_per_s": res, "ratio_to_albumentations": ratios}
+        results["sizes"][str(size)] = {
+            "images_per_s": res,
+            "ratio_to_albumentations": ratios,
+            "median_paired_round_ratio_to_albumentations": paired,
+        }
         if log:
             log(f"{size}x{size} RGB uint8 — images/s (ratio to albumentations)")
             for s in ("loop", "dataloader"):
-                row = "  ".join(f"{lib} {res[s][lib]:.0f} ({ratios[s][lib]:.2f}x)" for lib in libs)
+                row = "  ".join(
+                    f"{lib} {res[s][lib]:.0f} ({ratios[s][lib]:.2f}x, paired {paired[s][lib]:.2f}x)" for lib in libs
+                )
                 log(f"  {s:<10} {row}")
             log(f"  {'batch 256':<10} augmentgen {res['batch']['augmentgen']:.0f}  kornia {res['batch']['kornia']:.0f}  "
                 f"({ratios['batch']['augmentgen_vs_kornia']:.2f}x kornia)")

@@ -71,6 +71,16 @@ def _fused_matrices(group: list[Step], size: tuple[int, int]) -> tuple[np.ndarra
     return acc, cur
 
 
+def _cv_affine(mats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which ``[N, 3, 3]`` rows are affine, and every row's ``[2, 3]`` OpenCV matrix
+    (the arithmetic of ``warp_cv.cv_matrix``, for all rows at once)."""
+    affine = (mats[:, 2, 0] == 0.0) & (mats[:, 2, 1] == 0.0) & (mats[:, 2, 2] == 1.0)
+    a, b, c = mats[:, 0, 0], mats[:, 0, 1], mats[:, 0, 2]
+    d, e, f = mats[:, 1, 0], mats[:, 1, 1], mats[:, 1, 2]
+    cvm = np.stack([a, b, c + 0.5 * (a + b) - 0.5, d, e, f + 0.5 * (d + e) - 0.5], axis=1)
+    return affine, cvm.reshape(-1, 2, 3)
+
+
 def _warp_many(
     samples: list[Sample], mats: np.ndarray, out_size: tuple[int, int], spec: fwarp.WarpSpec
 ) -> list[Sample]:
@@ -80,13 +90,9 @@ def _warp_many(
     matrices built for every row in one pass (the same arithmetic as ``warp_cv.cv_matrix``);
     samples with targets, perspective rows or unusual images go through ``warp_sample``.
     """
-    n = len(samples)
     out_size = (int(out_size[0]), int(out_size[1]))
-    affine = (mats[:, 2, 0] == 0.0) & (mats[:, 2, 1] == 0.0) & (mats[:, 2, 2] == 1.0)
+    affine, cvm = _cv_affine(mats)
     ident = (mats == np.eye(3)).all(axis=(1, 2)) & (samples[0].size == out_size)
-    a, b, c = mats[:, 0, 0], mats[:, 0, 1], mats[:, 0, 2]
-    d, e, f = mats[:, 1, 0], mats[:, 1, 1], mats[:, 1, 2]
-    cvm = np.stack([a, b, c + 0.5 * (a + b) - 0.5, d, e, f + 0.5 * (d + e) - 0.5], axis=1).reshape(n, 2, 3)
     dsize = (out_size[1], out_size[0])
     flags, border = _CV_INTERP[spec.interpolation], _CV_BORDER[spec.border_mode]
     out: list[Sample] = []
@@ -164,14 +170,10 @@ def _warp_images(
     images: list[np.ndarray], mats: np.ndarray, out_size: tuple[int, int], spec: fwarp.WarpSpec
 ) -> list[np.ndarray]:
     """``_warp_many`` for bare images (no targets): no ``Sample`` per image and step."""
-    n = len(images)
     out_size = (int(out_size[0]), int(out_size[1]))
-    affine = ((mats[:, 2, 0] == 0.0) & (mats[:, 2, 1] == 0.0) & (mats[:, 2, 2] == 1.0)).tolist()
-    same = images[0].shape[:2] == out_size
-    ident = ((mats == np.eye(3)).all(axis=(1, 2)) & same).tolist()
-    a, b, c = mats[:, 0, 0], mats[:, 0, 1], mats[:, 0, 2]
-    d, e, f = mats[:, 1, 0], mats[:, 1, 1], mats[:, 1, 2]
-    cvm = np.stack([a, b, c + 0.5 * (a + b) - 0.5, d, e, f + 0.5 * (d + e) - 0.5], axis=1).reshape(n, 2, 3)
+    affine_rows, cvm = _cv_affine(mats)
+    affine = affine_rows.tolist()
+    ident = ((mats == np.eye(3)).all(axis=(1, 2)) & (images[0].shape[:2] == out_size)).tolist()
     dsize = (out_size[1], out_size[0])
     flags, border = _CV_INTERP[spec.interpolation], _CV_BORDER[spec.border_mode]
     first = images[0]

@@ -32,7 +32,7 @@ from augmentgen.ops.base import Op
 from augmentgen.ops.functional import color as fcolor
 from augmentgen.ops.functional import warp as fwarp
 from augmentgen.ops.functional.color import _TO_U8
-from augmentgen.ops.functional.warp_cv import _RGBA_MIN_PIXELS, cv_warp
+from augmentgen.ops.functional.warp_cv import cv_warp, warps_as_rgba
 from augmentgen.pipeline.compose import Composite, Pipeline, _Shape
 from augmentgen.pipeline.convert import from_input
 from augmentgen.pipeline.plan import Step, Trace, _group, _kind, _spec
@@ -177,11 +177,12 @@ def _warp_images(
     dsize = (out_size[1], out_size[0])
     flags, border = _CV_INTERP[spec.interpolation], _CV_BORDER[spec.border_mode]
     first = images[0]
-    if (  # the common batch: one shape and dtype, 1 or 4 channels or small RGB, every row affine
+    if (  # the common batch: one shape and dtype that cv_warp warps as it is, every row affine
         all(affine)
         and first.ndim == 3
         and first.dtype in _CV_DTYPES
-        and (first.shape[2] in (1, 4) or (first.shape[2] == 3 and dsize[0] * dsize[1] < _RGBA_MIN_PIXELS))
+        and first.shape[2] in (1, 3, 4)
+        and not warps_as_rgba(first.shape[2], first.dtype, flags, dsize)
         and all(im.shape == first.shape and im.dtype == first.dtype for im in images)
     ):
         # cv_warp's plain call, decided once for the batch (no per-image checks)

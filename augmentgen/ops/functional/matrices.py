@@ -38,28 +38,20 @@ def _elementwise(f: Callable[[float], float], x: np.ndarray) -> np.ndarray:
     return np.fromiter((f(v) for v in x.tolist()), np.float64, x.shape[0])
 
 
-def _cos(x: Num) -> Num:
-    if type(x) is float:
-        return math.cos(x)
-    if type(x) is np.ndarray:
-        return _elementwise(math.cos, x)
-    return torch.cos(x)  # type: ignore[arg-type]
+def _trig(f: Callable[[float], float], tf: Callable[[Tensor], Tensor]) -> Callable[[Num], Num]:
+    """``f`` on a float, ``f`` per value on a float64 array (``_elementwise``), ``tf`` on a tensor."""
+
+    def g(x: Num) -> Num:
+        if type(x) is float:
+            return f(x)
+        if type(x) is np.ndarray:
+            return _elementwise(f, x)
+        return tf(x)  # type: ignore[arg-type]
+
+    return g
 
 
-def _sin(x: Num) -> Num:
-    if type(x) is float:
-        return math.sin(x)
-    if type(x) is np.ndarray:
-        return _elementwise(math.sin, x)
-    return torch.sin(x)  # type: ignore[arg-type]
-
-
-def _tan(x: Num) -> Num:
-    if type(x) is float:
-        return math.tan(x)
-    if type(x) is np.ndarray:
-        return _elementwise(math.tan, x)
-    return torch.tan(x)  # type: ignore[arg-type]
+_cos, _sin, _tan = _trig(math.cos, torch.cos), _trig(math.sin, torch.sin), _trig(math.tan, torch.tan)
 
 
 # ---- formulas (floats or [B] tensors) ---------------------------------------------------------

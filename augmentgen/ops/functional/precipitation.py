@@ -150,11 +150,14 @@ def precipitation_np(
     rounded once); wider boxes blur in float32 and round the layer to whole levels first.
     """
     c = 1 if image.ndim == 2 else image.shape[2]
-    if image.dtype == np.uint8 and k <= 3:
+    if image.dtype == np.uint8:
         if k == 3:
             lay, scale = box_blur_np(box_blur_np(layer * np.uint8(243), 3), 3), levels / 243.0
-        else:
+        elif k < 3:
             lay, scale = layer, levels
+        else:  # wider blurs: the layer in whole levels first
+            soft = box_blur_np(box_blur_np(layer.astype(np.float32), k), k)
+            lay, scale = np.asarray(cv2.convertScaleAbs(soft, alpha=levels)), 1.0  # soft >= 0: abs is a no-op
         if c == 3:
             lay = np.asarray(cv2.cvtColor(lay, cv2.COLOR_GRAY2RGB))
         elif c != 1:
@@ -162,14 +165,6 @@ def precipitation_np(
         out8 = cv2.addWeighted(image, keep, lay.reshape(image.shape), scale, add * 255.0, dtype=cv2.CV_8U)
         return np.asarray(out8).reshape(image.shape)
     soft = box_blur_np(box_blur_np(layer.astype(np.float32), k), k) if k > 1 else layer.astype(np.float32)
-    if image.dtype == np.uint8:  # wider blurs: the layer in whole levels, then one composite
-        lay8 = np.asarray(cv2.convertScaleAbs(soft, alpha=levels))  # soft >= 0: abs is a no-op
-        if c == 3:
-            lay8 = np.asarray(cv2.cvtColor(lay8, cv2.COLOR_GRAY2RGB))
-        elif c != 1:
-            lay8 = np.repeat(lay8[:, :, None], c, axis=2)
-        out8 = cv2.addWeighted(image, keep, lay8.reshape(image.shape), 1.0, add * 255.0, dtype=cv2.CV_8U)
-        return np.asarray(out8).reshape(image.shape)
     layf = soft * np.float32(levels / 255.0)
     outf = image.astype(np.float32) * np.float32(keep) + (layf if image.ndim == 2 else layf[:, :, None])
     outf += np.float32(add)

@@ -9,6 +9,8 @@ Affine matrices go through ``cv2.warpAffine``, others through ``cv2.warpPerspect
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 
@@ -91,6 +93,17 @@ _RGBA_MIN_PIXELS = 64 * 64
 _RGBA_FLAGS = (cv2.INTER_LINEAR, cv2.INTER_NEAREST)
 
 
+def warps_as_rgba(channels: int, dtype: np.dtype[Any], flags: int, dsize: tuple[int, int]) -> bool:
+    """Whether ``cv_warp`` pads an image of this kind to RGBA (3-channel uint8/float32, bilinear or
+    nearest, an output of at least ``_RGBA_MIN_PIXELS``)."""
+    return (
+        channels == 3
+        and flags in _RGBA_FLAGS
+        and (dtype == np.uint8 or dtype == np.float32)
+        and dsize[0] * dsize[1] >= _RGBA_MIN_PIXELS
+    )
+
+
 def cv_warp(
     image: np.ndarray, cvm: np.ndarray, affine: bool, dsize: tuple[int, int], flags: int, border: int, value: float
 ) -> np.ndarray:
@@ -100,13 +113,7 @@ def cv_warp(
     the same array the 3-channel call gives.
     """
     bval = (value, value, value, value)
-    rgba = (
-        image.ndim == 3
-        and image.shape[2] == 3
-        and flags in _RGBA_FLAGS
-        and (image.dtype == np.uint8 or image.dtype == np.float32)
-        and dsize[0] * dsize[1] >= _RGBA_MIN_PIXELS
-    )
+    rgba = image.ndim == 3 and warps_as_rgba(image.shape[2], image.dtype, flags, dsize)
     src = cv2.cvtColor(image, cv2.COLOR_RGB2RGBA) if rgba else image
     if affine:
         out = cv2.warpAffine(src, cvm, dsize, flags=flags, borderMode=border, borderValue=bval)

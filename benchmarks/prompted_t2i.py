@@ -2,9 +2,11 @@
 
 Stages (each reuses what an earlier run left in ``--out``):
 
-- ``prompts``: training captions (``TemplatePrompts`` seed 0 + ``LLMPrompts`` seed 0, SmolLM2)
-  and held-out prompts (``LLMPrompts`` seed 1 with another instruction, plus hand-written
-  ones in this file), none of which is a training caption; all cached as JSONL.
+- ``prompts --split train``: training captions (``TemplatePrompts`` seed 0 + ``LLMPrompts`` seed 0,
+  SmolLM2); ``--split heldout``: held-out prompts (``LLMPrompts`` seed 1 with another instruction,
+  plus hand-written ones in this file), none of which is a training caption; all cached as JSONL.
+  LLM lines pass the library's filters, the nearest-class test being a 10-NN vote over 100
+  template captions per class (``LLMPrompts(topic_bank=...)``).
 - ``train``: caption embeddings (MiniLM) computed once into ``captions.safetensors``; the
   ``TextToImageGAN`` trained with the shared ``Trainer`` (one thread).
 - ``eval``: prompt faithfulness on held-out prompts (the reference classifier's agreement with
@@ -15,7 +17,8 @@ Stages (each reuses what an earlier run left in ``--out``):
 
 Usage::
 
-    python benchmarks/prompted_t2i.py --stage prompts --out runs/prompted
+    python benchmarks/prompted_t2i.py --stage prompts --split train --out runs/prompted
+    python benchmarks/prompted_t2i.py --stage prompts --split heldout --out runs/prompted
     python benchmarks/prompted_t2i.py --stage train --out runs/prompted --steps 4000
     python benchmarks/prompted_t2i.py --stage eval --out runs/prompted --classifier runs/fashion-mnist/classifier
 """
@@ -47,57 +50,58 @@ HAND_WRITTEN: dict[int, list[str]] = {
 HELD_OUT_INSTRUCTION = "Describe {name} ({description}) in one short sentence, as a shopper would."
 
 
+TOPIC_BANK_PER_CLASS = 100  # template captions per class whose 10-NN vote is the nearest-class test
+KNN = 10
+
+
 def _llm(out: Path, instruction: str | None = None) -> Any:
-    from augmentgen.generators.prompts import FASHION_MNIST_VOCAB
+    from augmentgen.generators.prompts import FASHION_MNIST_VOCAB, TemplatePrompts
     from augmentgen.generators.prompts_llm import LLMPrompts
 
-    kw = {"instruction": instruction} if instruction else {}
-    return LLMPrompts(FASHION_MNIST_VOCAB, cache=out / "llm_prompts.jsonl", **kw)
+    kw: dict[str, Any] = {"instruction": instruction} if instruction else {}
+    tp = TemplatePrompts.fashion_mnist()
+    bank = [tp.prompts(c, TOPIC_BANK_PER_CLASS, seed=0) for c in range(10)]
+    return LLMPrompts(FASHION_MNIST_VOCAB, cache=out / "llm_prompts.jsonl", topic_bank=bank, knn=KNN, **kw)
 
 
-def stage_prompts(out: Path, n_train_template: int, n_train_llm: int, n_heldout_llm: int) -> dict[str, Any]:
+def stage_prompts(out: Path, split: str, n_template: int, n_llm: int) -> dict[str, Any]:
+    """LLM prompts of one split, cached and written to ``OUT/captions_train.jsonl`` or ``prompts_heldout.jsonl``.
+
+    ``train``: ``n_template`` grammar captions + ``n_llm`` LLM captions per class (seed 0, the
+    default instruction). ``heldout``: ``n_llm`` LLM prompts per class (seed 1, another
+    instruction) + the hand-written ones, minus any text that is a training caption.
+    """
     from augmentgen.generators.prompts import TemplatePrompts
 
     tp = TemplatePrompts.fashion_mnist()
     t0, c0 = time.perf_counter(), time.process_time()
-    train_llm, held_llm = _llm(out), _llm(out, HELD_OUT_INSTRUCTION)
-    train: list[dict[str, Any]] = []
-    held: list[dict[str, Any]] = []
+    llm = _llm(out) if split == "train" else _llm(out, HELD_OUT_INSTRUCTION)
+    seed = 0 if split == "train" else 1
+    rows: list[dict[str, Any]] = []
     llm_stats: list[dict[str, Any]] = []
     for c in range(10):
-        for p in tp.prompts(c, n_train_template, seed=0):
-            train.append({"label": c, "prompt": p, "source": "template"})
-        run = train_llm.generate(c, n_train_llm, seed=0)
-        train += [{"label": c, "prompt": p, "source": "llm"} for p in run.texts]
-        llm_stats.append(
-            {
-                "class": c,
-                "split": "train",
-                **{k: run.record.get(k) for k in ("kept", "wall_s", "cpu_s", "candidates", "dropped")},
-            }
-        )
-        run = held_llm.generate(c, n_heldout_llm, seed=1)
-        held += [{"label": c, "prompt": p, "source": "llm"} for p in run.texts]
-        llm_stats.append(
-            {
-                "class": c,
-                "split": "heldout",
-                **{k: run.record.get(k) for k in ("kept", "wall_s", "cpu_s", "candidates", "dropped")},
-            }
-        )
-        held += [{"label": c, "prompt": p, "source": "hand"} for p in HAND_WRITTEN[c]]
-        logging.info("class %d: %d train captions, %d held-out prompts so far", c, len(train), len(held))
-    seen = {r["prompt"].lower() for r in train}
-    clash = [r for r in held if r["prompt"].lower() in seen]
-    held = [r for r in held if r["prompt"].lower() not in seen]
-    (out / "captions_train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train))
-    (out / "prompts_heldout.jsonl").write_text("".join(json.dumps(r) + "\n" for r in held))
+        if split == "train":
+            rows += [{"label": c, "prompt": p, "source": "template"} for p in tp.prompts(c, n_template, seed=0)]
+        run = llm.generate(c, n_llm, seed=seed)
+        rows += [{"label": c, "prompt": p, "source": "llm"} for p in run.texts]
+        keys = ("kept", "wall_s", "cpu_s", "candidates", "dropped", "new_tokens", "replies")
+        llm_stats.append({"class": c, "split": split, **{k: run.record.get(k) for k in keys}})
+        if split == "heldout":
+            rows += [{"label": c, "prompt": p, "source": "hand"} for p in HAND_WRITTEN[c]]
+        logging.info("class %d: %d %s rows so far (%s)", c, len(rows), split, llm_stats[-1])
+    clash = 0
+    if split == "heldout":
+        seen = {r["prompt"].lower() for r in read_jsonl(out / "captions_train.jsonl")}
+        clash = sum(1 for r in rows if r["prompt"].lower() in seen)
+        rows = [r for r in rows if r["prompt"].lower() not in seen]
+    name = "captions_train" if split == "train" else "prompts_heldout"
+    (out / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     info = {
-        "train": len(train), "heldout": len(held), "heldout_dropped_seen_in_train": len(clash),
+        "split": split, "rows": len(rows), "dropped_seen_in_train": clash,
         "seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
-        "llm_load_seconds": train_llm.load_seconds or held_llm.load_seconds, "llm": llm_stats,
+        "llm_load_seconds": llm.load_seconds, "llm": llm_stats,
     }  # fmt: skip
-    (out / "prompts.json").write_text(json.dumps(info, indent=2) + "\n")
+    (out / f"prompts_{split}.json").write_text(json.dumps(info, indent=2) + "\n")
     return info
 
 
@@ -332,6 +336,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--stage", choices=["template", "prompts", "train", "eval"], required=True)
     ap.add_argument("--out", type=Path, default=Path("runs/prompted"))
+    ap.add_argument("--split", choices=["train", "heldout"], default="train", help="prompts stage: which split")
     ap.add_argument("--steps", type=int, default=4000)
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--classifier", type=Path, default=Path("runs/fashion-mnist/classifier"))
@@ -364,7 +369,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.stage == "prompts":
-        info = stage_prompts(args.out, args.template_per_class, args.llm_per_class, args.heldout_per_class)
+        n_llm = args.llm_per_class if args.split == "train" else args.heldout_per_class
+        info = stage_prompts(args.out, args.split, args.template_per_class, n_llm)
     elif args.stage == "train":
         cfg = {"g_width": args.g_width, "d_width": args.d_width, "center_text": args.center_text}
         info = stage_train(args.out, args.steps, cfg, args.resume, args.captions, args.batch_size, args.lr)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import inspect
+import json
 import logging
 import math
 import string
@@ -223,7 +224,12 @@ class LLMPrompts:
         min_words, max_words: length bounds of a kept prompt.
         dedupe_threshold: MiniLM cosine similarity at which a line counts as a near duplicate.
         on_topic_threshold: least MiniLM similarity to the class description (None: no check).
-        nearest_class: drop lines closer to another class's description.
+        nearest_class: drop lines that read as another class (closer to another class's
+            description, or outvoted by another class among the ``knn`` nearest ``topic_bank`` texts).
+        topic_bank: per class (index = label), reference texts that describe it, e.g.
+            ``TemplatePrompts.prompts(c, 100)``; with them the nearest-class test is a k-NN vote
+            over the bank instead of one description per class (see ``PromptFilter``).
+        knn: bank neighbours that vote.
         encoder: text encoder spec for dedupe and topic (``"minilm"``).
         cache: JSONL prompt cache path (None: no cache).
         max_candidates_factor: give up on a class after ``factor * n`` candidate lines.
@@ -248,6 +254,8 @@ class LLMPrompts:
         dedupe_threshold: float | None = 0.92,
         on_topic_threshold: float | None = 0.3,
         nearest_class: bool = True,
+        topic_bank: Sequence[Sequence[str]] | None = None,
+        knn: int = 10,
         encoder: str | TextEncoder = "minilm",
         cache: str | Path | None = None,
         max_candidates_factor: float = 6.0,
@@ -273,6 +281,18 @@ class LLMPrompts:
             "on_topic_threshold": on_topic_threshold, "nearest_class": nearest_class,
         }  # fmt: skip
         PromptFilter(torch.eye(len(self.vocab)), 0, **self.filter_args)  # type: ignore[arg-type]  # validates
+        if topic_bank is not None:
+            if len(topic_bank) != len(self.vocab) or any(isinstance(b, str) or not b for b in topic_bank):
+                raise ValueError(
+                    f"LLMPrompts: topic_bank needs a non-empty list of texts for each of the "
+                    f"{len(self.vocab)} classes, got {len(topic_bank)} entries"
+                )
+            total = sum(len(b) for b in topic_bank)
+            if not 1 <= knn <= total:
+                raise ValueError(f"LLMPrompts: knn must be in [1, {total}] (topic bank texts), got {knn}")
+        self.topic_bank = None if topic_bank is None else tuple(tuple(str(t) for t in b) for b in topic_bank)
+        self.knn = int(knn)
+        self._bank: tuple[Tensor, Tensor] | None = None
         self.max_candidates_factor = max_candidates_factor
         self._encoder_spec = encoder
         self.cache = PromptCache(cache) if cache is not None else None
@@ -310,8 +330,25 @@ class LLMPrompts:
         return request_key(
             model=self.model_spec, gguf_file=self.gguf_file, messages=self.messages(cls), cls=v.name,
             description=v.text, seed=int(seed), sampling=asdict(self.sampling), filters=self.filter_args,
-            classes=[c.text for c in self.vocab], encoder=self._encoder_name(),
+            classes=[c.text for c in self.vocab], encoder=self._encoder_name(), **self._bank_key(),
         )  # fmt: skip
+
+    def _bank_key(self) -> dict[str, Any]:
+        """The topic bank's part of the cache key (nothing without a bank, so old keys stay valid)."""
+        if self.topic_bank is None:
+            return {}
+        digest = hashlib.sha256(json.dumps(self.topic_bank).encode()).hexdigest()[:16]
+        return {"topic_bank": digest, "knn": self.knn}
+
+    def bank(self) -> tuple[Tensor, Tensor] | None:
+        """``(unit embeddings [M, D], labels [M])`` of the topic bank, encoded once (None: no bank)."""
+        if self.topic_bank is None:
+            return None
+        if self._bank is None:
+            texts = [t for b in self.topic_bank for t in b]
+            labels = torch.tensor([c for c, b in enumerate(self.topic_bank) for _ in b], dtype=torch.long)
+            self._bank = (self.encoder.encode(texts).float(), labels)
+        return self._bank
 
     def _encoder_name(self) -> str:
         spec = self._encoder_spec
@@ -369,7 +406,11 @@ class LLMPrompts:
         tok, lm = self.load()
         enc = self.encoder
         reference = enc.encode([c.text for c in self.vocab])  # [K, D]
-        filt = PromptFilter(reference, label, **self.filter_args)  # type: ignore[arg-type]
+        bank = self.bank()
+        filt = PromptFilter(
+            reference, label, **self.filter_args,  # type: ignore[arg-type]
+            bank=None if bank is None else bank[0], bank_labels=None if bank is None else bank[1], knn=self.knn,
+        )  # fmt: skip
         chat = tok.apply_chat_template(self.messages(label), add_generation_prompt=True, return_dict=True)
         prompt_ids = torch.tensor([chat["input_ids"]], dtype=torch.long)
         stops = self._stop_ids(tok)
@@ -401,7 +442,8 @@ class LLMPrompts:
             "system": self.system, "class": v.name, "label": label, "description": v.text, "seed": int(seed),
             "n": n, "exhausted": len(kept) < n, "rounds": rounds, "replies": replies, "new_tokens": tokens,
             "wall_s": round(time.perf_counter() - t0, 3), "cpu_s": round(time.process_time() - c0, 3),
-            "sampling": asdict(self.sampling), "filters": self.filter_args, **filt.stats.as_dict(),
+            "sampling": asdict(self.sampling), "filters": {**self.filter_args, **self._bank_key()},
+            **filt.stats.as_dict(),
         }  # fmt: skip
         record["kept"] = len(prompts)
         run = PromptRun(key, prompts, record)

@@ -161,7 +161,10 @@ def recipe_caption_bank(
     def llm() -> Any:
         from augmentgen.generators.prompts_llm import LLMPrompts
 
-        kw = {"instruction": spec.llm_instruction} if spec.llm_instruction else {}
+        kw: dict[str, Any] = {"instruction": spec.llm_instruction} if spec.llm_instruction else {}
+        if spec.topic_bank_per_class:
+            kw["topic_bank"] = [template.prompts(c, spec.topic_bank_per_class, seed=0) for c in range(len(vocab))]
+            kw["knn"] = min(spec.knn, spec.topic_bank_per_class * len(vocab))
         cache = spec.prompt_cache or root / "llm_prompts.jsonl"
         return LLMPrompts(vocab, spec.llm_model, cache=cache, encoder=spec.text_encoder, **kw)
 

@@ -137,6 +137,11 @@ class TextToImageSpec(_Strict):
     llm_instruction: str | None = Field(
         default=None, description="per-class instruction with {name} and {description} (null: the default)"
     )
+    topic_bank_per_class: int = Field(
+        default=100, ge=0,
+        description="template captions per class whose k-NN vote is the LLM prompts' nearest-class test",
+    )  # fmt: skip
+    knn: int = Field(default=10, ge=1, description="topic-bank neighbours that vote")
     render: Literal["train", "template", "llm"] = Field(
         default="template", description="prompts rendered into shards: the training captions, or fresh ones"
     )
@@ -227,7 +232,12 @@ class PromptsSpec(_Strict):
     on_topic_threshold: float | None = Field(
         default=0.3, ge=-1, le=1, description="least MiniLM cosine to the class description"
     )
-    nearest_class: bool = Field(default=True, description="drop lines closer to another class's description")
+    nearest_class: bool = Field(default=True, description="drop lines that read as another class")
+    topic_bank_per_class: int = Field(
+        default=100, ge=0,
+        description="template captions per class whose k-NN vote is the nearest-class test (0: descriptions)",
+    )  # fmt: skip
+    knn: int = Field(default=10, ge=1, description="topic-bank neighbours that vote")
     min_words: int = Field(default=3, ge=1)
     max_words: int = Field(default=20, ge=1)
     temperature: float = Field(default=0.7, gt=0)

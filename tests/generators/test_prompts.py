@@ -224,6 +224,42 @@ def test_filter_thresholds_off_and_bad_settings() -> None:
         PromptFilter(ref, 0).add(["a red bag"], lambda t: torch.ones(1, 3))
 
 
+def test_filter_bank_vote_decides_the_nearest_class() -> None:
+    # descriptions say class 0 for every line; the bank's 3-NN vote decides instead
+    ref = _unit([[1, 0, 0], [0.9, 0.1, 0]])
+    bank = _unit([[0, 1, 0], [0, 0.9, 0.1], [0, 0.8, 0.2], [0, 0, 1], [0.1, 0, 1], [0.2, 0, 1]])
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])
+    table = {
+        "reads as its own class": [0.5, 1, 0],  # 3 of 3 neighbours are class 0
+        "reads as the other class": [0.5, 0, 1],  # 3 of 3 are class 1
+        "a tie is not a plurality": [0, 0.9, 1],  # 2 vs 2 among 4 neighbours
+    }
+
+    def encode(texts: list[str]) -> torch.Tensor:
+        return _unit([table[t] for t in texts])
+
+    f = PromptFilter(ref, 0, min_words=1, dedupe_threshold=None, on_topic_threshold=None, bank=bank,
+                     bank_labels=labels, knn=3)  # fmt: skip
+    assert [t for t, _ in f.add(list(table)[:2], encode)] == ["reads as its own class"]
+    g = PromptFilter(ref, 0, min_words=1, dedupe_threshold=None, on_topic_threshold=None, bank=bank,
+                     bank_labels=labels, knn=4)  # fmt: skip
+    assert g.add(["a tie is not a plurality"], encode) == [] and g.stats.dropped["other_class"] == 1
+    # the same line written for class 1 passes the vote there, though its description test says class 0
+    h = PromptFilter(ref, 1, min_words=1, dedupe_threshold=None, on_topic_threshold=None, bank=bank,
+                     bank_labels=labels, knn=3)  # fmt: skip
+    assert [t for t, _ in h.add(["reads as the other class"], encode)] == ["reads as the other class"]
+    assert PromptFilter(ref, 1, min_words=1, on_topic_threshold=None).add(["reads as the other class"], encode) == []
+    for kw, match in (
+        ({"bank": bank}, "go together"),
+        ({"bank": bank[:, :2], "bank_labels": labels}, r"bank must be \[M, 3\]"),
+        ({"bank": bank, "bank_labels": labels[:5]}, r"bank_labels must be \[6\]"),
+        ({"bank": bank, "bank_labels": labels, "knn": 7}, r"knn must be in \[1, 6\]"),
+        ({"bank": bank, "bank_labels": labels + 1, "knn": 3}, "bank_labels must be in"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            PromptFilter(ref, 0, **kw)  # type: ignore[arg-type]
+
+
 # ---- the JSONL cache ---------------------------------------------------------------------
 def _run(key: str, texts: list[str], **record: object) -> PromptRun:
     ps = [Prompt(prompt_id(key, t), t, "Bag", 8, i, 0.5) for i, t in enumerate(texts)]
@@ -348,6 +384,59 @@ def test_llm_prompts_seeded_prefix_stable_and_cached(tiny_lm: Path, tmp_path: Pa
         != llm.key("rain", 0)
         != _tiny(tiny_lm, sampling=SamplingConfig(temperature=1.0)).key("rain", 0)
     )
+
+
+class _HashEncoder:
+    """A deterministic stand-in text encoder: a unit vector seeded by each text's bytes."""
+
+    name = "hash"
+
+    def encode(self, texts: list[str]) -> torch.Tensor:
+        rows = []
+        for t in texts:
+            g = torch.Generator().manual_seed(int.from_bytes(t.encode()[:7].ljust(7, b"_"), "little") + len(t))
+            rows.append(torch.randn(8, generator=g))
+        return torch.nn.functional.normalize(torch.stack(rows), dim=-1)
+
+
+def test_llm_prompts_topic_bank_vote(tiny_lm: Path, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    bank = [["thick grey fog", "fog on the road", "misty street"], ["heavy rain", "wet street", "rain drops"]]
+    plain = _tiny(tiny_lm, encoder=_HashEncoder(), nearest_class=True)
+    voted = _tiny(tiny_lm, tmp_path / "p.jsonl", encoder=_HashEncoder(), nearest_class=True, topic_bank=bank, knn=3,
+                  max_candidates_factor=20, sampling=SamplingConfig(batch_size=16, max_new_tokens=6, temperature=3.0))
+    assert plain._bank_key() == {} and plain.bank() is None  # no bank: the old cache keys stay valid
+    assert voted.key("fog", 0) != plain.key("fog", 0)
+    assert voted.key("fog", 0) != _tiny(tiny_lm, encoder=_HashEncoder(), nearest_class=True, topic_bank=bank,
+                                         knn=2).key("fog", 0)  # fmt: skip
+    emb, labels = voted.bank()  # type: ignore[misc]
+    assert emb.shape == (6, 8) and labels.tolist() == [0, 0, 0, 1, 1, 1]
+    run = voted.generate("rain", 3, seed=0)
+    assert run.record["filters"]["knn"] == 3 and len(run.record["filters"]["topic_bank"]) == 16
+    assert run.texts and run.record["dropped"]["other_class"] > 0  # the vote both keeps and drops lines here
+    assert run.record["candidates"] == run.record["kept"] + sum(run.record["dropped"].values())
+    for text in run.texts:  # every kept line wins the 3-NN vote for rain, checked here independently
+        near = (_HashEncoder().encode([text]) @ emb.T).topk(3).indices[0]
+        assert int((labels[near] == 1).sum()) >= 2
+    for kw, match in (
+        ({"topic_bank": bank[:1]}, "topic_bank needs"),
+        ({"topic_bank": [bank[0], []]}, "topic_bank needs"),
+        ({"topic_bank": bank, "knn": 7}, r"knn must be in \[1, 6\]"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            _tiny(tiny_lm, **kw)
+
+
+def test_recipe_topic_bank_plumbing() -> None:
+    from augmentgen.generators.prompts_job import make_llm_prompts
+    from augmentgen.recipes.schema import PromptsSpec
+
+    spec = PromptsSpec.model_validate({**WEATHER["prompts"], "source": "llm", "topic_bank_per_class": 3, "knn": 50})
+    llm = make_llm_prompts(spec, None)
+    assert llm.topic_bank is not None and [len(b) for b in llm.topic_bank] == [3, 3]
+    assert all("fog" in t for t in llm.topic_bank[0]) and llm.knn == 6  # knn capped at the bank size
+    off = make_llm_prompts(PromptsSpec.model_validate({**WEATHER["prompts"], "topic_bank_per_class": 0}), None)
+    assert off.topic_bank is None
 
 
 def test_llm_messages_and_bad_settings(tiny_lm: Path) -> None:

@@ -351,6 +351,7 @@ def main() -> None:
         "--lr", type=float, default=None, help="generator lr, discriminator 2x (default: the model's)"
     )
     ap.add_argument("--center-text", action="store_true", help="T2IConfig.center_text")
+    ap.add_argument("--mode-seeking", type=float, default=0.0, help="T2IConfig.mode_seeking")
     ap.add_argument("--d-width", type=int, default=16)
     ap.add_argument("--model", type=Path, default=None, help="model folder (default: OUT/t2i/model)")
     ap.add_argument(
@@ -372,7 +373,10 @@ def main() -> None:
         n_llm = args.llm_per_class if args.split == "train" else args.heldout_per_class
         info = stage_prompts(args.out, args.split, args.template_per_class, n_llm)
     elif args.stage == "train":
-        cfg = {"g_width": args.g_width, "d_width": args.d_width, "center_text": args.center_text}
+        cfg = {
+            "g_width": args.g_width, "d_width": args.d_width, "center_text": args.center_text,
+            "mode_seeking": args.mode_seeking,
+        }  # fmt: skip
         info = stage_train(args.out, args.steps, cfg, args.resume, args.captions, args.batch_size, args.lr)
     elif args.stage == "template":
         info = stage_template(args.out, args.template_per_class)

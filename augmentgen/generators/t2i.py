@@ -51,10 +51,25 @@ from augmentgen.generators.t2i_nets import (
 )
 
 KIND = "t2i"
-__all__ = ["KIND", "T2IConfig", "TextToImageGAN", "class_prototypes", "mismatched_labels"]
+__all__ = ["KIND", "T2IConfig", "TextToImageGAN", "class_prototypes", "mismatched_labels", "mode_seeking_ratio"]
 
 
 # ---- the model ---------------------------------------------------------------------------------------
+
+
+def mode_seeking_ratio(x1: Tensor, x2: Tensor, z1: Tensor, z2: Tensor) -> Tensor:
+    """Mean image distance over mean latent distance of paired samples (MSGAN's ``lz``), a scalar.
+
+    Shape:
+        x1, x2: ``[P, C, H, W]``; z1, z2: ``[P, Z]``.
+
+    Example:
+        >>> x, z = torch.zeros(2, 1, 2, 2), torch.zeros(2, 3)
+        >>> float(mode_seeking_ratio(x, x + 0.5, z, z + 1.0))
+        0.5
+    """
+    return (x1 - x2).abs().mean() / (z1 - z2).abs().mean().clamp_min(1e-8)
+
 
 
 @GENERATORS.register(KIND)
@@ -327,13 +342,23 @@ class TextToImageGAN(nn.Module):
             ctx.optimize("d", loss_d)
         _frozen(self.d, True)  # no D weight gradients in the G step
         t_g = self._centered(self._interpolated(y, rng))
-        fake = self.g(torch.randn(b, zd, generator=rng, device=rng.device).to(x), self._noisy(t_g, rng))
+        z = torch.randn(b, zd, generator=rng, device=rng.device).to(x)
+        t_noisy = self._noisy(t_g, rng)
+        half = b // 2 if self.config.mode_seeking > 0 else 0
+        if half:  # rows i and b - half + i share a caption (noise included) and differ in z
+            t_g, t_noisy = torch.cat([t_g[: b - half], t_g[:half]]), torch.cat([t_noisy[: b - half], t_noisy[:half]])
+        fake = self.g(z, t_noisy)
         g_logits = self.d(self.augment(fake, rng), t_g)
         loss_g = -g_logits.mean() if self.config.loss == "hinge" else F.softplus(-g_logits).mean()
+        extra: dict[str, float] = {}
+        if half:
+            ratio = mode_seeking_ratio(fake[:half], fake[b - half :], z[:half], z[b - half :])
+            loss_g = loss_g + self.config.mode_seeking / (ratio + 1e-5)
+            extra["ms_ratio"] = float(ratio.detach())
         ctx.optimize("g", loss_g)
         _frozen(self.d, False)
         ema_update(self.g_ema, self.g, warmup_decay(self.config.ema_decay, ctx.step))
-        return d_stats(loss_d, loss_g, d_real, d_fake, mismatch=d_mis)
+        return {**d_stats(loss_d, loss_g, d_real, d_fake, mismatch=d_mis), **extra}
 
     # ---- files --------------------------------------------------------------------------------
     @classmethod

@@ -38,6 +38,10 @@ class T2IConfig:
         center_text: subtract the caption bank's mean embedding (and renormalise) before the
             networks see a caption: sentence embeddings of one domain share a large common
             component ("a photo of ..."), and removing it leaves the part that tells classes apart.
+        mode_seeking: weight of the mode-seeking term (Mao et al. 2019, "Mode Seeking GANs",
+            https://arxiv.org/abs/1903.05628): the G batch is split into pairs that share a caption
+            and differ in z, and G is penalised by ``1 / (|G(z1)-G(z2)| / |z1-z2| + 1e-5)``, so that
+            a caption does not collapse to one image; 0 turns it off.
         text_encoder: ``text_encoders.load_text_encoder`` spec used to embed prompts at sampling.
         bank_size: rows of the caption bank stored with the model (set by ``set_captions``).
     """
@@ -58,6 +62,7 @@ class T2IConfig:
     interpolate: float = 0.5
     text_noise: float = 0.05
     center_text: bool = False
+    mode_seeking: float = 0.0
     text_encoder: str = "minilm"
     bank_size: int = 0
 
@@ -73,6 +78,8 @@ class T2IConfig:
                 raise ValueError(f"T2IConfig.{name} must be in [0, 1], got {getattr(self, name)}")
         if self.text_noise < 0:
             raise ValueError(f"T2IConfig.text_noise must be >= 0, got {self.text_noise}")
+        if self.mode_seeking < 0:
+            raise ValueError(f"T2IConfig.mode_seeking must be >= 0, got {self.mode_seeking}")
         for name in ("num_classes", "channels", "latent_dim", "text_dim", "cond_dim", "g_width", "d_width"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"T2IConfig.{name} must be >= 1, got {getattr(self, name)}")

@@ -364,3 +364,51 @@ def test_center_text_removes_the_shared_component_and_round_trips(tmp_path: Path
     assert torch.equal(back.text_mean, m.text_mean)
     a = m.eval().generate(torch.arange(10), 10, torch.Generator().manual_seed(0)).image
     assert torch.equal(a, back.generate(torch.arange(10), 10, torch.Generator().manual_seed(0)).image)
+
+
+# ---- mode seeking ----------------------------------------------------------------------------------------
+
+
+def test_mode_seeking_ratio_golden() -> None:
+    from augmentgen.generators.t2i import mode_seeking_ratio
+
+    x1, x2 = torch.zeros(3, 1, 2, 2), torch.full((3, 1, 2, 2), 0.3)
+    z1, z2 = torch.zeros(3, 4), torch.full((3, 4), 2.0)
+    assert float(mode_seeking_ratio(x1, x2, z1, z2)) == pytest.approx(0.15)
+    assert float(mode_seeking_ratio(x1, x2, z1, z1)) > 1e6  # equal z: no division by zero
+
+
+class _Ctx:
+    def __init__(self, model: TextToImageGAN) -> None:
+        self.step, self.losses = 0, {}
+        self.opt = {k: torch.optim.SGD(v, lr=0.0) for k, v in model.param_groups().items()}
+
+    def optimize(self, name: str, loss: Tensor) -> None:
+        self.losses[name] = float(loss.detach())
+        self.opt[name].zero_grad()
+        loss.backward()
+
+
+@pytest.mark.parametrize("batch", [8, 9])
+def test_mode_seeking_pairs_share_a_caption_and_add_a_term(batch: int, digits: Batch) -> None:
+    m = TextToImageGAN(tiny_config(mode_seeking=1.0))
+    m.set_captions(*clustered_captions())
+    seen: list[tuple[Tensor, Tensor]] = []
+    m.g.register_forward_hook(lambda mod, inp, out: seen.append((inp[0].detach(), inp[1].detach())))
+    image = torch.nn.functional.interpolate(digits.image[:batch].float() / 255, size=8)
+    real = Batch(image=image, label=digits.label[:batch])
+    rec = m.training_step(real, torch.Generator().manual_seed(0), _Ctx(m))
+    z, t = seen[-1]  # the generator step's inputs
+    half = batch // 2
+    assert torch.equal(t[:half], t[batch - half :]) and not torch.equal(z[:half], z[batch - half :])
+    assert np.isfinite(rec["ms_ratio"]) and rec["ms_ratio"] > 0
+    # with a discriminator that says 0 to everything, the hinge G loss is the mode-seeking term alone
+    p0 = next(m.d.parameters())
+    m.d.forward = lambda x, t: x.flatten(1).sum(1) * 0.0 + p0.sum() * 0.0  # type: ignore[method-assign]
+    rec = m.training_step(real, torch.Generator().manual_seed(0), _Ctx(m))
+    assert rec["loss_g"] == pytest.approx(1.0 / (rec["ms_ratio"] + 1e-5), rel=1e-5)
+    off = TextToImageGAN(tiny_config())
+    off.set_captions(*clustered_captions())
+    assert "ms_ratio" not in off.training_step(real, torch.Generator().manual_seed(0), _Ctx(off))
+    with pytest.raises(ValueError, match="mode_seeking"):
+        T2IConfig(mode_seeking=-1.0)

@@ -11,6 +11,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from collections import Counter
@@ -180,6 +181,10 @@ class PromptFilter:
             ``benchmarks/prompted.md``).
         bank_labels: class of every bank row, ``[M]``.
         knn: neighbours that vote (``<= M``).
+        min_vote: least share of the ``knn`` votes the line's class must hold besides the plurality
+            (0: plurality only). Lines that read as "a stylish piece of clothing" split their
+            votes; on 187 held-out SmolLM2 prompts a share of 0.7 kept 152 whose images matched
+            their class 87.4% of the time, against 83.6% for all 187 (``benchmarks/prompted.md``).
 
     Shape:
         reference: ``[K, D]``; ``bank``: ``[M, D]``; ``encode`` returns ``[N, D]``.
@@ -201,6 +206,7 @@ class PromptFilter:
     bank: Tensor | None = None
     bank_labels: Tensor | None = None
     knn: int = 10
+    min_vote: float = 0.0
     stats: FilterStats = field(default_factory=FilterStats)
     kept_text: list[str] = field(default_factory=list)
     _seen: set[str] = field(default_factory=set, repr=False)
@@ -231,6 +237,8 @@ class PromptFilter:
                 raise ValueError(f"PromptFilter: knn must be in [1, {m}] (bank rows), got {self.knn}")
             if int(self.bank_labels.min()) < 0 or int(self.bank_labels.max()) >= self.reference.shape[0]:
                 raise ValueError(f"PromptFilter: bank_labels must be in [0, {self.reference.shape[0]})")
+        if not 0.0 <= self.min_vote <= 1.0:
+            raise ValueError(f"PromptFilter: min_vote must be a share in [0, 1], got {self.min_vote}")
         for name in ("dedupe_threshold", "on_topic_threshold"):
             v = getattr(self, name)
             if v is not None and not -1.0 <= v <= 1.0:
@@ -304,4 +312,5 @@ class PromptFilter:
         votes.scatter_add_(1, self.bank_labels.long()[near], torch.ones_like(near))
         own = votes[:, self.label].clone()
         votes[:, self.label] = -1
-        return (votes.max(1).values >= own).tolist()
+        weak = own < math.ceil(self.min_vote * self.knn - 1e-9)
+        return ((votes.max(1).values >= own) | weak).tolist()

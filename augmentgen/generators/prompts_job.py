@@ -59,6 +59,7 @@ def make_llm_prompts(spec: Any, cache: str | Path | None) -> Any:
         max_words=spec.max_words, dedupe_threshold=spec.dedupe_threshold,
         on_topic_threshold=spec.on_topic_threshold, nearest_class=spec.nearest_class, cache=cache,
         topic_bank=bank, knn=min(spec.knn, spec.topic_bank_per_class * len(vocab)) if bank else spec.knn,
+        min_vote=spec.min_vote,
     )  # fmt: skip
 
 

@@ -230,6 +230,7 @@ class LLMPrompts:
             ``TemplatePrompts.prompts(c, 100)``; with them the nearest-class test is a k-NN vote
             over the bank instead of one description per class (see ``PromptFilter``).
         knn: bank neighbours that vote.
+        min_vote: least share of the ``knn`` votes a line's class must hold (0: plurality only).
         encoder: text encoder spec for dedupe and topic (``"minilm"``).
         cache: JSONL prompt cache path (None: no cache).
         max_candidates_factor: give up on a class after ``factor * n`` candidate lines.
@@ -256,6 +257,7 @@ class LLMPrompts:
         nearest_class: bool = True,
         topic_bank: Sequence[Sequence[str]] | None = None,
         knn: int = 10,
+        min_vote: float = 0.0,
         encoder: str | TextEncoder = "minilm",
         cache: str | Path | None = None,
         max_candidates_factor: float = 6.0,
@@ -292,6 +294,9 @@ class LLMPrompts:
                 raise ValueError(f"LLMPrompts: knn must be in [1, {total}] (topic bank texts), got {knn}")
         self.topic_bank = None if topic_bank is None else tuple(tuple(str(t) for t in b) for b in topic_bank)
         self.knn = int(knn)
+        if not 0.0 <= min_vote <= 1.0:
+            raise ValueError(f"LLMPrompts: min_vote must be a share in [0, 1], got {min_vote}")
+        self.min_vote = float(min_vote)
         self._bank: tuple[Tensor, Tensor] | None = None
         self.max_candidates_factor = max_candidates_factor
         self._encoder_spec = encoder
@@ -338,7 +343,10 @@ class LLMPrompts:
         if self.topic_bank is None:
             return {}
         digest = hashlib.sha256(json.dumps(self.topic_bank).encode()).hexdigest()[:16]
-        return {"topic_bank": digest, "knn": self.knn}
+        key: dict[str, Any] = {"topic_bank": digest, "knn": self.knn}
+        if self.min_vote:
+            key["min_vote"] = self.min_vote
+        return key
 
     def bank(self) -> tuple[Tensor, Tensor] | None:
         """``(unit embeddings [M, D], labels [M])`` of the topic bank, encoded once (None: no bank)."""
@@ -410,6 +418,7 @@ class LLMPrompts:
         filt = PromptFilter(
             reference, label, **self.filter_args,  # type: ignore[arg-type]
             bank=None if bank is None else bank[0], bank_labels=None if bank is None else bank[1], knn=self.knn,
+            min_vote=self.min_vote if bank is not None else 0.0,
         )  # fmt: skip
         chat = tok.apply_chat_template(self.messages(label), add_generation_prompt=True, return_dict=True)
         prompt_ids = torch.tensor([chat["input_ids"]], dtype=torch.long)

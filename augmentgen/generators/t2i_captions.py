@@ -165,6 +165,7 @@ def recipe_caption_bank(
         if spec.topic_bank_per_class:
             kw["topic_bank"] = [template.prompts(c, spec.topic_bank_per_class, seed=0) for c in range(len(vocab))]
             kw["knn"] = min(spec.knn, spec.topic_bank_per_class * len(vocab))
+            kw["min_vote"] = spec.min_vote
         cache = spec.prompt_cache or root / "llm_prompts.jsonl"
         return LLMPrompts(vocab, spec.llm_model, cache=cache, encoder=spec.text_encoder, **kw)
 

@@ -142,6 +142,9 @@ class TextToImageSpec(_Strict):
         description="template captions per class whose k-NN vote is the LLM prompts' nearest-class test",
     )  # fmt: skip
     knn: int = Field(default=10, ge=1, description="topic-bank neighbours that vote")
+    min_vote: float = Field(
+        default=0.7, ge=0, le=1, description="least share of the knn votes a line's class must hold"
+    )
     render: Literal["train", "template", "llm"] = Field(
         default="template", description="prompts rendered into shards: the training captions, or fresh ones"
     )
@@ -238,6 +241,9 @@ class PromptsSpec(_Strict):
         description="template captions per class whose k-NN vote is the nearest-class test (0: descriptions)",
     )  # fmt: skip
     knn: int = Field(default=10, ge=1, description="topic-bank neighbours that vote")
+    min_vote: float = Field(
+        default=0.7, ge=0, le=1, description="least share of the knn votes a line's class must hold"
+    )
     min_words: int = Field(default=3, ge=1)
     max_words: int = Field(default=20, ge=1)
     temperature: float = Field(default=0.7, gt=0)

@@ -249,7 +249,13 @@ def test_filter_bank_vote_decides_the_nearest_class() -> None:
                      bank_labels=labels, knn=3)  # fmt: skip
     assert [t for t, _ in h.add(["reads as the other class"], encode)] == ["reads as the other class"]
     assert PromptFilter(ref, 1, min_words=1, on_topic_threshold=None).add(["reads as the other class"], encode) == []
+    # min_vote: "reads as its own class" holds 3 of its 5 nearest votes (0.6): kept at 0.6, dropped at 0.7
+    for share, kept in ((0.6, 1), (0.7, 0)):
+        v = PromptFilter(ref, 0, min_words=1, dedupe_threshold=None, on_topic_threshold=None, bank=bank,
+                         bank_labels=labels, knn=5, min_vote=share)  # fmt: skip
+        assert len(v.add(["reads as its own class"], encode)) == kept
     for kw, match in (
+        ({"bank": bank, "bank_labels": labels, "knn": 3, "min_vote": 1.5}, "min_vote"),
         ({"bank": bank}, "go together"),
         ({"bank": bank[:, :2], "bank_labels": labels}, r"bank must be \[M, 3\]"),
         ({"bank": bank, "bank_labels": labels[:5]}, r"bank_labels must be \[6\]"),
@@ -409,6 +415,8 @@ def test_llm_prompts_topic_bank_vote(tiny_lm: Path, tmp_path: Path) -> None:
     assert voted.key("fog", 0) != plain.key("fog", 0)
     assert voted.key("fog", 0) != _tiny(tiny_lm, encoder=_HashEncoder(), nearest_class=True, topic_bank=bank,
                                          knn=2).key("fog", 0)  # fmt: skip
+    strict = _tiny(tiny_lm, encoder=_HashEncoder(), nearest_class=True, topic_bank=bank, knn=3, min_vote=0.6)
+    assert strict.key("fog", 0) != voted.key("fog", 0) and strict._bank_key()["min_vote"] == 0.6
     emb, labels = voted.bank()  # type: ignore[misc]
     assert emb.shape == (6, 8) and labels.tolist() == [0, 0, 0, 1, 1, 1]
     run = voted.generate("rain", 3, seed=0)
@@ -422,6 +430,7 @@ def test_llm_prompts_topic_bank_vote(tiny_lm: Path, tmp_path: Path) -> None:
         ({"topic_bank": bank[:1]}, "topic_bank needs"),
         ({"topic_bank": [bank[0], []]}, "topic_bank needs"),
         ({"topic_bank": bank, "knn": 7}, r"knn must be in \[1, 6\]"),
+        ({"topic_bank": bank, "knn": 3, "min_vote": -0.1}, "min_vote"),
     ):
         with pytest.raises(ValueError, match=match):
             _tiny(tiny_lm, **kw)

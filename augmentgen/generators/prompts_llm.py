@@ -137,12 +137,32 @@ def _warp_logits(logits: Tensor, seqs: Tensor, s: SamplingConfig) -> Tensor:
         kth = torch.topk(logits, s.top_k).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if s.top_p < 1.0:
-        sorted_logits, order = logits.sort(dim=-1, descending=True)
-        probs = sorted_logits.softmax(-1)
-        drop = probs.cumsum(-1) - probs > s.top_p  # keeps the token that crosses top_p
-        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
-        logits = torch.full_like(logits, float("-inf")).scatter(1, order, sorted_logits)
+        logits = top_p_filter(logits, s.top_p)
     return logits
+
+
+def top_p_filter(logits: Tensor, top_p: float, first: int = 64) -> Tensor:
+    """Nucleus filter: keep the most likely tokens until their mass reaches ``top_p`` (the one
+    that crosses it included); the rest become ``-inf``. Shape: ``[B, V]``.
+
+    Sorting a 49k vocabulary for every row and step cost as much as the model's own forward pass
+    (83 vs 122 ms per step at batch 16 for SmolLM2-135M on one core), so the nucleus is looked for
+    among the ``first`` most likely tokens, doubling that until every row's nucleus fits; a
+    nucleus is usually a few dozen tokens. The kept set equals a full sort's up to float rounding
+    of the probabilities (``test_top_p_filter_matches_a_full_sort``).
+    """
+    v = logits.shape[-1]
+    probs = logits.softmax(-1)
+    k = min(first, v)
+    while True:
+        top, idx = probs.topk(k, dim=-1)  # sorted, most likely first
+        cum = top.cumsum(-1)
+        if k == v or bool((cum[:, -1] > top_p).all()):  # every token past k is dropped
+            break
+        k = min(2 * k, v)
+    drop = cum - top > top_p  # mass before the token already exceeds top_p
+    kept = torch.where(drop, float("-inf"), logits.gather(1, idx))
+    return torch.full_like(logits, float("-inf")).scatter(1, idx, kept)
 
 
 def _cache_of(out: Any) -> Any:

@@ -571,3 +571,25 @@ def test_real_smollm2_writes_on_topic_prompts(tmp_path: Path) -> None:
         sampling=SamplingConfig(batch_size=8, max_new_tokens=32),
     )  # fmt: skip
     assert again.generate("Sneaker", len(run.prompts), seed=0).texts == run.texts and again._lm is None
+
+
+def _top_p_by_sort(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """The textbook nucleus filter (a full sort), the reference for ``top_p_filter``."""
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    probs = sorted_logits.softmax(-1)
+    drop = probs.cumsum(-1) - probs > top_p
+    return torch.full_like(logits, float("-inf")).scatter(1, order, sorted_logits.masked_fill(drop, float("-inf")))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 6), st.integers(2, 3000), st.floats(0.05, 0.999), st.floats(0.1, 8.0), st.integers(0, 2**31 - 1)
+)
+def test_top_p_filter_matches_a_full_sort(rows: int, vocab: int, top_p: float, spread: float, seed: int) -> None:
+    from augmentgen.generators.prompts_llm import top_p_filter
+
+    logits = torch.randn(rows, vocab, generator=torch.Generator().manual_seed(seed)) * spread
+    fast, ref = top_p_filter(logits, top_p, first=4), _top_p_by_sort(logits, top_p)
+    assert torch.equal(torch.isfinite(fast), torch.isfinite(ref))  # the same kept set
+    assert torch.equal(fast[torch.isfinite(fast)], logits[torch.isfinite(ref)])  # kept logits untouched
+    assert bool(torch.isfinite(fast).any(1).all())  # at least the most likely token survives

@@ -43,10 +43,7 @@ def make_llm_prompts(spec: Any, cache: str | Path | None) -> Any:
     from augmentgen.generators import prompts_llm as pl
 
     vocab = class_vocab(spec)
-    bank = None
-    if spec.topic_bank_per_class:
-        tp = TemplatePrompts.fashion_mnist() if spec.classes is None else TemplatePrompts(list(vocab))
-        bank = [tp.prompts(c, spec.topic_bank_per_class, seed=0) for c in range(len(vocab))]
+    tp = TemplatePrompts.fashion_mnist() if spec.classes is None else TemplatePrompts(list(vocab))
     default_instruction = pl.PRODUCT_INSTRUCTION if spec.classes is None else pl.DEFAULT_INSTRUCTION
     sampling = pl.SamplingConfig(
         temperature=spec.temperature, top_p=spec.top_p, top_k=spec.top_k,
@@ -58,8 +55,7 @@ def make_llm_prompts(spec: Any, cache: str | Path | None) -> Any:
         system=spec.system or pl.DEFAULT_SYSTEM, sampling=sampling, min_words=spec.min_words,
         max_words=spec.max_words, dedupe_threshold=spec.dedupe_threshold,
         on_topic_threshold=spec.on_topic_threshold, nearest_class=spec.nearest_class, cache=cache,
-        topic_bank=bank, knn=min(spec.knn, spec.topic_bank_per_class * len(vocab)) if bank else spec.knn,
-        min_vote=spec.min_vote,
+        **spec.topic_vote_kwargs(tp, len(vocab)),
     )  # fmt: skip
 
 

@@ -162,10 +162,7 @@ def recipe_caption_bank(
         from augmentgen.generators.prompts_llm import LLMPrompts
 
         kw: dict[str, Any] = {"instruction": spec.llm_instruction} if spec.llm_instruction else {}
-        if spec.topic_bank_per_class:
-            kw["topic_bank"] = [template.prompts(c, spec.topic_bank_per_class, seed=0) for c in range(len(vocab))]
-            kw["knn"] = min(spec.knn, spec.topic_bank_per_class * len(vocab))
-            kw["min_vote"] = spec.min_vote
+        kw.update(spec.topic_vote_kwargs(template, len(vocab)))
         cache = spec.prompt_cache or root / "llm_prompts.jsonl"
         return LLMPrompts(vocab, spec.llm_model, cache=cache, encoder=spec.text_encoder, **kw)
 

@@ -118,7 +118,35 @@ class FiltersSpec(_Strict):
     )
 
 
-class TextToImageSpec(_Strict):
+class TopicVoteSpec(_Strict):
+    """How LLM-written lines are checked for their class: a k-NN vote over template captions.
+
+    ``LLMPrompts(topic_bank=..., knn=..., min_vote=...)``: the ``knn`` nearest of
+    ``topic_bank_per_class`` template captions per class vote, and a line's class must hold a
+    strict plurality and at least ``min_vote`` of the votes (0 captions: one description per class).
+    """
+
+    topic_bank_per_class: int = Field(
+        default=100, ge=0,
+        description="template captions per class whose k-NN vote is the nearest-class test (0: descriptions)",
+    )  # fmt: skip
+    knn: int = Field(default=10, ge=1, description="topic-bank neighbours that vote")
+    min_vote: float = Field(
+        default=0.7, ge=0, le=1, description="least share of the knn votes a line's class must hold"
+    )
+
+    def topic_vote_kwargs(self, template: Any, num_classes: int) -> dict[str, Any]:
+        """``LLMPrompts`` keyword arguments of the vote, the bank drawn from ``template`` (seed 0)."""
+        if not self.topic_bank_per_class:
+            return {}
+        n = self.topic_bank_per_class
+        return {
+            "topic_bank": [template.prompts(c, n, seed=0) for c in range(num_classes)],
+            "knn": min(self.knn, n * num_classes), "min_vote": self.min_vote,
+        }  # fmt: skip
+
+
+class TextToImageSpec(TopicVoteSpec):
     """Captions and prompts of the recipe's text-to-image generators (``kind: t2i``).
 
     Training captions: ``template_per_class`` grammar prompts plus ``llm_per_class`` LLM-written
@@ -136,14 +164,6 @@ class TextToImageSpec(_Strict):
     )
     llm_instruction: str | None = Field(
         default=None, description="per-class instruction with {name} and {description} (null: the default)"
-    )
-    topic_bank_per_class: int = Field(
-        default=100, ge=0,
-        description="template captions per class whose k-NN vote is the LLM prompts' nearest-class test",
-    )  # fmt: skip
-    knn: int = Field(default=10, ge=1, description="topic-bank neighbours that vote")
-    min_vote: float = Field(
-        default=0.7, ge=0, le=1, description="least share of the knn votes a line's class must hold"
     )
     render: Literal["train", "template", "llm"] = Field(
         default="template", description="prompts rendered into shards: the training captions, or fresh ones"
@@ -212,7 +232,7 @@ class PromptClassSpec(_Strict):
     article: str = Field(default="a", description="'a' (a/an), 'a pair of', or '' for mass nouns (fog)")
 
 
-class PromptsSpec(_Strict):
+class PromptsSpec(TopicVoteSpec):
     """Prompts per class, from the template grammar or an LLM, written to a JSONL cache.
 
     Args:
@@ -236,14 +256,6 @@ class PromptsSpec(_Strict):
         default=0.3, ge=-1, le=1, description="least MiniLM cosine to the class description"
     )
     nearest_class: bool = Field(default=True, description="drop lines that read as another class")
-    topic_bank_per_class: int = Field(
-        default=100, ge=0,
-        description="template captions per class whose k-NN vote is the nearest-class test (0: descriptions)",
-    )  # fmt: skip
-    knn: int = Field(default=10, ge=1, description="topic-bank neighbours that vote")
-    min_vote: float = Field(
-        default=0.7, ge=0, le=1, description="least share of the knn votes a line's class must hold"
-    )
     min_words: int = Field(default=3, ge=1)
     max_words: int = Field(default=20, ge=1)
     temperature: float = Field(default=0.7, gt=0)

@@ -71,7 +71,6 @@ def mode_seeking_ratio(x1: Tensor, x2: Tensor, z1: Tensor, z2: Tensor) -> Tensor
     return (x1 - x2).abs().mean() / (z1 - z2).abs().mean().clamp_min(1e-8)
 
 
-
 @GENERATORS.register(KIND)
 class TextToImageGAN(nn.Module):
     """A text-conditioned GAN that renders prompts (or labels, via its caption bank) as labeled images.

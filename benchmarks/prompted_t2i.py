@@ -58,13 +58,12 @@ MIN_VOTE = 0.7  # chosen on the seed-1 held-out prompts (benchmarks/prompted.md)
 def _llm(out: Path, instruction: str | None = None, min_vote: float = MIN_VOTE) -> Any:
     from augmentgen.generators.prompts import FASHION_MNIST_VOCAB, TemplatePrompts
     from augmentgen.generators.prompts_llm import LLMPrompts
+    from augmentgen.recipes.schema import TopicVoteSpec
 
     kw: dict[str, Any] = {"instruction": instruction} if instruction else {}
-    tp = TemplatePrompts.fashion_mnist()
-    bank = [tp.prompts(c, TOPIC_BANK_PER_CLASS, seed=0) for c in range(10)]
-    return LLMPrompts(
-        FASHION_MNIST_VOCAB, cache=out / "llm_prompts.jsonl", topic_bank=bank, knn=KNN, min_vote=min_vote, **kw
-    )
+    vote = TopicVoteSpec(topic_bank_per_class=TOPIC_BANK_PER_CLASS, knn=KNN, min_vote=min_vote)
+    kw.update(vote.topic_vote_kwargs(TemplatePrompts.fashion_mnist(), len(FASHION_MNIST_VOCAB)))
+    return LLMPrompts(FASHION_MNIST_VOCAB, cache=out / "llm_prompts.jsonl", **kw)
 
 
 def stage_prompts(

@@ -11,7 +11,12 @@ with a real + classical baseline on the same seeds:
   reference classifier (trained on the same subset: no peeking) gives the highest probability
   of their label (confidence filtering);
 - ``share``: repeat the real + classical rows until synthetic rows are at most this share of
-  the training set (the mixing ratio); ``none`` keeps the natural share.
+  the training set (the mixing ratio); ``none`` keeps the natural share;
+- ``temp``: the latent temperature of every chosen generator (``recipe``: each one's
+  ``sample_temperature``).
+
+``--pipeline JSON`` replaces the recipe's classical ops (both arms), ``--steps`` the classifier
+steps.
 
 Example::
 
@@ -46,12 +51,18 @@ from augmentgen.recipes import load_recipe
 
 def parse_variant(text: str) -> dict[str, Any]:
     """``per_class=200,gens=cgan,oversample=5,share=0.5`` -> a dict with every key filled in."""
-    v: dict[str, Any] = {"per_class": 200, "gens": "cgan+cvae", "oversample": 1, "share": "none"}
+    v: dict[str, Any] = {
+        "per_class": 200,
+        "gens": "cgan+cvae",
+        "oversample": 1,
+        "share": "none",
+        "temp": "recipe",
+    }
     for part in filter(None, text.split(",")):
         key, _, value = part.partition("=")
         if key not in v:
             raise ValueError(f"--variant {text!r}: unknown key {key!r}; known: {sorted(v)}")
-        v[key] = value if key in ("gens", "share") else int(value)
+        v[key] = value if key in ("gens", "share", "temp") else int(value)
     return v
 
 
@@ -76,9 +87,14 @@ def main() -> None:
     ap.add_argument(
         "--steps", type=int, default=None, help="classifier steps in every arm (default: the recipe's)"
     )
+    ap.add_argument(
+        "--pipeline", default=None, help="JSON of a pipeline section replacing the recipe's classical ops"
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
     r = load_recipe(args.run / "recipe.yaml")
+    if args.pipeline is not None:
+        r = r.model_copy(update={"pipeline": json.loads(args.pipeline)})
     train, test = load_data(r.data)
     real = _concat(train.to_batch(uint8=True))
     test_b = test.to_batch(uint8=True)
@@ -106,6 +122,7 @@ def main() -> None:
             {
                 "variant": "real_classical",
                 "steps": kw["steps"],
+                "pipeline": r.pipeline,
                 "accuracy": base,
                 "mean": statistics.fmean(base.values()),
             }
@@ -119,8 +136,10 @@ def main() -> None:
         chosen = {name: gens[name] for name in v["gens"].split("+")}
         accs, gains = [], []
         for seed in args.seeds:
-            syn = synthetic_set(chosen, k, v["per_class"] * v["oversample"], seed,
-                                {g.name: g.sample_temperature for g in r.generators})  # fmt: skip
+            temps = {g.name: g.sample_temperature for g in r.generators}
+            if v["temp"] != "recipe":
+                temps = {name: float(v["temp"]) for name in temps}
+            syn = synthetic_set(chosen, k, v["per_class"] * v["oversample"], seed, temps)
             if v["oversample"] > 1:
                 syn = keep_confident(syn, clf, k, v["per_class"])
             rc = classical[seed]

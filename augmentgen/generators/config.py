@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class _Strict(BaseModel):
@@ -86,6 +86,24 @@ class TrainSpec(_Strict):
         default=500, ge=0, description="steps between checkpoints; 0 = only at the end"
     )
     monitor: MonitorSpec = Field(default_factory=lambda: MonitorSpec())
+    augment: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description=(
+            "classical ops (pipeline transforms) applied to every real training batch: the generator "
+            "learns their variations, so use ops that keep the class (flips, small shifts); "
+            "unlike a GAN's DiffAugment, which only the discriminator sees"
+        ),
+    )
+
+    @field_validator("augment")
+    @classmethod
+    def _augment(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if v:
+            import augmentgen.ops  # noqa: F401  (fills the op registry)
+            from augmentgen.pipeline import Pipeline
+
+            Pipeline.from_dict(v, where="train.augment")  # unknown ops and bad hyperparameters fail here
+        return v
 
 
 class GeneratorSpec(_Strict):

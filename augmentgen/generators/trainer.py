@@ -3,7 +3,8 @@
 The trainer owns the loop, data order, learning-rate schedule, gradient clipping, mixed
 precision (float16 on CUDA, bfloat16 on CUDA or CPU), health monitors, sample grids, metrics (JSONL + PNG curves) and resumable
 checkpoints. Every random draw of step ``s`` comes from ``(seed, s)``: the batch order from
-``(seed, "epoch", e)``, the model's noise from ``(seed, "step", s)``. A resumed run therefore
+``(seed, "epoch", e)``, the model's noise from ``(seed, "step", s)``, the classical ops of
+``spec.augment`` (when given) from ``(seed, "augment", s)``. A resumed run therefore
 equals an uninterrupted one, given the weights and optimizer state in the checkpoint.
 
 Output folder::
@@ -122,6 +123,8 @@ class Trainer:
         monitors: extra monitors (e.g. a ``CollapseMonitor``); divergence and r_t are always on.
         callbacks: ``f(trainer, step, metrics)`` after each step.
         progress: show a rich progress bar with steps/s and ETA.
+        augment: ``f(batch, rng=generator) -> batch`` applied to every real batch (default: a
+            pipeline of ``spec.augment``, or none when that is empty).
 
     Example:
         >>> Trainer(ConditionalVAE(CVAEConfig()), ds.to_batch(), TrainSpec(steps=100), "runs/x").fit()  # doctest: +SKIP
@@ -137,6 +140,7 @@ class Trainer:
         monitors: Sequence[Monitor] = (),
         callbacks: Sequence[Callable[[Trainer, int, dict[str, float]], None]] = (),
         progress: bool = False,
+        augment: Callable[..., Batch] | None = None,
     ) -> None:
         if data.label is None:
             raise ValueError("Trainer: data must carry labels")
@@ -154,6 +158,12 @@ class Trainer:
         ]
         self.callbacks = list(callbacks)
         self.progress = progress
+        if augment is None and spec.augment:
+            import augmentgen.ops  # noqa: F401  (fills the op registry)
+            from augmentgen.pipeline import Pipeline
+
+            augment = Pipeline.from_dict(spec.augment, where="train.augment")
+        self.augment = augment
         # float16 needs CUDA (and loss scaling); bfloat16 has float32's range, so no scaling, and
         # runs on CUDA or on a CPU with bf16 units (oneDNN, e.g. AMX)
         bf16 = spec.amp_dtype == "bfloat16"
@@ -213,8 +223,13 @@ class Trainer:
         return torch.cat(parts)
 
     def real_batch(self, step: int) -> Batch:
-        b = self.data.index(self.batch_indices(step))
-        return b.as_float().to(self.device)
+        """The real rows of ``step``, float on the device, through ``augment`` when there is one."""
+        b = self.data.index(self.batch_indices(step)).as_float().to(self.device)
+        if self.augment is not None:
+            b = self.augment(b, rng=torch_rng(self.spec.seed, "augment", step, device=self.device))
+            if b.label is None:
+                raise ValueError("train.augment: the ops dropped the labels")
+        return b
 
     def step_rng(self, step: int) -> torch.Generator:
         return torch_rng(self.spec.seed, "step", step, device=self.device)

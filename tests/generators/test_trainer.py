@@ -225,3 +225,54 @@ def test_progress_bar_shows_rate(
     Trainer(tiny_vae(), digits, spec(steps=3), tmp_path, progress=True).fit()
     out = capsys.readouterr().out
     assert "ConditionalVAE" in out and "3/3" in out and "steps/s" in out
+
+
+def test_augment_applies_ops_per_step_repeatably(
+    tmp_path: Path, digits: Batch, tiny_vae: Callable[..., ConditionalVAE]
+) -> None:
+    """``train.augment`` flips the real rows the generator sees, drawn from (seed, step)."""
+    flip = [{"name": "horizontal_flip", "p": 0.5}]
+    plain = Trainer(tiny_vae(), digits, spec(), tmp_path / "plain")
+    aug = Trainer(tiny_vae(), digits, spec(augment=flip), tmp_path / "aug")
+    for step in (1, 2):
+        x, y = plain.real_batch(step).image, aug.real_batch(step).image
+        assert torch.equal(aug.real_batch(step).label, plain.real_batch(step).label)
+        flipped = (y == x.flip(-1)).flatten(1).all(1)
+        same = (y == x).flatten(1).all(1)
+        symmetric = (x == x.flip(-1)).flatten(1).all(1)
+        assert bool((flipped | same).all()), "every row is itself or its mirror image"
+        assert int((flipped & ~symmetric).sum()) > 0 and int((same & ~symmetric).sum()) > 0
+        assert torch.equal(y, aug.real_batch(step).image), "the same step draws the same flips"
+    assert not torch.equal(aug.real_batch(1).image, aug.real_batch(2).image)
+
+
+def test_augment_always_flips_with_p1(
+    tmp_path: Path, digits: Batch, tiny_vae: Callable[..., ConditionalVAE]
+) -> None:
+    t = Trainer(tiny_vae(), digits, spec(augment=[{"name": "horizontal_flip", "p": 1.0}]), tmp_path)
+    plain = Trainer(tiny_vae(), digits, spec(), tmp_path / "plain")
+    assert torch.equal(t.real_batch(3).image, plain.real_batch(3).image.flip(-1))
+
+
+def test_augment_resume_equals_uninterrupted(
+    tmp_path: Path, digits: Batch, tiny_vae: Callable[..., ConditionalVAE]
+) -> None:
+    aug = [{"name": "horizontal_flip", "p": 0.5}, {"name": "affine", "degrees": [-5, 5], "p": 0.5}]
+    full = Trainer(tiny_vae(), digits, spec(steps=6, checkpoint_every=3, augment=aug), tmp_path / "full")
+    full.fit()
+    plain = Trainer(tiny_vae(), digits, spec(steps=6, checkpoint_every=3), tmp_path / "plain")
+    plain.fit()
+    part = Trainer(tiny_vae(), digits, spec(steps=3, checkpoint_every=3, augment=aug), tmp_path / "part")
+    part.fit()
+    resumed = Trainer(tiny_vae(), digits, spec(steps=6, checkpoint_every=3, augment=aug), tmp_path / "part")
+    resumed.fit(resume=True)
+    w = "decoder.fc.weight"
+    assert torch.equal(full.model.state_dict()[w], resumed.model.state_dict()[w])
+    assert not torch.equal(full.model.state_dict()[w], plain.model.state_dict()[w])
+
+
+def test_augment_bad_op_names_the_field() -> None:
+    with pytest.raises(ValueError, match=r"train\.augment.*nope"):
+        spec(augment=[{"name": "nope"}])
+    with pytest.raises(ValueError, match=r"train\.augment"):
+        spec(augment=[{"name": "horizontal_flip", "p": 2.0}])

@@ -12,6 +12,8 @@ with a real + classical baseline on the same seeds:
   of their label (confidence filtering);
 - ``share``: repeat the real + classical rows until synthetic rows are at most this share of
   the training set (the mixing ratio); ``none`` keeps the natural share;
+- ``schedule``: ``mix`` trains on everything at once; ``pretrain`` spends half the steps on
+  everything, then fine-tunes on real + classical alone for the other half;
 - ``temp``: the latent temperature of every chosen generator (``recipe``: each one's
   ``sample_temperature``).
 
@@ -57,12 +59,13 @@ def parse_variant(text: str) -> dict[str, Any]:
         "oversample": 1,
         "share": "none",
         "temp": "recipe",
+        "schedule": "mix",
     }
     for part in filter(None, text.split(",")):
         key, _, value = part.partition("=")
         if key not in v:
             raise ValueError(f"--variant {text!r}: unknown key {key!r}; known: {sorted(v)}")
-        v[key] = value if key in ("gens", "share", "temp") else int(value)
+        v[key] = value if key in ("gens", "share", "temp", "schedule") else int(value)
     return v
 
 
@@ -147,7 +150,13 @@ def main() -> None:
                 n_syn, n_rc = syn.batch_size, rc.batch_size
                 reps = max(1, round(n_syn * (1 - float(v["share"])) / (float(v["share"]) * n_rc)))
                 rc = _concat(*([rc] * reps))
-            acc = float(train_classifier(_concat(rc, syn), seed=seed, test=test_b, **kw).test_accuracy or 0.0)
+            if v["schedule"] == "mix":
+                run = train_classifier(_concat(rc, syn), seed=seed, test=test_b, **kw)
+            else:  # "pretrain": half the steps on real + classical + synthetic, half on real + classical
+                half = {**kw, "steps": kw["steps"] // 2}
+                first = train_classifier(_concat(rc, syn), seed=seed, **half)
+                run = train_classifier(rc, seed=seed, test=test_b, init=first.model, **half)
+            acc = float(run.test_accuracy or 0.0)
             accs.append(acc)
             gains.append(acc - base[seed])
         print(json.dumps({

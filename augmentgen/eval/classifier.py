@@ -198,6 +198,7 @@ def train_classifier(
     test: Batch | None = None,
     device: torch.device | str = "cpu",
     log_every: int = 500,
+    init: ReferenceClassifier | None = None,
 ) -> ClassifierRun:
     """Train a reference classifier on ``data`` with Adam and a cosine schedule; deterministic under ``seed``.
 
@@ -210,12 +211,15 @@ def train_classifier(
         augment: random shifts of up to ``side // 14`` pixels (2 at 28x28, none below 14x14).
         seed: seeds the init, the data order and the shifts.
         test: labeled real test set, evaluated at the end.
+        init: start from these weights (fine-tuning; its config is used), not from ``seed``'s init.
 
     Example:
         >>> run = train_classifier(load_digits("train").to_batch(), steps=200)  # doctest: +SKIP
     """
     if data.label is None:
         raise ValueError("train_classifier: data needs labels")
+    if init is not None:
+        config = init.config
     if config is None:
         config = ClassifierConfig(
             num_classes=int(data.label.max()) + 1,
@@ -223,6 +227,8 @@ def train_classifier(
             image_size=int(data.image.shape[-1]),
         )
     model = ReferenceClassifier(config, rng=torch_rng(seed, KIND, "init")).to(device)
+    if init is not None:
+        model.load_state_dict(init.state_dict())
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     warm = max(1, steps // 20)
     n = data.batch_size

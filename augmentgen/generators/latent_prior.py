@@ -4,7 +4,9 @@ Ex-post density estimation (Ghosh et al. 2020, https://arxiv.org/abs/1903.12436)
 from a density fitted to the encoded training set, instead of N(0, I), keeps samples where the
 decoder was trained. Per class, k-means splits the posterior means into ``K`` clusters; each
 cluster is one Gaussian with the covariance of its posterior means plus their mean posterior
-variance, weighted by its share of the class. Pure functions; the CVAE holds the tensors.
+variance, weighted by its share of the class. A cluster of one point (a class with fewer
+points than ``K``, as in a 10-per-class subset) is that point's posterior, N(mu, diag(var)).
+Pure functions; the CVAE holds the tensors.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def fit_class_mixture(
 
     Shape:
         mu, var ``[N, L]``, labels ``[N]`` -> weights ``[C, K]``, means ``[C, K, L]``, scale_tril ``[C, K, L, L]``.
-        A class with fewer than 2 samples keeps N(0, I).
+        A class with no sample keeps N(0, I); one with a single sample gets its posterior.
     """
     d = mu.shape[1]
     k = components
@@ -57,16 +59,17 @@ def fit_class_mixture(
     trils = eye.repeat(num_classes, k, 1, 1)
     for c in range(num_classes):
         sel = labels == c
-        if int(sel.sum()) < 2:
+        if int(sel.sum()) == 0:
             continue
         x, v = x_all[sel], v_all[sel]
         assign = kmeans(x, k, g)
         weights[c] = 0.0
         for j in range(k):
             xs, vs = x[assign == j], v[assign == j]
-            if xs.shape[0] < 2:
-                continue  # an empty or single-point cluster gets no weight
-            cov = torch.cov(xs.T).reshape(d, d) + torch.diag(vs.mean(0)) + 1e-6 * eye
+            if xs.shape[0] == 0:
+                continue  # an empty cluster gets no weight
+            spread = torch.cov(xs.T).reshape(d, d) if xs.shape[0] > 1 else torch.zeros_like(eye)
+            cov = spread + torch.diag(vs.mean(0)) + 1e-6 * eye
             weights[c, j] = xs.shape[0] / x.shape[0]
             means[c, j] = xs.mean(0)
             trils[c, j] = torch.linalg.cholesky(cov)

@@ -52,3 +52,19 @@ def test_random_shift() -> None:
         vals = set(y[i].flatten().tolist()) - {0.0}
         assert vals <= set(x[i].flatten().tolist())
     assert torch.equal(y, random_shift(x, 2, torch.Generator().manual_seed(0)))
+
+
+def test_init_fine_tunes_from_given_weights(digits_train: Batch, digits_test: Batch) -> None:
+    """``init=`` starts from a trained model: lr 0 keeps its weights, a few steps keep its accuracy."""
+    first = train_classifier(digits_train, steps=150, batch_size=64, seed=0, test=digits_test)
+    frozen = train_classifier(digits_train, steps=3, lr=0.0, seed=5, init=first.model)
+    kept = dict(frozen.model.named_parameters())  # (batch-norm running stats still move in training)
+    for k, v in first.model.named_parameters():
+        assert torch.equal(v, kept[k]), k
+    fresh = train_classifier(digits_train, steps=3, lr=0.0, seed=5)
+    assert not torch.equal(
+        fresh.model.state_dict()["net.out.weight"], first.model.state_dict()["net.out.weight"]
+    )
+    tuned = train_classifier(digits_train, steps=20, lr=1e-4, seed=1, test=digits_test, init=first.model)
+    assert tuned.test_accuracy is not None and first.test_accuracy is not None
+    assert tuned.test_accuracy > 0.8 and abs(tuned.test_accuracy - first.test_accuracy) < 0.05

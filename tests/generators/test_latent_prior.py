@@ -36,3 +36,29 @@ def test_mixture_recovers_two_modes_per_class() -> None:
     near = ((z[:, 0].abs() - 3.0).abs() < 1.0).float().mean()
     assert float(near) > 0.99  # samples sit on the two modes, not between them
     assert 0.4 < float((z[:, 0] > 0).float().mean()) < 0.6
+
+
+@pytest.mark.parametrize("per_class", [1, 3, 10])
+def test_fewer_points_than_components_gives_each_point_its_posterior(per_class: int) -> None:
+    """A 10-per-class subset with K = 20: every cluster is one point; weights stay finite (was 0/0 = NaN)."""
+    g = torch.Generator().manual_seed(0)
+    mu = torch.randn(2 * per_class, 3, generator=g) * 4.0
+    var = torch.rand(2 * per_class, 3, generator=g) * 0.5 + 0.01
+    labels = torch.tensor([0] * per_class + [1] * per_class)
+    w, m, t = fit_class_mixture(mu, var, labels, 2, 20, torch.Generator().manual_seed(0))
+    assert torch.isfinite(w).all() and torch.isfinite(m).all() and torch.isfinite(t).all()
+    assert torch.allclose(w.sum(1), torch.ones(2, dtype=w.dtype))
+    for c in range(2):
+        used = (w[c] > 0).nonzero()[:, 0]
+        assert len(used) == per_class and torch.allclose(
+            w[c, used], torch.full((per_class,), 1.0 / per_class, dtype=w.dtype)
+        )
+        # each used component is one point's posterior: its mean and N(mu, diag(var))
+        rows = mu[labels == c].double()
+        got, want_means = m[c, used], rows
+        assert torch.allclose(got[got[:, 0].argsort()], want_means[want_means[:, 0].argsort()])
+        for j in used:
+            i = int((rows - m[c, j]).abs().sum(1).argmin())
+            cov = t[c, j] @ t[c, j].T
+            want = torch.diag(var[labels == c][i].double()) + 1e-6 * torch.eye(3, dtype=torch.float64)
+            assert torch.allclose(cov, want, atol=1e-9)

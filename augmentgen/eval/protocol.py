@@ -6,7 +6,9 @@ tested on real test data:
 - ``real``: the real training subset only;
 - ``real_classical``: plus ``classical_copies`` copies of it through the classical pipeline;
 - ``real_classical_synthetic``: plus generated images from generators trained on the SAME
-  real subset (the caller guarantees that; ``recipes.run`` does);
+  real subset (the caller guarantees that; ``recipes.run`` does), all at once (``mix``) or
+  first, with a fine-tune on real + classical alone for the second half of the steps
+  (``pretrain``: pre-train on synthetic, fine-tune on real);
 - ``synthetic``: generated images only (Classification Accuracy Score, Ravuri & Vinyals 2019,
   https://arxiv.org/abs/1905.10887).
 
@@ -34,6 +36,7 @@ from augmentgen.eval.classifier import train_classifier
 logger = logging.getLogger(__name__)
 
 ARMS = ("real", "real_classical", "real_classical_synthetic", "synthetic")
+SCHEDULES = ("mix", "pretrain")
 PipelineFn = Callable[..., Any]
 
 
@@ -144,6 +147,7 @@ def evaluate_arms(
     seeds: Sequence[int] = (0, 1, 2),
     classical_copies: int = 4,
     synthetic_per_class: int = 500,
+    synthetic_schedule: str = "mix",
     temperatures: Mapping[str, float | None] | None = None,
     classifier_kwargs: Mapping[str, Any] | None = None,
     on_step: Callable[[str, int], None] | None = None,
@@ -160,6 +164,8 @@ def evaluate_arms(
         seeds: one run per seed per arm.
         classical_copies: augmented copies of each real image in the classical arms.
         synthetic_per_class: generated images per class, split over the generators.
+        synthetic_schedule: ``"mix"`` or ``"pretrain"`` (see the module docstring); the
+            ``real_classical_synthetic`` arm only.
         classifier_kwargs: ``train_classifier`` settings shared by every arm (steps, batch_size, lr, config, augment).
         on_step: called with ``(arm, seed)`` after each classifier is trained (progress).
 
@@ -170,6 +176,10 @@ def evaluate_arms(
     bad = sorted(set(arms) - set(ARMS))
     if bad:
         raise ValueError(f"evaluate_arms: unknown arm(s) {bad}; known: {list(ARMS)}")
+    if synthetic_schedule not in SCHEDULES:
+        raise ValueError(
+            f"evaluate_arms: unknown synthetic_schedule {synthetic_schedule!r}; known: {list(SCHEDULES)}"
+        )
     if real.label is None or test.label is None:
         raise ValueError("evaluate_arms: the real and test batches need labels")
     if pipeline is None and {"real_classical", "real_classical_synthetic"} & set(arms):
@@ -182,6 +192,7 @@ def evaluate_arms(
             "seeds": list(seeds),
             "classical_copies": classical_copies,
             "synthetic_per_class": synthetic_per_class,
+            "synthetic_schedule": synthetic_schedule,
             "real_images": real.batch_size,
             "test_images": test.batch_size,
             "generators": sorted(generators),
@@ -198,11 +209,18 @@ def evaluate_arms(
                 parts.append(
                     augment_copies(real_u8, pipeline, classical_copies, derive_seed(seed, "classical"))
                 )
+            rc = _concat(*parts) if parts else None
             if arm in ("real_classical_synthetic", "synthetic"):
                 parts.append(synthetic_set(generators, num_classes, synthetic_per_class, seed, temperatures))
             data = _concat(*parts)
             n_train = data.batch_size
-            run = train_classifier(data, seed=seed, test=test, **kw)
+            if arm == "real_classical_synthetic" and synthetic_schedule == "pretrain":
+                assert rc is not None
+                half = {**kw, "steps": max(1, int(kw.get("steps", 3000)) // 2)}
+                first = train_classifier(data, seed=seed, **half)
+                run = train_classifier(rc, seed=seed, test=test, init=first.model, **half)
+            else:
+                run = train_classifier(data, seed=seed, test=test, **kw)
             accs.append(float(run.test_accuracy or 0.0))
             logger.info("evaluate %s seed %d: accuracy %.4f on %d train images", arm, seed, accs[-1], n_train)
             if on_step is not None:

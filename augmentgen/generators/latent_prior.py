@@ -4,9 +4,11 @@ Ex-post density estimation (Ghosh et al. 2020, https://arxiv.org/abs/1903.12436)
 from a density fitted to the encoded training set, instead of N(0, I), keeps samples where the
 decoder was trained. Per class, k-means splits the posterior means into ``K`` clusters; each
 cluster is one Gaussian with the covariance of its posterior means plus their mean posterior
-variance, weighted by its share of the class. A cluster of one point (a class with fewer
-points than ``K``, as in a 10-per-class subset) is that point's posterior, N(mu, diag(var)).
-Pure functions; the CVAE holds the tensors.
+variance, weighted by its share of the class. A cluster of one point (every cluster of a class
+with no more points than ``K``, as in a 10-per-class subset) is a kernel of a Gaussian kernel
+density estimate instead: centred on the point, with the class's covariance of posterior means
+scaled by Silverman's bandwidth, plus the point's posterior variance. Pure functions; the CVAE
+holds the tensors.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def fit_class_mixture(
 
     Shape:
         mu, var ``[N, L]``, labels ``[N]`` -> weights ``[C, K]``, means ``[C, K, L]``, scale_tril ``[C, K, L, L]``.
-        A class with no sample keeps N(0, I); one with a single sample gets its posterior.
+        A class with no sample keeps N(0, I); one with a single sample gets that sample's posterior.
     """
     d = mu.shape[1]
     k = components
@@ -62,13 +64,17 @@ def fit_class_mixture(
         if int(sel.sum()) == 0:
             continue
         x, v = x_all[sel], v_all[sel]
+        n = x.shape[0]
+        # kernel of a one-point cluster: Silverman's rule of thumb, h = (4 / (n (d + 2)))^(1 / (d + 4))
+        h = (4.0 / (n * (d + 2))) ** (1.0 / (d + 4))
+        kernel = h * h * torch.cov(x.T).reshape(d, d) if n > 1 else torch.zeros_like(eye)
         assign = kmeans(x, k, g)
         weights[c] = 0.0
         for j in range(k):
             xs, vs = x[assign == j], v[assign == j]
             if xs.shape[0] == 0:
                 continue  # an empty cluster gets no weight
-            spread = torch.cov(xs.T).reshape(d, d) if xs.shape[0] > 1 else torch.zeros_like(eye)
+            spread = torch.cov(xs.T).reshape(d, d) if xs.shape[0] > 1 else kernel
             cov = spread + torch.diag(vs.mean(0)) + 1e-6 * eye
             weights[c, j] = xs.shape[0] / x.shape[0]
             means[c, j] = xs.mean(0)

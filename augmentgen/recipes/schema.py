@@ -219,6 +219,13 @@ class EvaluateSpec(_Strict):
     test_limit: int | None = Field(
         default=None, ge=1, description="test images used (null: the full test set)"
     )
+    synthetic_schedule: Literal["mix", "pretrain"] = Field(
+        default="mix",
+        description=(
+            "real_classical_synthetic: 'mix' trains on all of it at once; 'pretrain' spends half "
+            "the steps on all of it, then fine-tunes on real + classical for the other half"
+        ),
+    )
 
 
 class PromptClassSpec(_Strict):

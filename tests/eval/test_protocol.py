@@ -88,3 +88,39 @@ def test_missing_parts_are_errors(digits_train: Batch, digits_test: Batch) -> No
         )
     with pytest.raises(ValueError, match="unknown arm"):
         evaluate_arms(digits_train, digits_test, num_classes=10, pipeline=None, generators={}, arms=["nope"])
+
+
+def test_pretrain_schedule_fine_tunes_on_real_and_classical(
+    digits_train: Batch, digits_test: Batch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """'pretrain': half the steps on real + classical + synthetic, then half on real + classical from those weights."""
+    import augmentgen.eval.protocol as protocol
+
+    calls: list[dict[str, Any]] = []
+    real_train = protocol.train_classifier
+
+    def spy(data: Batch, **kw: Any) -> Any:
+        run = real_train(data, **kw)
+        calls.append({"rows": data.batch_size, "steps": kw["steps"], "init": kw.get("init"), "model": run.model,
+                      "tested": kw.get("test") is not None})  # fmt: skip
+        return run
+
+    monkeypatch.setattr(protocol, "train_classifier", spy)
+    real = digits_train.index(torch.arange(200))
+    common: dict[str, Any] = {
+        "num_classes": 10, "pipeline": _shift, "generators": {"a": _Repeat(digits_train)},
+        "arms": ["real_classical_synthetic"], "seeds": [0], "classical_copies": 2,
+        "synthetic_per_class": 5, "classifier_kwargs": KW,
+    }  # fmt: skip
+    mixed = evaluate_arms(real, digits_test, **common)
+    assert [(c["rows"], c["steps"], c["init"]) for c in calls] == [(650, 15, None)]
+    calls.clear()
+    ev = evaluate_arms(real, digits_test, synthetic_schedule="pretrain", **common)
+    first, second = calls
+    assert (first["rows"], first["steps"], first["init"], first["tested"]) == (650, 7, None, False)
+    assert (second["rows"], second["steps"], second["tested"]) == (600, 7, True)
+    assert second["init"] is first["model"]
+    assert ev.settings["synthetic_schedule"] == "pretrain" and mixed.settings["synthetic_schedule"] == "mix"
+    assert ev.arms["real_classical_synthetic"].train_images == 650
+    with pytest.raises(ValueError, match="synthetic_schedule 'later'"):
+        evaluate_arms(real, digits_test, synthetic_schedule="later", **common)

@@ -40,7 +40,7 @@ def test_mixture_recovers_two_modes_per_class() -> None:
 
 @pytest.mark.parametrize("per_class", [1, 3, 10])
 def test_fewer_points_than_components_gives_each_point_its_posterior(per_class: int) -> None:
-    """A 10-per-class subset with K = 20: every cluster is one point; weights stay finite (was 0/0 = NaN)."""
+    """A 10-per-class subset with K = 20: every cluster is one point, a KDE kernel; weights stay finite (was 0/0 = NaN)."""
     g = torch.Generator().manual_seed(0)
     mu = torch.randn(2 * per_class, 3, generator=g) * 4.0
     var = torch.rand(2 * per_class, 3, generator=g) * 0.5 + 0.01
@@ -53,12 +53,19 @@ def test_fewer_points_than_components_gives_each_point_its_posterior(per_class: 
         assert len(used) == per_class and torch.allclose(
             w[c, used], torch.full((per_class,), 1.0 / per_class, dtype=w.dtype)
         )
-        # each used component is one point's posterior: its mean and N(mu, diag(var))
+        # each used component is a kernel on one point: Silverman's bandwidth times the class
+        # covariance, plus the point's posterior variance
         rows = mu[labels == c].double()
+        h2 = (4.0 / (per_class * 5)) ** (2.0 / 7) if per_class > 1 else 0.0
+        class_cov = torch.cov(rows.T) if per_class > 1 else torch.zeros(3, 3, dtype=torch.float64)
         got, want_means = m[c, used], rows
         assert torch.allclose(got[got[:, 0].argsort()], want_means[want_means[:, 0].argsort()])
         for j in used:
             i = int((rows - m[c, j]).abs().sum(1).argmin())
             cov = t[c, j] @ t[c, j].T
-            want = torch.diag(var[labels == c][i].double()) + 1e-6 * torch.eye(3, dtype=torch.float64)
+            want = (
+                h2 * class_cov
+                + torch.diag(var[labels == c][i].double())
+                + 1e-6 * torch.eye(3, dtype=torch.float64)
+            )
             assert torch.allclose(cov, want, atol=1e-9)

@@ -45,7 +45,7 @@ from augmentgen.core.batch import Batch
 from augmentgen.core.registry import GENERATORS
 from augmentgen.core.rng import derive_seed
 from augmentgen.eval.classifier import ReferenceClassifier, train_classifier
-from augmentgen.eval.protocol import _concat, augment_copies, synthetic_set
+from augmentgen.eval.protocol import _concat, augment_copies, synthetic_set, train_with_synthetic
 from augmentgen.eval.train_job import _classifier_kwargs, load_data
 from augmentgen.pipeline import Pipeline
 from augmentgen.recipes import load_recipe
@@ -150,12 +150,7 @@ def main() -> None:
                 n_syn, n_rc = syn.batch_size, rc.batch_size
                 reps = max(1, round(n_syn * (1 - float(v["share"])) / (float(v["share"]) * n_rc)))
                 rc = _concat(*([rc] * reps))
-            if v["schedule"] == "mix":
-                run = train_classifier(_concat(rc, syn), seed=seed, test=test_b, **kw)
-            else:  # "pretrain": half the steps on real + classical + synthetic, half on real + classical
-                half = {**kw, "steps": kw["steps"] // 2}
-                first = train_classifier(_concat(rc, syn), seed=seed, **half)
-                run = train_classifier(rc, seed=seed, test=test_b, init=first.model, **half)
+            run = train_with_synthetic(_concat(rc, syn), rc, v["schedule"], seed=seed, test=test_b, **kw)
             acc = float(run.test_accuracy or 0.0)
             accs.append(acc)
             gains.append(acc - base[seed])

@@ -186,11 +186,14 @@ class ClassifierRun:
     test_accuracy: float | None
 
 
+DEFAULT_STEPS = 3000
+
+
 def train_classifier(
     data: Batch,
     *,
     config: ClassifierConfig | None = None,
-    steps: int = 3000,
+    steps: int = DEFAULT_STEPS,
     batch_size: int = 128,
     lr: float = 2e-3,
     augment: bool = True,

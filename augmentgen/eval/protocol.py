@@ -31,7 +31,7 @@ from augmentgen.core.batch import Batch
 from augmentgen.core.generator import SampleGenerator
 from augmentgen.core.rng import derive_seed, torch_rng
 from augmentgen.eval.cas import generate_dataset
-from augmentgen.eval.classifier import train_classifier
+from augmentgen.eval.classifier import DEFAULT_STEPS, ClassifierRun, train_classifier
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +129,23 @@ def synthetic_set(
     )
 
 
+def train_with_synthetic(
+    everything: Batch, real_classical: Batch, schedule: str, *, seed: int, test: Batch | None, **kw: Any
+) -> ClassifierRun:
+    """Train on ``everything`` (real + classical + synthetic) as ``schedule`` says (see the module docstring).
+
+    ``mix``: all ``steps`` on ``everything``; ``pretrain``: half of them on ``everything``, then
+    half on ``real_classical`` alone, starting from those weights.
+    """
+    if schedule == "mix":
+        return train_classifier(everything, seed=seed, test=test, **kw)
+    if schedule != "pretrain":
+        raise ValueError(f"unknown synthetic_schedule {schedule!r}; known: {list(SCHEDULES)}")
+    half = {**kw, "steps": max(1, int(kw.get("steps", DEFAULT_STEPS)) // 2)}
+    first = train_classifier(everything, seed=seed, **half)
+    return train_classifier(real_classical, seed=seed, test=test, init=first.model, **half)
+
+
 def _concat(*batches: Batch) -> Batch:
     return Batch(
         image=torch.cat([_to_uint8(b.image) for b in batches]),
@@ -214,11 +231,9 @@ def evaluate_arms(
                 parts.append(synthetic_set(generators, num_classes, synthetic_per_class, seed, temperatures))
             data = _concat(*parts)
             n_train = data.batch_size
-            if arm == "real_classical_synthetic" and synthetic_schedule == "pretrain":
+            if arm == "real_classical_synthetic":
                 assert rc is not None
-                half = {**kw, "steps": max(1, int(kw.get("steps", 3000)) // 2)}
-                first = train_classifier(data, seed=seed, **half)
-                run = train_classifier(rc, seed=seed, test=test, init=first.model, **half)
+                run = train_with_synthetic(data, rc, synthetic_schedule, seed=seed, test=test, **kw)
             else:
                 run = train_classifier(data, seed=seed, test=test, **kw)
             accs.append(float(run.test_accuracy or 0.0))

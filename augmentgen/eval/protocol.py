@@ -6,9 +6,9 @@ tested on real test data:
 - ``real``: the real training subset only;
 - ``real_classical``: plus ``classical_copies`` copies of it through the classical pipeline;
 - ``real_classical_synthetic``: plus generated images from generators trained on the SAME
-  real subset (the caller guarantees that; ``recipes.run`` does), all at once (``mix``) or
-  first, with a fine-tune on real + classical alone for the second half of the steps
-  (``pretrain``: pre-train on synthetic, fine-tune on real);
+  real subset (the caller guarantees that; ``recipes.run`` does), trained on all at once
+  (``mix``) or for half the steps, then fine-tuned on real + classical alone for the other half
+  (``pretrain``);
 - ``synthetic``: generated images only (Classification Accuracy Score, Ravuri & Vinyals 2019,
   https://arxiv.org/abs/1905.10887).
 
@@ -226,13 +226,13 @@ def evaluate_arms(
                 parts.append(
                     augment_copies(real_u8, pipeline, classical_copies, derive_seed(seed, "classical"))
                 )
-            rc = _concat(*parts) if parts else None
+            fine_tune = arm == "real_classical_synthetic" and synthetic_schedule == "pretrain"
+            rc = _concat(*parts) if fine_tune else None  # real + classical alone, for the fine-tune
             if arm in ("real_classical_synthetic", "synthetic"):
                 parts.append(synthetic_set(generators, num_classes, synthetic_per_class, seed, temperatures))
             data = _concat(*parts)
             n_train = data.batch_size
-            if arm == "real_classical_synthetic":
-                assert rc is not None
+            if rc is not None:
                 run = train_with_synthetic(data, rc, synthetic_schedule, seed=seed, test=test, **kw)
             else:
                 run = train_classifier(data, seed=seed, test=test, **kw)

@@ -10,8 +10,8 @@ with a real + classical baseline on the same seeds:
 - ``oversample``: generate this many times more and keep, per class, the images the run's
   reference classifier (trained on the same subset: no peeking) gives the highest probability
   of their label (confidence filtering);
-- ``share``: repeat the real + classical rows until synthetic rows are at most this share of
-  the training set (the mixing ratio); ``none`` keeps the natural share;
+- ``share``: repeat the real + classical rows so synthetic rows are about this share of the
+  training set (the mixing ratio, ``protocol.repeat_to_share``); ``none`` keeps the natural share;
 - ``schedule``: ``mix`` trains on everything at once; ``pretrain`` spends half the steps on
   everything, then fine-tunes on real + classical alone for the other half;
 - ``temp``: the latent temperature of every chosen generator (``recipe``: each one's
@@ -45,7 +45,13 @@ from augmentgen.core.batch import Batch
 from augmentgen.core.registry import GENERATORS
 from augmentgen.core.rng import derive_seed
 from augmentgen.eval.classifier import ReferenceClassifier, train_classifier
-from augmentgen.eval.protocol import _concat, augment_copies, synthetic_set, train_with_synthetic
+from augmentgen.eval.protocol import (
+    _concat,
+    augment_copies,
+    repeat_to_share,
+    synthetic_set,
+    train_with_synthetic,
+)
 from augmentgen.eval.train_job import _classifier_kwargs, load_data
 from augmentgen.pipeline import Pipeline
 from augmentgen.recipes import load_recipe
@@ -146,11 +152,9 @@ def main() -> None:
             if v["oversample"] > 1:
                 syn = keep_confident(syn, clf, k, v["per_class"])
             rc = classical[seed]
-            if v["share"] != "none":  # repeat real + classical so synthetic is at most `share` of the set
-                n_syn, n_rc = syn.batch_size, rc.batch_size
-                reps = max(1, round(n_syn * (1 - float(v["share"])) / (float(v["share"]) * n_rc)))
-                rc = _concat(*([rc] * reps))
-            run = train_with_synthetic(_concat(rc, syn), rc, v["schedule"], seed=seed, test=test_b, **kw)
+            share = None if v["share"] == "none" else float(v["share"])
+            both = _concat(repeat_to_share(rc, syn.batch_size, share), syn)
+            run = train_with_synthetic(both, rc, v["schedule"], seed=seed, test=test_b, **kw)
             acc = float(run.test_accuracy or 0.0)
             accs.append(acc)
             gains.append(acc - base[seed])

@@ -129,6 +129,24 @@ def synthetic_set(
     )
 
 
+def repeat_to_share(real_classical: Batch, synthetic_rows: int, share: float | None) -> Batch:
+    """``real_classical`` repeated a whole number of times so ``synthetic_rows`` make about ``share`` of the whole.
+
+    ``None`` (or a share the rows already stay under) keeps one copy: the natural share.
+
+    Example:
+        >>> rc = Batch(image=torch.zeros(500, 1, 2, 2, dtype=torch.uint8), label=torch.zeros(500, dtype=torch.int64))
+        >>> repeat_to_share(rc, 2000, 0.5).batch_size  # 2000 synthetic against 4 x 500
+        2000
+    """
+    if share is None:
+        return real_classical
+    if not 0.0 < share < 1.0:
+        raise ValueError(f"synthetic_share must be in (0, 1), got {share}")
+    reps = max(1, round(synthetic_rows * (1.0 - share) / (share * real_classical.batch_size)))
+    return real_classical if reps == 1 else _concat(*([real_classical] * reps))
+
+
 def train_with_synthetic(
     everything: Batch, real_classical: Batch, schedule: str, *, seed: int, test: Batch | None, **kw: Any
 ) -> ClassifierRun:
@@ -165,6 +183,7 @@ def evaluate_arms(
     classical_copies: int = 4,
     synthetic_per_class: int = 500,
     synthetic_schedule: str = "mix",
+    synthetic_share: float | None = None,
     temperatures: Mapping[str, float | None] | None = None,
     classifier_kwargs: Mapping[str, Any] | None = None,
     on_step: Callable[[str, int], None] | None = None,
@@ -183,6 +202,8 @@ def evaluate_arms(
         synthetic_per_class: generated images per class, split over the generators.
         synthetic_schedule: ``"mix"`` or ``"pretrain"`` (see the module docstring); the
             ``real_classical_synthetic`` arm only.
+        synthetic_share: in that arm, repeat real + classical so the synthetic rows are about
+            this share of the training set (``None``: as many rows as they are).
         classifier_kwargs: ``train_classifier`` settings shared by every arm (steps, batch_size, lr, config, augment).
         on_step: called with ``(arm, seed)`` after each classifier is trained (progress).
 
@@ -210,6 +231,7 @@ def evaluate_arms(
             "classical_copies": classical_copies,
             "synthetic_per_class": synthetic_per_class,
             "synthetic_schedule": synthetic_schedule,
+            "synthetic_share": synthetic_share,
             "real_images": real.batch_size,
             "test_images": test.batch_size,
             "generators": sorted(generators),
@@ -229,7 +251,10 @@ def evaluate_arms(
             fine_tune = arm == "real_classical_synthetic" and synthetic_schedule == "pretrain"
             rc = _concat(*parts) if fine_tune else None  # real + classical alone, for the fine-tune
             if arm in ("real_classical_synthetic", "synthetic"):
-                parts.append(synthetic_set(generators, num_classes, synthetic_per_class, seed, temperatures))
+                syn = synthetic_set(generators, num_classes, synthetic_per_class, seed, temperatures)
+                if parts:
+                    parts = [repeat_to_share(_concat(*parts), syn.batch_size, synthetic_share)]
+                parts.append(syn)
             data = _concat(*parts)
             n_train = data.batch_size
             if rc is not None:

@@ -219,6 +219,15 @@ class EvaluateSpec(_Strict):
     test_limit: int | None = Field(
         default=None, ge=1, description="test images used (null: the full test set)"
     )
+    synthetic_share: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description=(
+            "real_classical_synthetic: repeat real + classical so generated images are about this "
+            "share of the training set (null: as many as they are)"
+        ),
+    )
     synthetic_schedule: Literal["mix", "pretrain"] = Field(
         default="mix",
         description=(

@@ -6,10 +6,12 @@ from typing import Any
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from augmentgen.core import Batch
 from augmentgen.eval.classifier import ClassifierConfig
-from augmentgen.eval.protocol import ArmResult, augment_copies, evaluate_arms, synthetic_set
+from augmentgen.eval.protocol import ArmResult, augment_copies, evaluate_arms, repeat_to_share, synthetic_set
 
 
 class _Repeat:
@@ -124,3 +126,48 @@ def test_pretrain_schedule_fine_tunes_on_real_and_classical(
     assert ev.arms["real_classical_synthetic"].train_images == 650
     with pytest.raises(ValueError, match="synthetic_schedule 'later'"):
         evaluate_arms(real, digits_test, synthetic_schedule="later", **common)
+
+
+@given(n_rc=st.integers(1, 400), n_syn=st.integers(1, 4000), share=st.floats(0.05, 0.95))
+@settings(max_examples=60, deadline=None)
+def test_repeat_to_share_lands_nearest_the_asked_share(n_rc: int, n_syn: int, share: float) -> None:
+    rc = Batch(
+        image=torch.arange(n_rc, dtype=torch.uint8).view(n_rc, 1, 1, 1),
+        label=torch.zeros(n_rc, dtype=torch.int64),
+    )
+    out = repeat_to_share(rc, n_syn, share)
+    reps, rest = divmod(out.batch_size, n_rc)
+    assert rest == 0 and reps >= 1
+    assert torch.equal(out.image[:n_rc], rc.image) and torch.equal(out.image[-n_rc:], rc.image)
+
+    def miss(r: int) -> float:  # how far r copies land from the asked share, in copies
+        return abs(r - n_syn * (1 - share) / (share * n_rc))
+
+    assert reps == 1 or miss(reps) <= miss(reps - 1) + 1e-9, "one copy fewer would be nearer"
+    assert miss(reps) <= miss(reps + 1) + 1e-9 or reps == 1, "one copy more would be nearer"
+    assert repeat_to_share(rc, n_syn, None) is rc
+
+
+def test_repeat_to_share_rejects_bad_shares() -> None:
+    rc = Batch(image=torch.zeros(4, 1, 1, 1, dtype=torch.uint8), label=torch.zeros(4, dtype=torch.int64))
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match="synthetic_share"):
+            repeat_to_share(rc, 10, bad)
+
+
+def test_synthetic_share_repeats_real_and_classical_in_that_arm_only(
+    digits_train: Batch, digits_test: Batch
+) -> None:
+    real = digits_train.index(torch.arange(100))
+    ev = evaluate_arms(
+        real, digits_test, num_classes=10, pipeline=_shift, generators={"a": _Repeat(digits_train)},
+        arms=["real_classical", "real_classical_synthetic", "synthetic"], seeds=[0], classical_copies=1,
+        synthetic_per_class=40, synthetic_share=0.5, classifier_kwargs=KW,
+    )  # fmt: skip
+    # 400 synthetic rows against 200 real + classical: two copies of those make it half and half
+    assert {k: v.train_images for k, v in ev.arms.items()} == {
+        "real_classical": 200,
+        "real_classical_synthetic": 800,
+        "synthetic": 400,
+    }
+    assert ev.settings["synthetic_share"] == 0.5

@@ -248,12 +248,12 @@ def evaluate_arms(
                 parts.append(
                     augment_copies(real_u8, pipeline, classical_copies, derive_seed(seed, "classical"))
                 )
-            fine_tune = arm == "real_classical_synthetic" and synthetic_schedule == "pretrain"
-            rc = _concat(*parts) if fine_tune else None  # real + classical alone, for the fine-tune
+            rc: Batch | None = None  # real + classical, in the arm that adds synthetic images to it
             if arm in ("real_classical_synthetic", "synthetic"):
                 syn = synthetic_set(generators, num_classes, synthetic_per_class, seed, temperatures)
                 if parts:
-                    parts = [repeat_to_share(_concat(*parts), syn.batch_size, synthetic_share)]
+                    rc = _concat(*parts)
+                    parts = [repeat_to_share(rc, syn.batch_size, synthetic_share)]
                 parts.append(syn)
             data = _concat(*parts)
             n_train = data.batch_size

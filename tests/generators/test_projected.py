@@ -1,0 +1,102 @@
+"""The projected discriminator: frozen EfficientNet-Lite0 taps, trained heads, checkpoints without the trunk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from augmentgen.core import Batch
+from augmentgen.generators import CGANConfig, ConditionalGAN
+from augmentgen.generators.projected import ProjectedDiscriminator
+
+from .conftest import make_tiny_gan
+
+
+class _Ctx:
+    """The part of the trainer's step context a training step uses: one Adam per part."""
+
+    def __init__(self, model: ConditionalGAN) -> None:
+        self.step = 0
+        self.opt = {
+            k: torch.optim.Adam(v, lr=1e-3, betas=(0.0, 0.99)) for k, v in model.param_groups().items()
+        }
+
+    def optimize(self, name: str, loss: torch.Tensor) -> None:
+        self.opt[name].zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt[name].step()
+
+
+def _gan(**kw: Any) -> ConditionalGAN:
+    return make_tiny_gan(image_size=12, discriminator="effnet_lite0", d_feature_size=32, **kw)
+
+
+def test_taps_have_the_documented_shapes_and_the_trunk_is_frozen() -> None:
+    d = ProjectedDiscriminator(3, feature_size=64, width=8)
+    taps = d.features(torch.rand(2, 1, 28, 28))
+    assert [tuple(t.shape) for t in taps] == [(2, 16, 32, 32), (2, 24, 16, 16), (2, 40, 8, 8), (2, 112, 4, 4)]
+    trunk = d.trunk(torch.device("cpu"))
+    assert not trunk.training and all(not p.requires_grad for p in trunk.parameters())
+    assert d(torch.rand(2, 1, 28, 28), torch.tensor([0, 2])).shape == (2,)
+
+
+def test_the_trunk_stays_out_of_the_state_dict() -> None:
+    gan = _gan()
+    gan.d(torch.rand(2, 1, 12, 12), torch.tensor([0, 1]))  # loads the trunk
+    keys = list(gan.state_dict())
+    assert any(k.startswith("d.heads.3.") for k in keys)
+    assert not any("_blocks" in k or "_conv_stem" in k for k in keys)
+    assert sum(p.numel() for p in gan.d.parameters()) < 50_000  # heads only, not Lite0's 3.4M
+
+
+def test_training_moves_heads_and_generator_not_the_trunk(digits: Batch) -> None:
+    gan = _gan()
+    real = Batch(
+        torch.nn.functional.interpolate(digits.image[:16].float(), size=(12, 12)), label=digits.label[:16]
+    )
+    trunk_before = {k: v.clone() for k, v in gan.d.trunk(torch.device("cpu")).state_dict().items()}
+    head_before = gan.d.heads[1].out.parametrizations.weight.original.clone()
+    g_before = gan.g.out.weight.clone()
+    ctx, rng = _Ctx(gan), torch.Generator().manual_seed(0)
+    for step in range(3):
+        ctx.step = step
+        stats = gan.training_step(real, rng, ctx)
+    assert all(torch.isfinite(torch.tensor(v)) for v in stats.values())
+    after = gan.d.trunk(torch.device("cpu")).state_dict()
+    assert all(torch.equal(trunk_before[k], after[k]) for k in trunk_before)  # BN statistics too
+    assert not torch.equal(head_before, gan.d.heads[1].out.parametrizations.weight.original)
+    assert not torch.equal(g_before, gan.g.out.weight)  # the G step's gradient went through the trunk
+
+
+def test_checkpoint_round_trip_keeps_config_heads_and_images(tmp_path: Path) -> None:
+    gan = _gan()
+    gan.save_pretrained(tmp_path / "m")
+    back = ConditionalGAN.from_pretrained(tmp_path / "m")
+    assert back.config.discriminator == "effnet_lite0" and back.config.d_feature_size == 32
+    assert not back.d._trunk  # sampling a loaded generator never loads the feature network
+    for k, v in gan.state_dict().items():
+        assert torch.equal(v, back.state_dict()[k]), k
+    a = gan.generate([0, 1], 2, torch.Generator().manual_seed(3)).image
+    b = back.generate([0, 1], 2, torch.Generator().manual_seed(3)).image
+    assert torch.equal(a, b)
+
+
+def test_projection_buffers_are_seeded() -> None:
+    a, b = _gan(), _gan()
+    assert torch.equal(a.d.heads[0].proj, b.d.heads[0].proj)
+    assert a.d.heads[0].proj.abs().max() > 0
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"discriminator": "resnet"}, "discriminator must be one of"),
+        ({"discriminator": "effnet_lite0", "d_feature_size": 48}, "multiple of 32"),
+    ],
+)
+def test_bad_projected_configs(kw: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        CGANConfig(**kw)

@@ -18,6 +18,7 @@ import torch
 
 from augmentgen.core.batch import Batch
 from augmentgen.core.registry import GENERATORS
+from augmentgen.core.rng import torch_rng
 from augmentgen.data.sources import (
     ArrayDataset,
     load_digits,
@@ -183,7 +184,10 @@ def train_generator(
     cls = GENERATORS.get(gspec.kind)
     c, h, _ = train.image_shape
     model_cfg = {"num_classes": train.num_classes, "channels": c, "image_size": h, **gspec.model}
-    model = cls.from_config(model_cfg, where=f"generators[{gspec.name}].model")
+    # the initial weights follow train.seed too (seed 0: the kinds' own default draw), so
+    # generators that differ only in their seed are an ensemble, not one model's reruns
+    init = torch_rng(gspec.train.seed, gspec.kind, "init")
+    model = cls.from_config(model_cfg, where=f"generators[{gspec.name}].model", rng=init)
     mon_spec = gspec.train.monitor
     ref_idx = subset_per_class(
         train, min(mon_spec.collapse_per_class, int(train.class_counts().min())), seed=0

@@ -76,7 +76,10 @@ class TrainSpec(_Strict):
         default="float16",
         description="float16: CUDA only, with grad scaling; bfloat16: CUDA or a CPU with bf16 units (AMX), no scaling",
     )
-    seed: int = 0
+    seed: int = Field(
+        default=0,
+        description="seeds the initial weights, the batch order and every step's noise (an ensemble: same settings, other seeds)",
+    )
     device: str = "auto"
     log_every: int = Field(default=50, ge=1)
     sample_every: int = Field(

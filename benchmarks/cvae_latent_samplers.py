@@ -5,7 +5,9 @@ real subset only) and a pipeline JSON for the classical copies; for each sampler
 per class from the CVAE's decoder, mixed with real + classical, against real + classical alone
 on seeds 0-2. Grids of each sampler go to /tmp/cvae_sampler_{mode}.png. Modes: ``prior``
 (N(0, I)), ``post`` (a real image's posterior), ``kde`` (a real image's latent plus Silverman's
-bandwidth times the class covariance), ``interp`` (a random point between two real latents).
+bandwidth times the class covariance), ``interp`` (a random point between two real latents),
+``pooled`` (the KDE over all classes' latents, decoded with the class's label; ``pooled0.5``:
+half the rows so, half from the class's own KDE).
 
     python benchmarks/cvae_latent_samplers.py runs/low10_s1000 '{"transforms": [...]}' prior post kde interp
 
@@ -74,6 +76,20 @@ def main() -> None:  # noqa: C901
                 L = torch.linalg.cholesky(torch.cov(m.T) + 1e-6 * torch.eye(d))
                 i = torch.randint(n, (PER,), generator=g)
                 z = m[i] + h * eps @ L.T
+            elif mode.startswith("pooled"):
+                # a KDE over every class's latents, decoded with this class's label: pose, size
+                # and brightness of the other classes' images carried over (``pooled<share>``:
+                # that share of the rows, the rest from the class's own KDE)
+                share = float(mode[6:] or 1)
+                ma = mu
+                da = ma.shape[0]
+                h_all = (4 / (d + 2)) ** (1 / (d + 4)) * da ** (-1 / (d + 4))
+                L_all = torch.linalg.cholesky(torch.cov(ma.T) + 1e-6 * torch.eye(d))
+                z_all = ma[torch.randint(da, (PER,), generator=g)] + h_all * eps @ L_all.T
+                h = (4 / (d + 2)) ** (1 / (d + 4)) * n ** (-1 / (d + 4))
+                L = torch.linalg.cholesky(torch.cov(m.T) + 1e-6 * torch.eye(d))
+                z_own = m[torch.randint(n, (PER,), generator=g)] + h * eps @ L.T
+                z = torch.where(torch.rand(PER, 1, generator=g) < share, z_all, z_own)
             elif mode.startswith("interp"):
                 i = torch.randint(n, (PER,), generator=g)
                 j = torch.randint(n, (PER,), generator=g)

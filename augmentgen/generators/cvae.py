@@ -38,6 +38,7 @@ from augmentgen.generators import checkpoint as ckpt
 from augmentgen.generators.common import condition_labels, draw_latents
 from augmentgen.generators.latent_prior import fit_class_mixture, sample_class_mixture
 from augmentgen.generators.layers import build, channels_last, count_parameters
+from augmentgen.generators.projected import FrozenTaps, feature_distance
 
 KIND = "cvae"
 
@@ -59,6 +60,10 @@ class CVAEConfig:
         kl_warmup_steps: steps over which the KL weight grows from 0 to ``beta``.
         prior: ``"class_mixture"`` (fitted per class after training) or ``"standard"`` N(0, I).
         prior_components: Gaussians per class in the fitted mixture (1 = one Gaussian per class).
+        perceptual: weight of a perceptual term added to the per-pixel loss: the squared
+            distance between the reconstruction's and the image's features in a frozen ImageNet
+            EfficientNet-Lite0 (``projected.feature_distance``); 0 disables it.
+        perceptual_size: side images are resized to before that network (a multiple of 32).
     """
 
     num_classes: int = 10
@@ -73,6 +78,8 @@ class CVAEConfig:
     kl_warmup_steps: int = 1000
     prior: str = "class_mixture"
     prior_components: int = 20
+    perceptual: float = 0.0
+    perceptual_size: int = 32
 
     def __post_init__(self) -> None:
         if self.image_size % 4 or self.image_size < 8:
@@ -82,6 +89,11 @@ class CVAEConfig:
         if self.likelihood not in ("bernoulli", "gaussian"):
             raise ValueError(
                 f"CVAEConfig.likelihood must be 'bernoulli' or 'gaussian', got {self.likelihood!r}"
+            )
+        if self.perceptual < 0 or self.perceptual_size < 32 or self.perceptual_size % 32:
+            raise ValueError(
+                f"CVAEConfig: perceptual ({self.perceptual}) must be >= 0 and perceptual_size "
+                f"({self.perceptual_size}) a multiple of 32"
             )
         if self.beta < 0 or self.kl_warmup_steps < 0:
             raise ValueError(
@@ -203,6 +215,8 @@ class ConditionalVAE(nn.Module):
         self.register_buffer("prior_mean", torch.zeros(c, k, d))
         self.register_buffer("prior_scale_tril", torch.eye(d).repeat(c, k, 1, 1))
         self.register_buffer("prior_fitted", torch.zeros((), dtype=torch.bool))
+        # frozen ImageNet features for the perceptual term: loaded on first use, never saved
+        self._taps = FrozenTaps(self.config.perceptual_size)
 
     @property
     def num_classes(self) -> int:
@@ -320,12 +334,18 @@ class ConditionalVAE(nn.Module):
         mu, log_var = (t.float() for t in self.encoder(x, y))  # float32 under amp, as the loss
         eps = torch.randn(mu.shape, generator=rng, device=rng.device).to(mu)
         z = mu + eps * (0.5 * log_var).exp()  # reparameterisation (Kingma & Welling 2014)
-        rec = self.nll(self.decoder(z, y).float(), x)
+        logits = self.decoder(z, y).float()
+        rec = self.nll(logits, x)
         kl = 0.5 * (mu.pow(2) + log_var.exp() - 1.0 - log_var).sum(1)
         w = self.kl_weight(ctx.step)
         loss = (rec + w * kl).mean() / dims
+        extra: dict[str, float] = {}
+        if self.config.perceptual > 0:
+            perc = feature_distance(self._taps, self.mean_image(logits), x.float()).mean()
+            loss = loss + self.config.perceptual * perc
+            extra["perceptual"] = float(perc.detach())
         ctx.optimize("vae", loss)
-        return {
+        return extra | {
             "loss": float(loss.detach()),
             "loss_elbo": float((rec + kl).detach().mean() / dims),
             "rec": float(rec.detach().mean() / dims),

@@ -49,6 +49,69 @@ def load_effnet_lite0_trunk() -> nn.Module:
     return net.eval()
 
 
+class FrozenTaps:
+    """The four feature maps of a frozen ImageNet network at strides 2, 4, 8 and 16 of ``size``.
+
+    Not an ``nn.Module``: the trunk is loaded on first use, never trained and never saved, so a
+    module holding one keeps it out of its ``state_dict``. Gradients flow to the input images.
+
+    Args:
+        size: side images are resized to before the trunk (a multiple of 32).
+        net: the feature network, one of ``FEATURE_NETS``.
+    """
+
+    def __init__(self, size: int = 64, net: str = "effnet_lite0") -> None:
+        if net not in FEATURE_NETS:
+            raise ValueError(f"frozen features: unknown feature network {net!r}; known: {FEATURE_NETS}")
+        if size < 32 or size % 32:
+            raise ValueError(f"frozen features: the image size must be a multiple of 32, got {size}")
+        self.size, self.net = size, net
+        self._trunk: nn.Module | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._trunk is not None
+
+    def trunk(self, device: torch.device) -> nn.Module:
+        if self._trunk is None:
+            self._trunk = load_effnet_lite0_trunk()
+        if next(self._trunk.parameters()).device != device:
+            self._trunk.to(device)
+        return self._trunk
+
+    def __call__(self, x: Tensor) -> list[Tensor]:
+        """``[B, 1 or 3, H, W]`` in [0, 1] -> four ``[B, C_i, size / 2^(i+1), ...]`` maps."""
+        net: Any = self.trunk(x.device)
+        x = x.float()
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        x = F.interpolate(x, size=(self.size,) * 2, mode="bilinear", align_corners=False)
+        mean = x.new_tensor(_IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = x.new_tensor(_IMAGENET_STD).view(1, 3, 1, 1)
+        h = ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+        h = net._swish(net._bn0(net._conv_stem(h)))
+        taps = []
+        for i, block in enumerate(net._blocks[: _TAPS[-1] + 1]):
+            h = block(h)
+            if i in _TAPS:
+                taps.append(h)
+        return taps
+
+
+def feature_distance(taps: FrozenTaps, a: Tensor, b: Tensor) -> Tensor:
+    """``[B]`` perceptual distance of ``a`` from the target ``b`` (no gradient to ``b``), LPIPS-style.
+
+    At each depth the features are unit-normalised over channels at every position (Zhang et
+    al. 2018, https://arxiv.org/abs/1801.03924, without the learned channel weights); the squared
+    difference is summed over channels and averaged over positions, then over the four depths,
+    so the distance lies in [0, 4] whatever the network's feature scale.
+    """
+    with torch.no_grad():
+        fb = [F.normalize(f.float(), dim=1) for f in taps(b)]
+    fa = [F.normalize(f.float(), dim=1) for f in taps(a)]
+    return torch.stack([(x - y).pow(2).sum(1).flatten(1).mean(1) for x, y in zip(fa, fb, strict=True)]).mean(0)
+
+
 class _Head(nn.Module):
     """``[B, C, s, s]`` features -> ``[B]`` logits: CCM projection, SN convs down to 4x4, projection head."""
 
@@ -91,56 +154,19 @@ class ProjectedDiscriminator(nn.Module):
     """
 
     def __init__(
-        self,
-        num_classes: int,
-        *,
-        feature_size: int = 64,
-        width: int = 32,
-        ccm: int = 64,
-        net: str = "effnet_lite0",
+        self, num_classes: int, *, feature_size: int = 64, width: int = 32, ccm: int = 64, net: str = "effnet_lite0"
     ) -> None:
         super().__init__()
-        if net not in FEATURE_NETS:
-            raise ValueError(
-                f"projected discriminator: unknown feature network {net!r}; known: {FEATURE_NETS}"
-            )
-        if feature_size < 32 or feature_size % 32:
-            raise ValueError(
-                f"projected discriminator: feature_size must be a multiple of 32, got {feature_size}"
-            )
-        self.feature_size = feature_size
+        self.taps = FrozenTaps(feature_size, net)  # validates both; not a submodule, not saved
         sides = [feature_size // 2 ** (i + 1) for i in range(4)]
         self.heads = nn.ModuleList(
             _Head(c, s, width, num_classes, ccm) for c, s in zip(_TAP_CHANNELS, sides, strict=True)
         )
-        self._trunk: list[nn.Module] = []  # a list, so the frozen trunk stays out of state_dict()
-
-    def trunk(self, device: torch.device) -> nn.Module:
-        if not self._trunk:
-            self._trunk.append(load_effnet_lite0_trunk())
-        net = self._trunk[0]
-        if next(net.parameters()).device != device:
-            net.to(device)
-        return net
 
     def features(self, x: Tensor) -> list[Tensor]:
         """The four frozen-trunk feature maps of ``x`` (gradients flow to ``x``, not to the trunk)."""
-        net: Any = self.trunk(x.device)
-        x = x.float()
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        x = F.interpolate(x, size=(self.feature_size,) * 2, mode="bilinear", align_corners=False)
-        mean = x.new_tensor(_IMAGENET_MEAN).view(1, 3, 1, 1)
-        std = x.new_tensor(_IMAGENET_STD).view(1, 3, 1, 1)
-        h = ((x - mean) / std).contiguous(memory_format=torch.channels_last)
-        h = net._swish(net._bn0(net._conv_stem(h)))
-        taps = []
-        for i, block in enumerate(net._blocks[: _TAPS[-1] + 1]):
-            h = block(h)
-            if i in _TAPS:
-                taps.append(h)
-        return taps
+        return self.taps(x)
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        taps = self.features(x)
+        taps = self.taps(x)
         return torch.stack([head(f, y) for head, f in zip(self.heads, taps, strict=True)]).sum(0)

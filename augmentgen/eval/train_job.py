@@ -180,7 +180,14 @@ def train_generator(
     progress: bool = False,
     resume: bool = False,
 ) -> tuple[Any, dict[str, Any]]:
-    """Build ``gspec``'s generator, train it with the collapse monitor, and return it with its figures."""
+    """Build ``gspec``'s generator, train it with the collapse monitor, and return it with its figures.
+
+    With ``gspec.ensemble`` = M > 1, M members train one after another in ``out_dir/members/{k}``
+    (seeds ``train.seed + k``; a member finished earlier is loaded, so a killed run resumes at
+    the member it stopped in) and ``out_dir/model`` holds the ``GeneratorEnsemble`` of them.
+    """
+    if gspec.ensemble > 1:
+        return _train_ensemble(gspec, train, out_dir=out_dir, classify=classify, progress=progress, resume=resume)
     cls = GENERATORS.get(gspec.kind)
     c, h, _ = train.image_shape
     model_cfg = {"num_classes": train.num_classes, "channels": c, "image_size": h, **gspec.model}
@@ -221,6 +228,52 @@ def train_generator(
         "checkpoint_mib": (out_dir / "model" / ckpt.WEIGHTS_NAME).stat().st_size / 2**20,
     }
     return trainer.model.eval(), figures
+
+
+def _train_ensemble(
+    gspec: GeneratorSpec,
+    train: ArrayDataset,
+    *,
+    out_dir: Path,
+    classify: Callable[[torch.Tensor], torch.Tensor] | None,
+    progress: bool,
+    resume: bool,
+) -> tuple[Any, dict[str, Any]]:
+    from augmentgen.generators.ensemble import MEMBERS_DIR, GeneratorEnsemble
+
+    members, figs = [], []
+    for k in range(gspec.ensemble):
+        mdir = out_dir / MEMBERS_DIR / str(k)
+        done = mdir / "done.json"
+        if resume and done.is_file():  # trained before a kill: load, don't train again
+            members.append(ckpt.load_generator(mdir / "model").eval())
+            figs.append(json.loads(done.read_text()))
+            continue
+        mspec = gspec.model_copy(
+            update={"ensemble": 1, "train": gspec.train.model_copy(update={"seed": gspec.train.seed + k})}
+        )
+        logger.info("%s: ensemble member %d of %d (seed %d)", gspec.name, k + 1, gspec.ensemble, mspec.train.seed)
+        model, fig = train_generator(mspec, train, out_dir=mdir, classify=classify, progress=progress, resume=resume)
+        tmp = done.with_suffix(".tmp")
+        tmp.write_text(json.dumps(fig, indent=2) + "\n")
+        tmp.replace(done)  # whole or absent: a kill mid-write leaves the member to train again
+        members.append(model)
+        figs.append(fig)
+    ens = GeneratorEnsemble(members)
+    ens.save_pretrained(out_dir / "model", meta={"seeds": [gspec.train.seed + k for k in range(gspec.ensemble)]})
+    figures = {
+        "kind": gspec.kind,
+        "ensemble": gspec.ensemble,
+        "steps": sum(int(f["steps"]) for f in figs),
+        "train_seconds": sum(float(f["train_seconds"]) for f in figs),
+        "train_cpu_seconds": sum(float(f["train_cpu_seconds"]) for f in figs),
+        "rss_before_train_mib": figs[0].get("rss_before_train_mib"),
+        "peak_rss_train_mib": max((f.get("peak_rss_train_mib") or 0.0) for f in figs) or None,
+        "parameters": count_parameters(ens),
+        "parameters_by_part": ens.summary(),
+        "checkpoint_mib": sum(float(f["checkpoint_mib"]) for f in figs),
+    }
+    return ens, figures
 
 
 def run_train_recipe(

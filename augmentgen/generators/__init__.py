@@ -8,6 +8,7 @@ from augmentgen.generators.checkpoint import load_generator
 from augmentgen.generators.cvae import ConditionalVAE, CVAEConfig
 from augmentgen.generators.diffaugment import DiffAugment
 from augmentgen.generators.diffusers_backend import DiffusersConfig, DiffusersGenerator
+from augmentgen.generators.ensemble import GeneratorEnsemble
 from augmentgen.generators.monitors import CollapseMonitor, TrainingDiverged, TrainingStopped
 from augmentgen.generators.t2i import T2IConfig, TextToImageGAN
 from augmentgen.generators.trainer import Trainer, TrainResult
@@ -21,6 +22,7 @@ __all__ = [
     "DiffAugment",
     "DiffusersConfig",
     "DiffusersGenerator",
+    "GeneratorEnsemble",
     "T2IConfig",
     "TextToImageGAN",
     "TrainResult",

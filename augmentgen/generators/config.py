@@ -109,6 +109,9 @@ class TrainSpec(_Strict):
         return v
 
 
+ENSEMBLE_KINDS = ("cgan", "cvae")
+
+
 class GeneratorSpec(_Strict):
     """One generator of a recipe: its kind, its model config and its training."""
 
@@ -119,6 +122,17 @@ class GeneratorSpec(_Strict):
     sample_temperature: float | None = Field(
         default=None, gt=0, description="latent temperature for CAS samples"
     )
+    ensemble: int = Field(
+        default=1,
+        ge=1,
+        description="train this many members (train.seed, seed + 1, ...) and sample them round-robin as one generator",
+    )
+
+    @model_validator(mode="after")
+    def _ensemble_kind(self) -> GeneratorSpec:
+        if self.ensemble > 1 and self.kind not in ENSEMBLE_KINDS:
+            raise ValueError(f"ensemble: only {ENSEMBLE_KINDS} generators train as ensembles, not {self.kind!r}")
+        return self
 
 
 class DataSpec(_Strict):

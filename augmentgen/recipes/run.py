@@ -88,7 +88,8 @@ class _Ctx:
         from augmentgen.core.registry import GENERATORS
 
         g = next(g for g in self.recipe.generators if g.name == name)
-        return GENERATORS.get(g.kind).from_pretrained(self.generator_path(name)).eval()
+        kind = "ensemble" if g.ensemble > 1 else g.kind
+        return GENERATORS.get(kind).from_pretrained(self.generator_path(name)).eval()
 
     def progress(self) -> Any:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

@@ -146,3 +146,24 @@ def test_from_pretrained_generator_is_loaded_not_trained(tiny_run: RunResult, tm
     assert sorted(p.name for p in (out / "shards" / "cvae").glob("*.tar")) == [
         f"digits-cvae-{i:06d}.tar" for i in range(r.shards.count)
     ]
+
+
+def test_ensemble_generator_runs_through_every_stage(tmp_path: Path) -> None:
+    from augmentgen.generators import GeneratorEnsemble
+    from augmentgen.recipes import Recipe
+
+    data = load_recipe(TINY).resolved()
+    data["generators"] = [dict(data["generators"][0], ensemble=2)]
+    data["evaluate"].update(seeds=[0])
+    r = Recipe.model_validate(data)
+    res = run_recipe(r, tmp_path / "ens")
+    gdir = tmp_path / "ens" / "generators" / "cvae"
+    assert res.gates_passed and sorted(p.name for p in (gdir / "members").iterdir()) == ["0", "1"]
+    gen = GeneratorEnsemble.from_pretrained(gdir / "model")
+    assert len(gen.members) == 2
+    rep = verify_shards(tmp_path / "ens" / "shards" / "cvae")
+    assert rep.ok and rep.samples == r.shards.count * r.shards.size
+    ev = json.loads((tmp_path / "ens" / "evaluation.json").read_text())
+    assert ev["arms"]["synthetic"]["train_images"] == 10 * r.evaluate.synthetic_per_class
+    done = json.loads((gdir / "done.json").read_text())
+    assert done["ensemble"] == 2 and done["steps"] == 2 * r.generators[0].train.steps

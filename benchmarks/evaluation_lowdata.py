@@ -42,7 +42,6 @@ import torch
 import augmentgen.generators  # noqa: F401  (fills the registry)
 import augmentgen.ops  # noqa: F401
 from augmentgen.core.batch import Batch
-from augmentgen.core.registry import GENERATORS
 from augmentgen.core.rng import derive_seed
 from augmentgen.eval.classifier import ReferenceClassifier, train_classifier
 from augmentgen.eval.protocol import (
@@ -53,6 +52,7 @@ from augmentgen.eval.protocol import (
     train_with_synthetic,
 )
 from augmentgen.eval.train_job import _classifier_kwargs, load_data
+from augmentgen.generators import load_generator
 from augmentgen.pipeline import Pipeline
 from augmentgen.recipes import load_recipe
 
@@ -109,7 +109,7 @@ def main() -> None:
     test_b = test.to_batch(uint8=True)
     pipe = Pipeline.from_dict(r.pipeline, where="pipeline")
     gens = {
-        g.name: GENERATORS.get(g.kind).from_pretrained(args.run / "generators" / g.name / "model").eval()
+        g.name: load_generator(args.run / "generators" / g.name / "model").eval()  # ensembles too
         for g in r.generators
     }
     clf = ReferenceClassifier.from_pretrained(args.run / "classifier")

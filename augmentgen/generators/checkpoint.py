@@ -89,6 +89,15 @@ def save_model(
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     _atomic_save_tensors(d / WEIGHTS_NAME, dict(module.state_dict()), metadata={"kind": kind})
+    return write_config(d, kind, config, meta)
+
+
+def write_config(
+    directory: str | Path, kind: str, config: Mapping[str, Any], meta: Mapping[str, Any] | None = None
+) -> Path:
+    """Write a model folder's ``config.json`` atomically (last, so a half-written folder does not load)."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
     body = {
         "format": FORMAT,
         "version": VERSION,
@@ -96,8 +105,13 @@ def save_model(
         "config": dict(config),
         "meta": dict(meta or {}),
     }
-    _atomic_write_bytes(d / CONFIG_NAME, (json.dumps(body, indent=2, sort_keys=True) + "\n").encode())
+    write_json_atomic(d / CONFIG_NAME, body)
     return d
+
+
+def write_json_atomic(path: Path, body: Any) -> None:
+    """``body`` as indented, key-sorted JSON, written whole or not at all."""
+    _atomic_write_bytes(path, (json.dumps(body, indent=2, sort_keys=True) + "\n").encode())
 
 
 def read_config(directory: str | Path, kind: str | None = None) -> dict[str, Any]:
@@ -239,7 +253,7 @@ def save_trainer_state(
         sd = scaler.state_dict()
         body["scalers"][name] = {k: (v.item() if isinstance(v, Tensor) else v) for k, v in sd.items()}
     _atomic_save_tensors(d / STATE_TENSORS, tensors)
-    _atomic_write_bytes(d / STATE_JSON, (json.dumps(body, indent=2, sort_keys=True) + "\n").encode())
+    write_json_atomic(d / STATE_JSON, body)
 
 
 def load_trainer_state(

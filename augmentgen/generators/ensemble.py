@@ -17,7 +17,6 @@ same ``rng`` state gives the same images. The folder holds each member's own fol
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -113,16 +112,8 @@ class GeneratorEnsemble(nn.Module):
         d.mkdir(parents=True, exist_ok=True)
         for k, gen in enumerate(self.members):
             gen.save_pretrained(d / MEMBERS_DIR / str(k))  # type: ignore[operator]
-        body = {
-            "format": ckpt.FORMAT,
-            "version": ckpt.VERSION,
-            "kind": KIND,
-            "config": {"members": len(self.members), "member_kind": self.member_kind},
-            "meta": dict(meta or {}),
-        }
-        tmp = d / (ckpt.CONFIG_NAME + ".tmp")
-        tmp.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")
-        tmp.replace(d / ckpt.CONFIG_NAME)
+        config = {"members": len(self.members), "member_kind": self.member_kind}
+        ckpt.write_config(d, KIND, config, meta)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, *, device: torch.device | str = "cpu") -> GeneratorEnsemble:

@@ -65,7 +65,7 @@ class CVAEConfig:
             EfficientNet-Lite0 (``projected.feature_distance``); 0 disables it.
         perceptual_size: side images are resized to before that network (a multiple of 32).
             Measured at 10 images per class (1.0 at 32 px, 1000/class at share 0.5): one CVAE
-            +2.3 +- 0.9 points over real + classical against +2.0 +- 0.4 without; 5x the CPU.
+            +2.3 +- 0.9 points over real + classical against +2.0 +- 0.4 without; 4x the CPU.
     """
 
     num_classes: int = 10

@@ -28,6 +28,7 @@ from augmentgen.core.batch import Batch
 from augmentgen.core.registry import GENERATORS
 from augmentgen.core.rng import RNG
 from augmentgen.generators import checkpoint as ckpt
+from augmentgen.generators.common import condition_labels
 from augmentgen.generators.layers import count_parameters
 
 KIND = "ensemble"
@@ -78,16 +79,11 @@ class GeneratorEnsemble(nn.Module):
         self, condition: Tensor | list[Any], n: int, rng: RNG, *, temperature: float | None = None, chunk: int = 1024
     ) -> Batch:
         """``n`` images; row ``i`` from member ``i mod M`` with its label. ``temperature`` goes to every member."""
-        labels = torch.as_tensor(condition, dtype=torch.int64).reshape(-1) if not isinstance(condition, int) else None
-        if labels is None or labels.numel() == 1:
-            labels = torch.full((n,), int(condition if labels is None else labels[0]), dtype=torch.int64)
-        if labels.numel() != n:
-            raise ValueError(f"condition has {labels.numel()} labels but n={n}")
+        labels = condition_labels(condition, n, self.num_classes, torch.device("cpu"))
         m = len(self.members)
         kw: dict[str, Any] = {"chunk": chunk} | ({} if temperature is None else {"temperature": temperature})
         image: Tensor | None = None
         member = torch.arange(n) % m
-        out_labels = labels.clone()
         for k, gen in enumerate(self.members):
             rows = (member == k).nonzero()[:, 0]
             if not rows.numel():
@@ -100,7 +96,7 @@ class GeneratorEnsemble(nn.Module):
             empty: Batch = self.members[0].generate(labels, 0, rng, **kw)  # type: ignore[operator]
             image = empty.image
         meta = {"generator": [f"{KIND}/{self.member_kind}"] * n, "member": member.tolist()}
-        return Batch(image=image, label=out_labels.to(image.device), meta=meta)
+        return Batch(image=image, label=labels.to(image.device), meta=meta)
 
     def summary(self) -> dict[str, int]:
         """Parameter counts per member."""

@@ -42,8 +42,6 @@ FEATURE_NETS = ("effnet_lite0",)
 # block indices of efficientnet-lite0 whose outputs are read: strides 2, 4, 8, 16 of the input
 _TAPS = (0, 2, 4, 10)
 _TAP_CHANNELS = (16, 24, 40, 112)
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def load_effnet_lite0_trunk() -> nn.Module:
@@ -88,14 +86,12 @@ class FrozenTaps:
 
     def __call__(self, x: Tensor) -> list[Tensor]:
         """``[B, 1 or 3, H, W]`` in [0, 1] -> four ``[B, C_i, size / 2^(i+1), ...]`` maps."""
+        # the checks' own preparation (grey -> 3 channels, resize, ImageNet normalisation);
+        # imported here, as the trunk is, so importing the generators does not import the checks
+        from augmentgen.checks.features import IMAGENET_MEAN, IMAGENET_STD, _prepare
+
         net: Any = self.trunk(x.device)
-        x = x.float()
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        x = F.interpolate(x, size=(self.size,) * 2, mode="bilinear", align_corners=False)
-        mean = x.new_tensor(_IMAGENET_MEAN).view(1, 3, 1, 1)
-        std = x.new_tensor(_IMAGENET_STD).view(1, 3, 1, 1)
-        h = ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+        h = _prepare(x, self.size, IMAGENET_MEAN, IMAGENET_STD).contiguous(memory_format=torch.channels_last)
         h = net._swish(net._bn0(net._conv_stem(h)))
         taps = []
         for i, block in enumerate(net._blocks[: _TAPS[-1] + 1]):

@@ -10,10 +10,15 @@ with a real + classical baseline on the same seeds:
 - ``oversample``: generate this many times more and keep, per class, the images the run's
   reference classifier (trained on the same subset: no peeking) gives the highest probability
   of their label (confidence filtering);
+- ``select``: with ``oversample``, ``confident`` keeps the most confident images, ``hard`` the
+  least (the images the classifier has not learned yet: feedback-guided selection, Askari-Hemmat
+  et al. 2023);
 - ``share``: repeat the real + classical rows so synthetic rows are about this share of the
   training set (the mixing ratio, ``protocol.repeat_to_share``); ``none`` keeps the natural share;
 - ``schedule``: ``mix`` trains on everything at once; ``pretrain`` spends half the steps on
   everything, then fine-tunes on real + classical alone for the other half;
+- ``syn_ops``: 1 passes every generated image once through the classical ops too (as a
+  ``Synthesize`` step followed by the ops does in a pipeline); 0 (the protocol's) keeps them as drawn;
 - ``temp``: the latent temperature of every chosen generator (``recipe``: each one's
   ``sample_temperature``).
 
@@ -66,24 +71,28 @@ def parse_variant(text: str) -> dict[str, Any]:
         "share": "none",
         "temp": "recipe",
         "schedule": "mix",
+        "syn_ops": 0,
+        "select": "confident",
     }
     for part in filter(None, text.split(",")):
         key, _, value = part.partition("=")
         if key not in v:
             raise ValueError(f"--variant {text!r}: unknown key {key!r}; known: {sorted(v)}")
-        v[key] = value if key in ("gens", "share", "temp", "schedule") else int(value)
+        v[key] = value if key in ("gens", "share", "temp", "schedule", "select") else int(value)
     return v
 
 
 @torch.no_grad()
-def keep_confident(data: Batch, clf: ReferenceClassifier, num_classes: int, per_class: int) -> Batch:
-    """Per class, the ``per_class`` rows ``clf`` gives the highest probability of their own label."""
+def keep_confident(
+    data: Batch, clf: ReferenceClassifier, num_classes: int, per_class: int, hardest: bool = False
+) -> Batch:
+    """Per class, the ``per_class`` rows ``clf`` gives the highest (``hardest``: lowest) probability of their own label."""
     assert data.label is not None
     prob = clf.predict_logits(data.image).softmax(1).gather(1, data.label[:, None])[:, 0]
     keep = []
     for c in range(num_classes):
         rows = (data.label == c).nonzero()[:, 0]
-        keep.append(rows[prob[rows].argsort(descending=True)[:per_class]])
+        keep.append(rows[prob[rows].argsort(descending=not hardest)[:per_class]])
     idx = torch.cat(keep)
     return Batch(image=data.image[idx], label=data.label[idx])
 
@@ -119,13 +128,26 @@ def main() -> None:
 
     base: dict[int, float] = {}
     classical: dict[int, Batch] = {}
+    # the baseline is deterministic: its accuracies are cached in the run folder, keyed by what sets them
+    cache_path = args.run / "evaluation_lowdata_baseline.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    key = json.dumps(
+        [r.data.model_dump(mode="json"), r.pipeline, r.evaluate.classical_copies, kw], sort_keys=True, default=str
+    )
+    known = cache.get(key, {})
     for seed in args.seeds:
         classical[seed] = _concat(
             real, augment_copies(real, pipe, r.evaluate.classical_copies, derive_seed(seed, "classical"))
         )
+        if str(seed) in known:
+            base[seed] = float(known[str(seed)])
+            continue
         base[seed] = float(
             train_classifier(classical[seed], seed=seed, test=test_b, **kw).test_accuracy or 0.0
         )
+        known[str(seed)] = base[seed]
+        cache[key] = known
+        cache_path.write_text(json.dumps(cache, indent=1))
     print(
         json.dumps(
             {
@@ -150,7 +172,11 @@ def main() -> None:
                 temps = {name: float(v["temp"]) for name in temps}
             syn = synthetic_set(chosen, k, v["per_class"] * v["oversample"], seed, temps)
             if v["oversample"] > 1:
-                syn = keep_confident(syn, clf, k, v["per_class"])
+                if v["select"] not in ("confident", "hard"):
+                    raise ValueError(f"--variant {text!r}: select must be 'confident' or 'hard'")
+                syn = keep_confident(syn, clf, k, v["per_class"], hardest=v["select"] == "hard")
+            if v["syn_ops"]:
+                syn = augment_copies(syn, pipe, 1, derive_seed(seed, "synthetic-classical"))
             rc = classical[seed]
             share = None if v["share"] == "none" else float(v["share"])
             both = _concat(repeat_to_share(rc, syn.batch_size, share), syn)

@@ -79,6 +79,8 @@ def parse_variant(text: str) -> dict[str, Any]:
         if key not in v:
             raise ValueError(f"--variant {text!r}: unknown key {key!r}; known: {sorted(v)}")
         v[key] = value if key in ("gens", "share", "temp", "schedule", "select") else int(value)
+    if v["select"] not in ("confident", "hard"):
+        raise ValueError(f"--variant {text!r}: select must be 'confident' or 'hard', got {v['select']!r}")
     return v
 
 
@@ -172,8 +174,6 @@ def main() -> None:
                 temps = {name: float(v["temp"]) for name in temps}
             syn = synthetic_set(chosen, k, v["per_class"] * v["oversample"], seed, temps)
             if v["oversample"] > 1:
-                if v["select"] not in ("confident", "hard"):
-                    raise ValueError(f"--variant {text!r}: select must be 'confident' or 'hard'")
                 syn = keep_confident(syn, clf, k, v["per_class"], hardest=v["select"] == "hard")
             if v["syn_ops"]:
                 syn = augment_copies(syn, pipe, 1, derive_seed(seed, "synthetic-classical"))

@@ -58,6 +58,7 @@ from augmentgen.eval.protocol import (
 )
 from augmentgen.eval.train_job import _classifier_kwargs, load_data
 from augmentgen.generators import load_generator
+from augmentgen.generators.checkpoint import write_json_atomic
 from augmentgen.pipeline import Pipeline
 from augmentgen.recipes import load_recipe
 
@@ -149,7 +150,7 @@ def main() -> None:
         )
         known[str(seed)] = base[seed]
         cache[key] = known
-        cache_path.write_text(json.dumps(cache, indent=1))
+        write_json_atomic(cache_path, cache)  # two benchmarks on one folder never read half a file
     print(
         json.dumps(
             {

@@ -137,7 +137,7 @@ def main() -> None:
     key = json.dumps(
         [r.data.model_dump(mode="json"), r.pipeline, r.evaluate.classical_copies, kw], sort_keys=True, default=str
     )
-    known = cache.get(key, {})
+    known = cache.setdefault(key, {})
     for seed in args.seeds:
         classical[seed] = _concat(
             real, augment_copies(real, pipe, r.evaluate.classical_copies, derive_seed(seed, "classical"))
@@ -149,7 +149,6 @@ def main() -> None:
             train_classifier(classical[seed], seed=seed, test=test_b, **kw).test_accuracy or 0.0
         )
         known[str(seed)] = base[seed]
-        cache[key] = known
         write_json_atomic(cache_path, cache)  # two benchmarks on one folder never read half a file
     print(
         json.dumps(

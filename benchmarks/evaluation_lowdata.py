@@ -20,7 +20,9 @@ with a real + classical baseline on the same seeds:
 - ``syn_ops``: 1 passes every generated image once through the classical ops too (as a
   ``Synthesize`` step followed by the ops does in a pipeline); 0 (the protocol's) keeps them as drawn;
 - ``temp``: the latent temperature of every chosen generator (``recipe``: each one's
-  ``sample_temperature``).
+  ``sample_temperature``);
+- ``smooth``: label smoothing on the generated rows only (``evaluate.synthetic_label_smoothing``;
+  ``recipe``: the recipe's).
 
 ``--pipeline JSON`` replaces the recipe's classical ops (both arms), ``--steps`` the classifier
 steps.
@@ -54,6 +56,7 @@ from augmentgen.eval.protocol import (
     augment_copies,
     repeat_to_share,
     synthetic_set,
+    synthetic_smoothing,
     train_with_synthetic,
 )
 from augmentgen.eval.train_job import _classifier_kwargs, load_data
@@ -74,12 +77,13 @@ def parse_variant(text: str) -> dict[str, Any]:
         "schedule": "mix",
         "syn_ops": 0,
         "select": "confident",
+        "smooth": "recipe",
     }
     for part in filter(None, text.split(",")):
         key, _, value = part.partition("=")
         if key not in v:
             raise ValueError(f"--variant {text!r}: unknown key {key!r}; known: {sorted(v)}")
-        v[key] = value if key in ("gens", "share", "temp", "schedule", "select") else int(value)
+        v[key] = value if key in ("gens", "share", "temp", "schedule", "select", "smooth") else int(value)
     if v["select"] not in ("confident", "hard"):
         raise ValueError(f"--variant {text!r}: select must be 'confident' or 'hard', got {v['select']!r}")
     return v
@@ -179,8 +183,13 @@ def main() -> None:
                 syn = augment_copies(syn, pipe, 1, derive_seed(seed, "synthetic-classical"))
             rc = classical[seed]
             share = None if v["share"] == "none" else float(v["share"])
-            both = _concat(repeat_to_share(rc, syn.batch_size, share), syn)
-            run = train_with_synthetic(both, rc, v["schedule"], seed=seed, test=test_b, **kw)
+            rows = repeat_to_share(rc, syn.batch_size, share)
+            both = _concat(rows, syn)
+            eps = r.evaluate.synthetic_label_smoothing if v["smooth"] == "recipe" else float(v["smooth"])
+            smoothing = synthetic_smoothing(rows.batch_size, syn.batch_size, eps)
+            run = train_with_synthetic(
+                both, rc, v["schedule"], seed=seed, test=test_b, label_smoothing=smoothing, **kw
+            )
             acc = float(run.test_accuracy or 0.0)
             accs.append(acc)
             gains.append(acc - base[seed])

@@ -189,6 +189,27 @@ class ClassifierRun:
 DEFAULT_STEPS = 3000
 
 
+def smoothed_cross_entropy(logits: Tensor, target: Tensor, smoothing: Tensor) -> Tensor:
+    """Mean cross-entropy with a label smoothing of its own per row.
+
+    Row ``i`` is scored against ``(1 - smoothing[i])`` on its label plus ``smoothing[i] / K``
+    on every class, as ``F.cross_entropy(..., label_smoothing=e)`` does for one ``e``.
+
+    Shape:
+        logits ``[B, K]``, target ``[B]`` int64, smoothing ``[B]`` in [0, 1) -> scalar.
+
+    Example:
+        >>> x, y = torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
+        >>> a = smoothed_cross_entropy(x, y, torch.full((4,), 0.2))
+        >>> bool(torch.isclose(a, F.cross_entropy(x, y, label_smoothing=0.2)))
+        True
+    """
+    logp = logits.float().log_softmax(1)
+    nll = -logp.gather(1, target[:, None])[:, 0]
+    e = smoothing.to(logp)
+    return ((1.0 - e) * nll - e * logp.mean(1)).mean()
+
+
 def train_classifier(
     data: Batch,
     *,
@@ -202,6 +223,7 @@ def train_classifier(
     device: torch.device | str = "cpu",
     log_every: int = 500,
     init: ReferenceClassifier | None = None,
+    label_smoothing: Tensor | None = None,
 ) -> ClassifierRun:
     """Train a reference classifier on ``data`` with Adam and a cosine schedule; deterministic under ``seed``.
 
@@ -215,12 +237,22 @@ def train_classifier(
         seed: seeds the init, the data order and the shifts.
         test: labeled real test set, evaluated at the end.
         init: start from these weights (fine-tuning; its config is used), not from ``seed``'s init.
+        label_smoothing: ``[N]`` per-row label smoothing in [0, 1) (``smoothed_cross_entropy``),
+            e.g. non-zero on generated rows only; ``None``: plain cross-entropy on every row.
 
     Example:
         >>> run = train_classifier(load_digits("train").to_batch(), steps=200)  # doctest: +SKIP
     """
     if data.label is None:
         raise ValueError("train_classifier: data needs labels")
+    if label_smoothing is not None:
+        if label_smoothing.shape != (data.batch_size,):
+            raise ValueError(
+                f"train_classifier: label_smoothing must be one value per row [{data.batch_size}], "
+                f"got shape {tuple(label_smoothing.shape)}"
+            )
+        if not bool(((label_smoothing >= 0) & (label_smoothing < 1)).all()):
+            raise ValueError("train_classifier: label_smoothing values must be in [0, 1)")
     if init is not None:
         config = init.config
     if config is None:
@@ -253,7 +285,8 @@ def train_classifier(
             take = min(batch_size - sum(p.numel() for p in idx_parts), n - off)
             idx_parts.append(perm[off : off + take])
             pos += take
-        b = data.index(torch.cat(idx_parts)).as_float().to(device)
+        idx = torch.cat(idx_parts)
+        b = data.index(idx).as_float().to(device)
         x, y = b.image, data.label.new_empty(0) if b.label is None else b.label
         if augment:
             x = random_shift(x, x.shape[-1] // 14, torch_rng(seed, "classifier-shift", step))
@@ -265,7 +298,10 @@ def train_classifier(
         for g in opt.param_groups:
             g["lr"] = lr * f
         logits = model(x, torch_rng(seed, "classifier-dropout", step, device=device))
-        loss = F.cross_entropy(logits, y)
+        if label_smoothing is None:
+            loss = F.cross_entropy(logits, y)
+        else:
+            loss = smoothed_cross_entropy(logits, y, label_smoothing[idx].to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         opt.step()

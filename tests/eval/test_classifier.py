@@ -6,9 +6,18 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from augmentgen.core import Batch
-from augmentgen.eval.classifier import ClassifierConfig, ReferenceClassifier, random_shift, train_classifier
+from augmentgen.eval.classifier import (
+    ClassifierConfig,
+    ReferenceClassifier,
+    random_shift,
+    smoothed_cross_entropy,
+    train_classifier,
+)
 
 SMALL = ClassifierConfig(image_size=8, width=8, hidden=32)
 
@@ -68,3 +77,42 @@ def test_init_fine_tunes_from_given_weights(digits_train: Batch, digits_test: Ba
     tuned = train_classifier(digits_train, steps=20, lr=1e-4, seed=1, test=digits_test, init=first.model)
     assert tuned.test_accuracy is not None and first.test_accuracy is not None
     assert tuned.test_accuracy > 0.8 and abs(tuned.test_accuracy - first.test_accuracy) < 0.05
+
+
+@given(
+    b=st.integers(1, 12),
+    k=st.integers(2, 10),
+    eps=st.lists(st.floats(0.0, 0.95), min_size=1, max_size=12),
+    seed=st.integers(0, 2**16),
+)
+@settings(max_examples=60, deadline=None)
+def test_smoothed_cross_entropy_is_torch_label_smoothing_per_row(b: int, k: int, eps: list[float], seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(b, k, generator=g, dtype=torch.float64) * 3
+    target = torch.randint(0, k, (b,), generator=g)
+    e = torch.tensor((eps * b)[:b], dtype=torch.float64)
+    rows = [
+        F.cross_entropy(logits[i : i + 1], target[i : i + 1], label_smoothing=float(e[i])) for i in range(b)
+    ]
+    got = smoothed_cross_entropy(logits, target, e)
+    assert torch.isclose(got, torch.stack(rows).mean().float(), rtol=1e-5, atol=1e-6)
+    assert torch.isclose(  # one value for every row: torch's own label smoothing
+        smoothed_cross_entropy(logits, target, torch.full((b,), e[0].item())),
+        F.cross_entropy(logits, target, label_smoothing=float(e[0])).float(), rtol=1e-5, atol=1e-6,
+    )  # fmt: skip
+
+
+def test_label_smoothing_rows_change_training_and_bad_values_are_errors(digits_train: Batch) -> None:
+    data = digits_train.index(torch.arange(256))
+    kw = {"config": SMALL, "steps": 10, "batch_size": 64, "seed": 0, "augment": False}
+    plain = train_classifier(data, **kw).model.state_dict()
+    zeros = train_classifier(data, label_smoothing=torch.zeros(256), **kw).model.state_dict()
+    half = torch.cat([torch.zeros(128), torch.full((128,), 0.3)])
+    smooth = train_classifier(data, label_smoothing=half, **kw).model.state_dict()
+    # zero smoothing is plain cross-entropy (up to rounding of the other formula); 0.3 on half the rows is not
+    assert all(torch.allclose(plain[k].float(), zeros[k].float(), atol=1e-4) for k in plain)
+    assert not all(torch.allclose(plain[k].float(), smooth[k].float(), atol=1e-4) for k in plain)
+    with pytest.raises(ValueError, match=r"one value per row \[256\]"):
+        train_classifier(data, label_smoothing=torch.zeros(10), **kw)
+    with pytest.raises(ValueError, match=r"in \[0, 1\)"):
+        train_classifier(data, label_smoothing=torch.ones(256), **kw)

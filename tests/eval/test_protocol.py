@@ -171,3 +171,41 @@ def test_synthetic_share_repeats_real_and_classical_in_that_arm_only(
         "synthetic": 400,
     }
     assert ev.settings["synthetic_share"] == 0.5
+
+
+def test_synthetic_label_smoothing_touches_the_generated_rows_only(
+    digits_train: Batch, digits_test: Batch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import augmentgen.eval.protocol as protocol
+
+    seen: list[tuple[int, torch.Tensor | None]] = []
+    real_train = protocol.train_classifier
+
+    def spy(data: Batch, **kw: Any) -> Any:
+        seen.append((data.batch_size, kw.get("label_smoothing")))
+        return real_train(data, **kw)
+
+    monkeypatch.setattr(protocol, "train_classifier", spy)
+    real = digits_train.index(torch.arange(100))
+    common: dict[str, Any] = {
+        "num_classes": 10, "pipeline": _shift, "generators": {"a": _Repeat(digits_train)}, "seeds": [0],
+        "classical_copies": 1, "synthetic_per_class": 40, "synthetic_share": 0.5, "classifier_kwargs": KW,
+    }  # fmt: skip
+    arms = ["real_classical", "real_classical_synthetic", "synthetic"]
+    plain = evaluate_arms(real, digits_test, arms=arms, **common)
+    assert [s is None for _, s in seen] == [True, True, True]
+    seen.clear()
+    ev = evaluate_arms(real, digits_test, arms=arms, synthetic_label_smoothing=0.3, **common)
+    (n_rc, s_rc), (n_mix, s_mix), (n_syn, s_syn) = seen
+    assert s_rc is None and s_syn is None  # only the arm that mixes generated rows into real ones
+    assert s_mix is not None and n_mix == 800 and s_mix.shape == (800,)
+    assert torch.equal(s_mix[:400], torch.zeros(400)) and torch.allclose(s_mix[400:], torch.full((400,), 0.3))
+    assert ev.settings["synthetic_label_smoothing"] == 0.3
+    assert ev.arms["real_classical"].accuracy == plain.arms["real_classical"].accuracy
+    seen.clear()
+    evaluate_arms(real, digits_test, arms=["real_classical_synthetic"], synthetic_label_smoothing=0.3,
+                  synthetic_schedule="pretrain", **common)  # fmt: skip
+    (_, first), (n_second, second) = seen
+    assert first is not None and second is None and n_second == 200  # the fine-tune: real + classical, once
+    with pytest.raises(ValueError, match=r"synthetic_label_smoothing must be in \[0, 1\), got 1.0"):
+        evaluate_arms(real, digits_test, arms=arms, synthetic_label_smoothing=1.0, **common)

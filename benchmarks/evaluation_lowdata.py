@@ -21,8 +21,10 @@ with a real + classical baseline on the same seeds:
   ``Synthesize`` step followed by the ops does in a pipeline); 0 (the protocol's) keeps them as drawn;
 - ``temp``: the latent temperature of every chosen generator (``recipe``: each one's
   ``sample_temperature``);
-- ``smooth``: label smoothing on the generated rows only (``evaluate.synthetic_label_smoothing``;
-  ``recipe``: the recipe's).
+- ``smooth``: label smoothing on the generated rows (``mix`` schedule only);
+- ``smooth_real``: label smoothing on the real + classical rows, in both arms (the real +
+  classical baseline is trained again with it), so a regularizer that helps any training set is
+  not credited to the generated images.
 
 ``--pipeline JSON`` replaces the recipe's classical ops (both arms), ``--steps`` the classifier
 steps.
@@ -56,7 +58,6 @@ from augmentgen.eval.protocol import (
     augment_copies,
     repeat_to_share,
     synthetic_set,
-    synthetic_smoothing,
     train_with_synthetic,
 )
 from augmentgen.eval.train_job import _classifier_kwargs, load_data
@@ -77,15 +78,19 @@ def parse_variant(text: str) -> dict[str, Any]:
         "schedule": "mix",
         "syn_ops": 0,
         "select": "confident",
-        "smooth": "recipe",
+        "smooth": 0.0,
+        "smooth_real": 0.0,
     }
     for part in filter(None, text.split(",")):
         key, _, value = part.partition("=")
         if key not in v:
             raise ValueError(f"--variant {text!r}: unknown key {key!r}; known: {sorted(v)}")
-        v[key] = value if key in ("gens", "share", "temp", "schedule", "select", "smooth") else int(value)
+        kind = float if key in ("smooth", "smooth_real") else int
+        v[key] = value if key in ("gens", "share", "temp", "schedule", "select") else kind(value)
     if v["select"] not in ("confident", "hard"):
         raise ValueError(f"--variant {text!r}: select must be 'confident' or 'hard', got {v['select']!r}")
+    if (v["smooth"] or v["smooth_real"]) and v["schedule"] != "mix":
+        raise ValueError(f"--variant {text!r}: label smoothing needs schedule=mix")
     return v
 
 
@@ -133,43 +138,40 @@ def main() -> None:
           "augment": r.evaluate.shift_augment}  # fmt: skip
     k = train.num_classes
 
-    base: dict[int, float] = {}
-    classical: dict[int, Batch] = {}
+    classical = {
+        seed: _concat(real, augment_copies(real, pipe, r.evaluate.classical_copies, derive_seed(seed, "classical")))
+        for seed in args.seeds
+    }
     # the baseline is deterministic: its accuracies are cached in the run folder, keyed by what sets them
     cache_path = args.run / "evaluation_lowdata_baseline.json"
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
-    key = json.dumps(
-        [r.data.model_dump(mode="json"), r.pipeline, r.evaluate.classical_copies, kw], sort_keys=True, default=str
-    )
-    known = cache.setdefault(key, {})
-    for seed in args.seeds:
-        classical[seed] = _concat(
-            real, augment_copies(real, pipe, r.evaluate.classical_copies, derive_seed(seed, "classical"))
-        )
-        if str(seed) in known:
-            base[seed] = float(known[str(seed)])
-            continue
-        base[seed] = float(
-            train_classifier(classical[seed], seed=seed, test=test_b, **kw).test_accuracy or 0.0
-        )
-        known[str(seed)] = base[seed]
-        write_json_atomic(cache_path, cache)  # two benchmarks on one folder never read half a file
-    print(
-        json.dumps(
-            {
-                "variant": "real_classical",
-                "steps": kw["steps"],
-                "pipeline": r.pipeline,
-                "accuracy": base,
-                "mean": statistics.fmean(base.values()),
-            }
-        ),
-        flush=True,
-    )
+
+    def baseline(smooth_real: float) -> dict[int, float]:
+        """Real + classical accuracy per seed, its rows learned with label smoothing ``smooth_real``."""
+        parts = [r.data.model_dump(mode="json"), r.pipeline, r.evaluate.classical_copies, kw]
+        key = json.dumps(parts + ([smooth_real] if smooth_real else []), sort_keys=True, default=str)
+        known = cache.setdefault(key, {})
+        for seed in args.seeds:
+            if str(seed) not in known:
+                rc = classical[seed]
+                eps = torch.full((rc.batch_size,), smooth_real) if smooth_real else None
+                run = train_classifier(rc, seed=seed, test=test_b, label_smoothing=eps, **kw)
+                known[str(seed)] = float(run.test_accuracy or 0.0)
+                write_json_atomic(cache_path, cache)  # two benchmarks on one folder never read half a file
+        acc = {seed: float(known[str(seed)]) for seed in args.seeds}
+        print(json.dumps({"variant": "real_classical", "steps": kw["steps"], "pipeline": r.pipeline,
+                          "smooth_real": smooth_real, "accuracy": acc, "mean": statistics.fmean(acc.values())}),
+              flush=True)  # fmt: skip
+        return acc
+
+    bases = {0.0: baseline(0.0)}
 
     for text in args.variant:
         v = parse_variant(text)
         c0 = time.process_time()
+        if v["smooth_real"] not in bases:
+            bases[v["smooth_real"]] = baseline(v["smooth_real"])
+        base = bases[v["smooth_real"]]
         chosen = {name: gens[name] for name in v["gens"].split("+")}
         accs, gains = [], []
         for seed in args.seeds:
@@ -185,8 +187,11 @@ def main() -> None:
             share = None if v["share"] == "none" else float(v["share"])
             rows = repeat_to_share(rc, syn.batch_size, share)
             both = _concat(rows, syn)
-            eps = r.evaluate.synthetic_label_smoothing if v["smooth"] == "recipe" else float(v["smooth"])
-            smoothing = synthetic_smoothing(rows.batch_size, syn.batch_size, eps)
+            smoothing = None
+            if v["smooth"] or v["smooth_real"]:
+                smoothing = torch.cat(
+                    [torch.full((rows.batch_size,), v["smooth_real"]), torch.full((syn.batch_size,), v["smooth"])]
+                )
             run = train_with_synthetic(
                 both, rc, v["schedule"], seed=seed, test=test_b, label_smoothing=smoothing, **kw
             )

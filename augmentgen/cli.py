@@ -176,7 +176,7 @@ def generate(
         bool, typer.Option("--resume", help="Finish an interrupted job: skip the shards already done.")
     ] = False,
     workers: Annotated[
-        int | None, typer.Option("--workers", help="Local processes (or Ray tasks in flight).")
+        int | None, typer.Option("--workers", help="Local processes (or Ray tasks in flight); 0: one per core for a CPU source.")
     ] = None,
     distributor: Annotated[
         str | None,

@@ -6,15 +6,20 @@ photo, resized to 32 and 224 px), PNG and JPEG (quality 95):
 - ``baseline``: a Python loop calling ``webdataset.ShardWriter.write`` with PIL-encoded images
   (PIL defaults; quality 95 for JPEG) and the label, one process: the common practice.
 - ``encode_1t``: images/s of the OpenCV encoder alone on one thread; ``ceiling`` is that
-  times the usable cores (what a perfect encode pool could reach).
+  times the usable cores (what a perfect encode pool could reach). ``encode_pool``: the
+  encoder alone on a pool of one thread per core; ``encode_processes``: the encoder alone in
+  one forked process per core (no GIL between them): what the cores actually give at once.
 - ``raw_tar_*``: writing pre-encoded bytes only: ``tarfile``, ``webdataset.ShardWriter`` and
   augmentgen's ``tar_member``.
-- ``augmentgen``: ``write_shards`` end to end (source batches, checks, provenance json, cls,
-  encode pool, tar, fsync, rename, manifest), samples/s.
-- ``memory``: peak RSS of a child process writing 10 and 100 shards (same shard size).
+- ``augmentgen``: ``write_shards`` end to end with its defaults (source batches, checks,
+  provenance json, cls, encoding, tar, sha256, fsync, rename, manifest), samples/s; for a source
+  on the CPU that is one forked process per core, each writing its shards inline.
+  ``augmentgen_one_process``: the same in this process (``workers: 1``), its encode pool on threads.
+- ``memory``: peak RSS of a child process writing 10 and 100 shards (same shard size), and of
+  the largest of its workers.
 
 Besides samples/s, every contender reports CPU microseconds per sample (``*_cpu_us``, all
-threads of this process). On a machine shared with other work, wall-clock rates move with
+threads of this process and of the worker processes it waited for). On a machine shared with other work, wall-clock rates move with
 the load; CPU time barely does. ``cpu_share_encoding`` (encoder CPU / writer CPU) is the
 fraction of the encode ceiling the writer can reach on idle cores.
 """
@@ -24,6 +29,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -70,10 +76,16 @@ def photo_dataset(size: int = 32, n: int = 64, seed: int = 0) -> Any:
 Rate = tuple[float, float]  # (samples/s of wall time, CPU us per sample over all threads of this process)
 
 
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and of its children that have ended (a forked pool's workers)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def _rate(n: int, fn: Callable[[], object]) -> Rate:
-    t, c = time.perf_counter(), time.process_time()
+    t, c = time.perf_counter(), _cpu_seconds()
     fn()
-    return n / (time.perf_counter() - t), (time.process_time() - c) / n * 1e6
+    return n / (time.perf_counter() - t), (_cpu_seconds() - c) / n * 1e6
 
 
 def _pil_bytes(img: np.ndarray, fmt: str) -> bytes:
@@ -164,6 +176,33 @@ def _encode(images: np.ndarray, n: int, fmt: str, threads: int) -> Rate:
         return _rate(n, lambda: list(pool.map(job, range(0, n, chunk))))
 
 
+def _encode_processes(images: np.ndarray, n: int, fmt: str, procs: int) -> Rate:
+    """The encoder alone in ``procs`` forked processes at once (no GIL between them): what the cores give."""
+    from augmentgen.shards.encoders import EncodeSpec, encode_image
+
+    spec = EncodeSpec(fmt, 95)
+
+    def run() -> None:
+        pids = []
+        for p in range(procs):
+            pid = os.fork()
+            if pid == 0:  # the child encodes its share and leaves without Python's clean-up
+                code = 0
+                try:
+                    for i in range(p, n, procs):
+                        encode_image(images[i % len(images)], spec)
+                except BaseException:  # noqa: BLE001 - reported through the exit status
+                    code = 1
+                os._exit(code)
+            pids.append(pid)
+        for pid in pids:
+            _, status = os.waitpid(pid, 0)
+            if status != 0:
+                raise RuntimeError(f"an encoding process failed (status {status})")
+
+    return _rate(n, run)
+
+
 def _recipe(size: int, fmt: str, n: int, shard_size: int, pool: int) -> Any:
     from augmentgen.shards.config import recipe_from_dict
 
@@ -184,28 +223,34 @@ def _recipe(size: int, fmt: str, n: int, shard_size: int, pool: int) -> Any:
     )
 
 
-def _augmentgen(size: int, fmt: str, n: int, shard_size: int, pool: int, out: Path) -> Rate:
+def _augmentgen(
+    size: int, fmt: str, n: int, shard_size: int, pool: int, out: Path, workers: int = 0
+) -> Rate:
+    """``write_shards`` end to end; ``workers`` 0 is the default (one forked process per core), 1 this process."""
     from augmentgen.shards.build import build_source
+    from augmentgen.shards.config import RunConfig
     from augmentgen.shards.distribute import write_shards
 
     recipe = _recipe(size, fmt, n, shard_size, pool)
     source = build_source(recipe)  # built outside the timing: the figure is the writer's
-    c = time.process_time()
-    res = write_shards(recipe, out, source=source)
-    return res.samples / res.seconds, (time.process_time() - c) / res.samples * 1e6
+    c = _cpu_seconds()
+    res = write_shards(recipe, out, source=source, run=RunConfig(workers=workers))
+    return res.samples / res.seconds, (_cpu_seconds() - c) / res.samples * 1e6
 
 
-def _peak_rss_kb(count: int, shard_size: int, out: Path) -> int:
+def _peak_rss_kb(count: int, shard_size: int, out: Path) -> tuple[int, int]:
+    """Peak RSS (KiB) of a process writing ``count`` shards, and of the largest of its worker processes."""
     code = (
         "import resource, sys\n"
         "from augmentgen.bench.shards import _recipe\n"
         "from augmentgen.shards.distribute import write_shards\n"
         f"r = _recipe(32, 'png', {count * shard_size}, {shard_size}, 256)\n"
         f"write_shards(r, {str(out)!r})\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return int(res.stdout.strip().splitlines()[-1])
+    me, worker = res.stdout.strip().splitlines()[-1].split()
+    return int(me), int(worker)
 
 
 def run_shards_benchmark(
@@ -247,14 +292,18 @@ def run_shards_benchmark(
                 r: dict[str, Any] = {"samples": n, "shard_size": per_shard}
                 for rep in range(reps):
                     work = root / name / str(rep)
-                    for sub in ("base", "raw", "ours"):
+                    for sub in ("base", "raw", "ours", "ours1"):
                         (work / sub).mkdir(parents=True)
                     figures = {
                         "encode_1t": _encode(ds.images, n, fmt, 1),
                         "encode_pool": _encode(ds.images, n, fmt, cores),
+                        "encode_processes": _encode_processes(ds.images, n, fmt, cores),
                         "baseline": _baseline(ds.images, ds.labels, n, fmt, per_shard, work / "base"),
                         **_raw_tar(encoded, ds.labels, n, fmt, per_shard, work / "raw"),
                         "augmentgen": _augmentgen(size, fmt, n, per_shard, POOL, work / "ours"),
+                        "augmentgen_one_process": _augmentgen(
+                            size, fmt, n, per_shard, POOL, work / "ours1", workers=1
+                        ),
                     }
                     for k, (rate, cpu) in figures.items():
                         r[k] = max(r.get(k, 0.0), rate)
@@ -263,6 +312,7 @@ def run_shards_benchmark(
                 r["ceiling"] = r["encode_1t"] * cores
                 r["speedup_vs_baseline"] = r["augmentgen"] / r["baseline"]
                 r["fraction_of_ceiling"] = r["augmentgen"] / r["ceiling"]
+                r["fraction_of_encode_processes"] = r["augmentgen"] / r["encode_processes"]
                 # CPU time does not depend on what else runs on the machine: the share of the writer's CPU
                 # that is encoding bounds the fraction of the ceiling it can reach on idle cores.
                 r["cpu_share_encoding"] = r["encode_1t_cpu_us"] / r["augmentgen_cpu_us"]
@@ -273,6 +323,8 @@ def run_shards_benchmark(
                         f"{name:>10}: augmentgen {r['augmentgen']:8.0f}/s  baseline {r['baseline']:7.0f}/s "
                         f"(x{r['speedup_vs_baseline']:.1f})  ceiling {r['ceiling']:7.0f}/s "
                         f"({100 * r['fraction_of_ceiling']:.0f}%)  encode pool {r['encode_pool']:.0f}/s  "
+                        f"encode processes {r['encode_processes']:.0f}/s  "
+                        f"one process (threads) {r['augmentgen_one_process']:.0f}/s  "
                         f"CPU us/sample: augmentgen {r['augmentgen_cpu_us']:.0f}, encode {r['encode_1t_cpu_us']:.0f} "
                         f"({100 * r['cpu_share_encoding']:.0f}%), baseline {r['baseline_cpu_us']:.0f}  "
                         f"raw tar: tarfile {r['raw_tar_tarfile']:.0f}/s, ShardWriter {r['raw_tar_shardwriter']:.0f}/s, "
@@ -281,18 +333,24 @@ def run_shards_benchmark(
         mem: dict[str, Any] = {}
         if memory:
             mem_shard = 50 if quick else 200
-            rss10 = _peak_rss_kb(10, mem_shard, root / "mem10")
-            rss100 = _peak_rss_kb(100, mem_shard, root / "mem100")
+            (rss10, w10), (rss100, w100) = (
+                _peak_rss_kb(10, mem_shard, root / "mem10"),
+                _peak_rss_kb(100, mem_shard, root / "mem100"),
+            )
             mem = {
                 "shard_size": mem_shard,
                 "peak_rss_kb_10_shards": rss10,
                 "peak_rss_kb_100_shards": rss100,
                 "ratio": rss100 / rss10,
+                "worker_peak_rss_kb_10_shards": w10,
+                "worker_peak_rss_kb_100_shards": w100,
+                "worker_ratio": w100 / w10 if w10 else None,
             }
             if log is not None:
                 log(
                     f"memory: peak RSS {rss10 / 1024:.0f} MiB writing 10 shards, {rss100 / 1024:.0f} MiB writing 100 "
-                    f"(x{rss100 / rss10:.3f}), {mem_shard} samples of 32 px PNG per shard"
+                    f"(x{rss100 / rss10:.3f}); largest worker {w10 / 1024:.0f} / {w100 / 1024:.0f} MiB; "
+                    f"{mem_shard} samples of 32 px PNG per shard"
                 )
     return {
         "cores": cores,

@@ -73,15 +73,18 @@ class RunConfig(_Strict):
     """How to run; none of these fields changes the bytes written.
 
     Args:
-        workers: local processes (``local``) or tasks in flight (``ray``; 1 means one per cluster CPU).
+        workers: local processes (``local``) or tasks in flight (``ray``; 0 or 1 means one per cluster
+            CPU). 0 (the default) means one process per usable core, forked from this one, when the
+            source runs on the CPU; a source on a GPU stays in this process and encodes on threads.
         distributor: ``local`` (this process, or a process pool when workers > 1), ``ray`` (one
             Ray task per shard) or ``torchrun`` (``RANK``/``WORLD_SIZE`` pick the shards of this rank).
         threads: encode threads per process; 0 means usable cores divided by workers (1 per Ray task).
+            With one thread a process draws, encodes and writes inline, with no hand-offs.
         retries: extra attempts for a shard that raised, before it is reported as failed.
         queue: encode chunks in flight per process (bounds memory); 0 means 4 per thread.
     """
 
-    workers: int = Field(default=1, ge=1)
+    workers: int = Field(default=0, ge=0)
     distributor: Literal["local", "ray", "torchrun"] = "local"
     threads: int = Field(default=0, ge=0)
     retries: int = Field(default=2, ge=0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing as mp
 import time
 from collections import Counter, deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -127,6 +128,37 @@ def _worker_writer(recipe_json: str, out: str, threads: int, queue: int) -> Shar
     return _WORKER_WRITERS[key]
 
 
+# The writer a forked pool's processes inherit (set in the parent just before the pool forks them).
+_FORK_WRITER: ShardWriter | None = None
+
+
+def _write_forked(index: int, torch_threads: int) -> ShardRecord:
+    if _FORK_WRITER is None:
+        raise RuntimeError("_write_forked runs only in a process forked by _run_pool")
+    torch.set_num_threads(torch_threads)
+    return _FORK_WRITER.write(index)
+
+
+def fork_safe(recipe: GenerateRecipe, source: ShardSource) -> bool:
+    """Whether worker processes may be forked from this one: the source runs on the CPU and CUDA is untouched.
+
+    A forked process inherits the built source (no reload, no pickling), but a process that
+    has touched CUDA cannot be forked safely, so a source on a GPU gets spawned workers (or,
+    by default, this process and its encode threads).
+    """
+    if "fork" not in mp.get_all_start_methods() or torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
+        return False
+    devices = [getattr(recipe.source, "device", "cpu")]
+    inner: Any = source
+    for _ in range(4):  # wrappers (a filtering source) hold the real one as .source
+        if hasattr(inner, "device"):
+            devices.append(inner.device)
+        inner = getattr(inner, "source", None)
+        if inner is None:
+            break
+    return all(torch.device(d).type == "cpu" for d in devices)
+
+
 def _write_in_worker(
     recipe_json: str, out: str, index: int, threads: int, queue: int, torch_threads: int
 ) -> ShardRecord:
@@ -161,22 +193,41 @@ def _run_here(writer: ShardWriter, todo: list[int], retries: int, rec: _Recorder
 
 
 def _run_pool(
-    recipe: GenerateRecipe, out: Path, todo: list[int], run: RunConfig, threads: int, rec: _Recorder
+    recipe: GenerateRecipe,
+    out: Path,
+    todo: list[int],
+    run: RunConfig,
+    threads: int,
+    rec: _Recorder,
+    workers: int,
+    fork_from: ShardSource | None = None,
 ) -> None:
+    """Shards on ``workers`` local processes: forked from this one (inheriting ``fork_from``) or spawned.
+
+    Spawned workers rebuild the source from the recipe (seconds: imports, weights); forked
+    ones start in milliseconds with the source already built, which is what makes a pool
+    pay off for small jobs. Forking is only used when ``fork_safe`` says so.
+    """
+    global _FORK_WRITER
     recipe_json = recipe.model_dump_json()
-    torch_threads = max(1, usable_cores() // run.workers)
+    torch_threads = max(1, usable_cores() // workers)
     queue: deque[tuple[int, int]] = deque((i, 0) for i in todo)
-    ctx = get_context("spawn")  # fork would copy torch's thread pools and locks mid-use
-    pool = ProcessPoolExecutor(run.workers, mp_context=ctx)
+    if fork_from is not None:
+        _FORK_WRITER = ShardWriter(fork_from, recipe.shards, out, threads=threads, queue=run.queue)
+    ctx = get_context("fork" if fork_from is not None else "spawn")
+
+    def submit(i: int) -> Future[ShardRecord]:
+        if fork_from is not None:
+            return pool.submit(_write_forked, i, torch_threads)
+        return pool.submit(_write_in_worker, recipe_json, str(out), i, threads, run.queue, torch_threads)
+
+    pool = ProcessPoolExecutor(workers, mp_context=ctx)
     inflight: dict[Future[ShardRecord], tuple[int, int]] = {}
     try:
         while queue or inflight:
-            while queue and len(inflight) < 2 * run.workers:
+            while queue and len(inflight) < 2 * workers:
                 i, attempt = queue.popleft()
-                fut = pool.submit(
-                    _write_in_worker, recipe_json, str(out), i, threads, run.queue, torch_threads
-                )
-                inflight[fut] = (i, attempt)
+                inflight[submit(i)] = (i, attempt)
             finished, _ = wait(inflight, return_when=FIRST_COMPLETED)
             broken = False
             for fut in finished:
@@ -200,9 +251,10 @@ def _run_pool(
                         rec.failed(i, recipe.shards.file_name(i), "worker process died")
                 inflight.clear()
                 pool.shutdown(wait=False, cancel_futures=True)
-                pool = ProcessPoolExecutor(run.workers, mp_context=ctx)
+                pool = ProcessPoolExecutor(workers, mp_context=ctx)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        _FORK_WRITER = None
 
 
 def _run_ray(
@@ -287,20 +339,25 @@ def write_shards(
     result = GenerateResult(out=out, skipped=done)
     if hook is not None:
         hook.start(len(todo), len(done))
+    forkable = run.distributor != "ray" and fork_safe(recipe, src)
+    # workers 0: one forked process per core when the source runs on the CPU, else this process
+    workers = run.workers or (usable_cores() if forkable else 1)
+    workers = min(workers, len(todo)) if run.distributor != "ray" else run.workers
     # A Ray task holds one CPU of the cluster, so it encodes on one thread unless told otherwise.
-    threads = run.threads or (1 if run.distributor == "ray" else max(1, usable_cores() // run.workers))
+    threads = run.threads or (1 if run.distributor == "ray" else max(1, usable_cores() // max(1, workers)))
     rec = _Recorder(out, hook, result)
     try:
         if not todo:
             pass
         elif run.distributor == "ray":
             _run_ray(recipe, out, todo, run, threads, rec)
-        elif run.workers > 1:
-            _run_pool(recipe, out, todo, run, threads, rec)
+        elif workers > 1:
+            _run_pool(recipe, out, todo, run, threads, rec, workers, src if forkable else None)
         else:
             with ShardWriter(src, recipe.shards, out, threads=threads, queue=run.queue) as writer:
                 _run_here(writer, todo, run.retries, rec)
     finally:
         rec.flush()
+        result.written.sort()  # a pool finishes shards out of order
         result.seconds = time.perf_counter() - t0
     return result

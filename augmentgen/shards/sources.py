@@ -127,7 +127,8 @@ def provenance_rows(
 ) -> list[dict[str, Any]]:
     """Per-row provenance of a pipeline's output: the source's rows, op params, per-sample meta (scores, prompts)."""
     n = batch.batch_size
-    rows = [dict(base[r]) if r < len(base) else {"appended_by_pipeline": True} for r in range(n)]
+    # the source's rows are fresh dicts made for this batch: extended in place, not copied
+    rows = base[:n] + [{"appended_by_pipeline": True} for _ in range(n - len(base))]
     if ops is not None:
         for r in range(min(n, len(ops))):
             rows[r]["ops"] = jsonable(ops[r])
@@ -201,8 +202,8 @@ class GeneratorSource:
                 if batch.label is None:
                     batch = batch.replace(label=labels.to(batch.device))
                 base = [
-                    {"generator": self.info, "condition": int(labels[r]), "seed": seed, "row": r}
-                    for r in range(n)
+                    {"generator": self.info, "condition": c, "seed": seed, "row": r}
+                    for r, c in enumerate(labels.tolist())
                 ]
                 out, ops = apply_pipeline(self.pipeline, batch, seed)
             yield out.replace(meta={**out.meta, "provenance": provenance_rows(out, base, ops)})
@@ -282,14 +283,8 @@ class DatasetSource:
             image = torch.from_numpy(self.images[idx]).permute(0, 3, 1, 2)  # [B, C, H, W] uint8
             batch = Batch(image=image, label=torch.from_numpy(self.labels[idx]))
             base = [
-                {
-                    "source": self.name,
-                    "source_index": int(idx[r]),
-                    "condition": int(self.labels[idx[r]]),
-                    "seed": seed,
-                    "row": r,
-                }
-                for r in range(n)
+                {"source": self.name, "source_index": i, "condition": c, "seed": seed, "row": r}
+                for r, (i, c) in enumerate(zip(idx.tolist(), self.labels[idx].tolist()))
             ]
             if self.pipeline is not None:
                 batch = batch.to(self.device).as_float()

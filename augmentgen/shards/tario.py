@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import BinaryIO
 
+import numpy as np
+
 BLOCK = 512
 RECORD = 20 * BLOCK  # tarfile pads archives to whole records; so do we, for identical bytes
 MTIME = 0  # fixed modification time: the same shard bytes whenever and wherever it is written
@@ -55,6 +57,52 @@ def tar_header(name: str, size: int) -> bytes:
     return b"".join(
         (nb, bytes(100 - len(nb)), _MODE_IDS, size_field, _MTIME, b"%06o\0 " % chksum, _AFTER_CHKSUM)
     )
+
+
+# The header of every member with an empty name and size and the checksum field as spaces (how it is summed).
+_TEMPLATE = np.frombuffer(
+    bytes(100) + _MODE_IDS + bytes(12) + _MTIME + b" " * 8 + _AFTER_CHKSUM, dtype=np.uint8
+)
+_TEMPLATE_SUM = int(_TEMPLATE.sum(dtype=np.int64))
+_SIZE_SHIFTS = np.arange(30, -1, -3, dtype=np.int64)  # 11 octal digits, most significant first
+_SUM_SHIFTS = np.arange(15, -1, -3, dtype=np.int64)  # 6 octal digits
+
+
+def tar_headers(names: list[bytes], sizes: list[int]) -> bytes:
+    """The ustar headers of many members at once, back to back (``len(names) * 512`` bytes).
+
+    Byte for byte ``b"".join(tar_header(n, s) for ...)``, built with a few array operations
+    instead of Python work per member: what keeps a shard of small images cheap to assemble.
+
+    Example:
+        >>> tar_headers([b"a.cls", b"a.json"], [1, 20]) == tar_header("a.cls", 1) + tar_header("a.json", 20)
+        True
+    """
+    m = len(names)
+    if len(sizes) != m:
+        raise ValueError(f"tar_headers: {m} names but {len(sizes)} sizes")
+    if m == 0:
+        return b""
+    longest = max(map(len, names))
+    if longest > 100 or not min(map(len, names)):
+        bad = next(n for n in names if not n or len(n) > 100)
+        raise ValueError(f"tar member name must be 1..100 bytes, got {len(bad)}: {bad!r}")
+    size = np.asarray(sizes, dtype=np.int64)
+    if size.min() < 0 or size.max() >= 8**11:
+        bad_size = int(size[(size < 0) | (size >= 8**11)][0])
+        raise ValueError(f"tar member size {bad_size} does not fit a ustar header")
+    hdr = np.empty((m, BLOCK), dtype=np.uint8)
+    hdr[:] = _TEMPLATE
+    hdr[:, :longest] = np.frombuffer(b"".join(n.ljust(longest, b"\0") for n in names), np.uint8).reshape(
+        m, longest
+    )
+    digits = ((size[:, None] >> _SIZE_SHIFTS) & 7) + 48
+    hdr[:, 124:135] = digits
+    # the checksum: the template's fixed bytes, plus the name's and the size's
+    chksum = _TEMPLATE_SUM + hdr[:, :longest].sum(axis=1, dtype=np.int64) + digits.sum(axis=1)
+    hdr[:, 148:154] = ((chksum[:, None] >> _SUM_SHIFTS) & 7) + 48
+    hdr[:, 154] = 0  # then the space already there
+    return hdr.tobytes()
 
 
 def tar_member(name: str, data: bytes) -> bytes:

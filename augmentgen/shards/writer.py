@@ -33,7 +33,7 @@ from augmentgen.core.batch import Batch
 from augmentgen.shards.config import ShardsConfig
 from augmentgen.shards.encoders import EncodeSpec, encode_jpeg_torch, to_uint8
 from augmentgen.shards.manifest import ShardEntry, fsync_dir
-from augmentgen.shards.members import Item, boxes_rows, chunk_size, encode_chunk
+from augmentgen.shards.members import Rows, boxes_rows, chunk_size, encode_rows
 from augmentgen.shards.sources import ShardSource, ShardTask, jsonable
 from augmentgen.shards.tario import tar_end
 
@@ -160,64 +160,59 @@ class ShardWriter:
             index, size=self.shards.size, base_seed=self.shards.seed, batch_size=self.shards.batch_size
         )
 
-    def _items(self, batch: Batch, task: ShardTask, offset: int, rejected: Counter[str]) -> list[Item]:
+    def _rows(self, batch: Batch, task: ShardTask, offset: int, rejected: Counter[str]) -> Rows:
+        """The batch's writable rows (NaN or out-of-range ones counted in ``rejected`` and dropped), keyed by position."""
         n = batch.batch_size
         gpu_jpeg = self.spec.format == "jpg" and self.shards.jpeg_encoder == "torchvision"
         images, finite, ok = to_uint8(batch.image)
-        if not ok.all():
+        keep = np.flatnonzero(ok).tolist()
+        if len(keep) < n:
             rejected["nan"] += int((~finite).sum())
             rejected["range"] += int((finite & ~ok).sum())
             logger.warning(
                 "shard %d: rejected %d of %d generated rows (NaN/inf or outside [0, 1])",
                 task.index,
-                int((~ok).sum()),
+                n - len(keep),
                 n,
             )
-        encoded: dict[int, bytes] = {}
-        if gpu_jpeg and ok.any():
+        row_images: list[np.ndarray | bytes] = [images[r] for r in keep]
+        if gpu_jpeg and keep:
             img = batch.image  # quantized again where it lives, so a CUDA batch is encoded on the GPU
             q = (
                 img
                 if img.dtype == torch.uint8
                 else (torch.nan_to_num(img.float()).clamp(0, 1) * 255).round().to(torch.uint8)
             )
-            rows = np.flatnonzero(ok)
-            jpegs = encode_jpeg_torch(q[torch.from_numpy(rows).to(q.device)], self.shards.quality)
-            encoded = dict(zip(rows.tolist(), jpegs, strict=True))
-        labels = None if batch.label is None else batch.label.detach().cpu().tolist()
+            row_images = list(encode_jpeg_torch(q[torch.tensor(keep, device=q.device)], self.shards.quality))
+        labels = None if batch.label is None else [int(x) for x in batch.label.detach().cpu().tolist()]
         prov = batch.meta.get("provenance")
+        prov_rows: list[Any] = prov if isinstance(prov, list) else []
         # Other per-sample meta lists (filter scores a wrapping source added, prompts) join the provenance.
         extra = [
             (k, v)
             for k, v in batch.meta.items()
             if k != "provenance" and isinstance(v, (list, tuple)) and len(v) == n
         ]
-        boxes = boxes_rows(batch)
-        masks = None if batch.masks is None else batch.masks.detach().cpu().to(torch.uint8).numpy()
-        items: list[Item] = []
-        for r in range(n):
-            if not ok[r]:
-                continue
-            k = offset + r
-            meta = dict(prov[r]) if isinstance(prov, list) and r < len(prov) else {}
+        metas: list[dict[str, Any]] = [
+            {**(prov_rows[r] if r < len(prov_rows) else {}), "shard": task.index, "index": offset + r}
+            for r in keep
+        ]
+        for meta, r in zip(metas, keep):
             for name, values in extra:
                 if name not in meta:
                     meta[name] = jsonable(values[r])
-            meta.update(shard=task.index, index=k)
-            label = None if labels is None else int(labels[r])
-            if label is not None:
-                meta["label"] = label
-            items.append(
-                Item(
-                    key=f"{task.index:06d}-{k:06d}",
-                    image=encoded.get(r, images[r]),
-                    label=label,
-                    meta=meta,
-                    boxes=None if boxes is None else boxes[r],
-                    mask=None if masks is None else masks[r],
-                )
-            )
-        return items
+            if labels is not None:
+                meta["label"] = labels[r]
+        boxes = boxes_rows(batch)
+        masks = None if batch.masks is None else batch.masks.detach().cpu().to(torch.uint8).numpy()
+        return Rows(
+            keys=[b"%06d-%06d" % (task.index, offset + r) for r in keep],
+            images=row_images,
+            labels=None if labels is None else [labels[r] for r in keep],
+            metas=metas,
+            boxes=None if boxes is None else [boxes[r] for r in keep],
+            masks=None if masks is None else masks[keep],
+        )
 
     def write(self, index: int) -> ShardRecord:
         """Write shard ``index`` under a temporary name, then rename it into place; returns its record."""
@@ -234,6 +229,9 @@ class ShardWriter:
         (its temporary file removed, nothing under its name); a failure does not stop the
         others, except a full disk, after which no new shard is started.
         """
+        if self.threads == 1:
+            yield from self._write_inline(indices)
+            return
         work: queue.Queue[tuple[_OpenShard, Any] | None] = queue.Queue(maxsize=self._limit())
         results: queue.Queue[ShardRecord | ShardFailure] = queue.Queue()
         stop = threading.Event()
@@ -257,6 +255,44 @@ class ShardWriter:
         finally:
             work.put(None)  # the sink finishes what it holds, removes any unfinished temporary file, and ends
             sink.join()
+
+    def _write_inline(self, indices: Iterable[int]) -> Generator[ShardRecord | ShardFailure, None, None]:
+        """One thread does it all: draw a batch, encode it, append it, and at the end fsync and rename.
+
+        With one encode thread the pipeline's hand-offs cost more than they overlap: three threads
+        passing the GIL back and forth spend about as much CPU as small images take to encode. One
+        process per core, each writing inline, keeps every core on the work instead.
+        """
+        for index in indices:
+            res = self._write_one_inline(index)
+            yield res
+            if isinstance(res, ShardFailure) and isinstance(res.error, DiskFullError):
+                return
+
+    def _write_one_inline(self, index: int) -> ShardRecord | ShardFailure:
+        final = self.out / self.shards.file_name(index)
+        shard = _OpenShard(index, final, final.with_name(final.name + f"{TMP_MARK}{os.getpid()}"))
+        try:
+            task = self.task(index)
+            position = 0
+            for batch in self.source.batches(task):
+                shard.rejected.update(batch.meta.get("filter_rejected") or {})
+                rows = self._rows(batch, task, position, shard.rejected)
+                position += batch.batch_size
+                shard.samples += len(rows)
+                shard.classes.update(rows.labels or ())
+                data = encode_rows(rows, self.spec)
+                if shard.file is None:
+                    shard.file = open(shard.tmp, "wb", buffering=1 << 20)  # noqa: SIM115 - closed in _finish
+                shard.file.write(data)
+                shard.hasher.update(data)
+                shard.size += len(data)
+        except Exception as e:  # noqa: BLE001 - reported by _finish like any shard failure
+            shard.error = self._explain(e, index)
+        except BaseException:  # interrupted: nothing half-written stays behind
+            self._discard(shard)
+            raise
+        return self._finish(shard)
 
     def _limit(self) -> int:
         step = chunk_size(64, 64)  # a guess before the first batch; the queue bound only needs the order
@@ -285,13 +321,13 @@ class ShardWriter:
             for batch in self.source.batches(task):
                 # rows a filtering source dropped before the writer saw them ({reason or reason:class: n})
                 shard.rejected.update(batch.meta.get("filter_rejected") or {})
-                items = self._items(batch, task, position, shard.rejected)
+                rows = self._rows(batch, task, position, shard.rejected)
                 position += batch.batch_size
-                shard.samples += len(items)
-                shard.classes.update(it.label for it in items if it.label is not None)
+                shard.samples += len(rows)
+                shard.classes.update(rows.labels or ())
                 step = chunk_size(*batch.size)
-                for c in range(0, len(items), step):
-                    work.put((shard, self.pool.submit(encode_chunk, items[c : c + step], self.spec)))
+                for c in range(0, len(rows), step):
+                    work.put((shard, self.pool.submit(encode_rows, rows.slice(c, c + step), self.spec)))
                 if stop.is_set():
                     raise DiskFullError(errno.ENOSPC, "stopped: the disk is full")
         except Exception as e:  # noqa: BLE001 - the sink reports it in order; the caller retries or records it

@@ -54,7 +54,7 @@ def test_defaults_are_documented_values() -> None:
     s = ShardsConfig(count=1)
     assert (s.name, s.size, s.format, s.batch_size, s.quality) == ("synthetic", 1000, "png", 256, 95)
     assert s.file_name(12) == "synthetic-000012.tar"
-    assert RunConfig().workers == 1
+    assert RunConfig().workers == 0  # auto: one forked process per core for a CPU source
 
 
 def test_yaml_round_trip_and_other_sections_are_left_alone(tmp_path: Path) -> None:

@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
 
+import augmentgen.shards.distribute as distribute
 import augmentgen.shards.writer as writer_module
 from augmentgen.core.batch import Batch
 from augmentgen.shards.build import build_source
@@ -26,7 +28,7 @@ from augmentgen.shards.writer import DiskFullError
 
 from .toy import TESTS_DIR, make_recipe, tar_digests
 
-ONE = RunConfig(threads=1)
+ONE = RunConfig(workers=1, threads=1)  # this process, inline
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +99,7 @@ class _Flaky:
 
 
 def test_failures_are_retried_then_recorded(reference: Path, tmp_path: Path) -> None:
-    res = write_shards(make_recipe(), tmp_path, run=RunConfig(threads=1, retries=1), source=_Flaky())
+    res = write_shards(make_recipe(), tmp_path, run=RunConfig(workers=1, threads=1, retries=1), source=_Flaky())
     assert sorted(res.written) == [0, 1, 3] and list(res.failed) == [2]
     assert "broken for good" in res.failed[2]
     m = read_manifest(tmp_path)
@@ -141,11 +143,39 @@ def test_a_full_disk_stops_cleanly_and_keeps_finished_shards(
     assert tar_digests(tmp_path) == tar_digests(reference)
 
 
-def test_local_process_pool_gives_the_same_bytes(reference: Path, tmp_path: Path) -> None:
-    res = write_shards(make_recipe(), tmp_path, run=RunConfig(workers=2, threads=1))
-    assert sorted(res.written) == [0, 1, 2, 3]
+@pytest.mark.parametrize(
+    "how",
+    ["auto: forked, one per core", "two forked", "two spawned", "this process, two encode threads"],
+)
+def test_local_process_pool_gives_the_same_bytes(
+    reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    run = {
+        "auto: forked, one per core": RunConfig(),
+        "two forked": RunConfig(workers=2, threads=1),
+        "two spawned": RunConfig(workers=2, threads=1),
+        "this process, two encode threads": RunConfig(workers=1, threads=2),
+    }[how]
+    if how == "two spawned":  # what a source on a GPU gets: workers that rebuild it from the recipe
+        monkeypatch.setattr(distribute, "fork_safe", lambda recipe, source: False)
+    res = write_shards(make_recipe(), tmp_path, run=run)
+    assert res.written == [0, 1, 2, 3]
     assert tar_digests(tmp_path) == tar_digests(reference)
     assert read_manifest(tmp_path) == read_manifest(reference)
+
+
+class _OnDevice:
+    def __init__(self, device: str, inner: Any = None) -> None:
+        self.device, self.source = torch.device(device), inner
+
+
+def test_workers_are_forked_only_from_a_process_whose_source_is_on_the_cpu() -> None:
+    cpu = make_recipe()
+    assert distribute.fork_safe(cpu, build_source(cpu))
+    assert not distribute.fork_safe(cpu, _OnDevice("meta"))
+    assert not distribute.fork_safe(cpu, _OnDevice("cpu", inner=_OnDevice("cuda")))  # a wrapped source
+    on_gpu = cpu.model_copy(update={"source": cpu.source.model_copy(update={"device": "cuda"})})
+    assert not distribute.fork_safe(on_gpu, _OnDevice("cpu"))
 
 
 def test_world_size_in_the_environment_picks_this_ranks_shards(

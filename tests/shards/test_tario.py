@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from augmentgen.shards.tario import iter_tar, tar_end, tar_header, tar_member
+from augmentgen.shards.tario import iter_tar, tar_end, tar_header, tar_headers, tar_member
 
 
 def _tarfile_bytes(members: list[tuple[str, bytes]]) -> bytes:
@@ -74,3 +74,29 @@ def test_header_rejects_long_names() -> None:
     with pytest.raises(ValueError, match="1..100 bytes"):
         tar_header("n" * 101, 1)
     assert len(tar_header("n" * 100, 0)) == 512
+
+
+@given(
+    st.lists(
+        st.tuples(st.text("abcdef0123456789-._é", min_size=1, max_size=50), st.integers(0, 8**11 - 1)),
+        min_size=0,
+        max_size=30,
+    )
+)
+@settings(max_examples=60, deadline=None)
+def test_headers_built_at_once_equal_one_by_one(members: list[tuple[str, int]]) -> None:
+    names = [n.encode() for n, _ in members]
+    sizes = [s for _, s in members]
+    assert tar_headers(names, sizes) == b"".join(tar_header(n, s) for n, s in members)
+
+
+def test_headers_at_once_reject_what_a_header_cannot_hold() -> None:
+    with pytest.raises(ValueError, match="1..100 bytes, got 101"):
+        tar_headers([b"ok", b"n" * 101], [1, 1])
+    with pytest.raises(ValueError, match="1..100 bytes, got 0"):
+        tar_headers([b""], [1])
+    with pytest.raises(ValueError, match=f"size {8**11} does not fit"):
+        tar_headers([b"a", b"b"], [1, 8**11])
+    with pytest.raises(ValueError, match="2 names but 1 sizes"):
+        tar_headers([b"a", b"b"], [1])
+    assert len(tar_headers([b"n" * 100], [0])) == 512

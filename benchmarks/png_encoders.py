@@ -1,11 +1,12 @@
 """Can a small PNG be encoded much faster than OpenCV does? CPU per image of the PNG encoders at hand.
 
-The shard writer reaches 52% of the encode ceiling at 32 px (benchmarks/shards.md): per sample,
-its own Python work is almost as large as OpenCV's PNG encoding. This measures whether a cheaper
-encoder exists: OpenCV's ``imencode`` against PNGs assembled here from Python's ``zlib`` with
-every deflate strategy, level and window (rows filtered with PNG's Up filter, one IDAT chunk),
-on the shard benchmark's own images (256 crops of the scikit-image photos). Every PNG built here
-is decoded by OpenCV and compared with its source, so only valid PNGs are timed.
+At 32 px a PNG's encoding is most of what writing a shard sample costs (benchmarks/shards.md).
+This measures OpenCV's ``imencode`` with its default settings (Sub filter, RLE), with the
+writer's fast profile (Up filter, Huffman-only) and with other filters, against PNGs assembled
+here from Python's ``zlib`` with every deflate strategy, level and window (rows filtered with
+PNG's Up filter, one IDAT chunk), on the shard benchmark's own images (256 crops of the
+scikit-image photos). Every PNG is decoded by OpenCV and compared with its source, so only
+valid PNGs are timed.
 
     .venv/bin/python benchmarks/png_encoders.py [--size 32] [--n 3000]
 
@@ -24,6 +25,7 @@ import cv2
 import numpy as np
 
 from augmentgen.bench.shards import POOL, photo_dataset
+from augmentgen.shards.encoders import EncodeSpec
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -48,10 +50,13 @@ def zlib_png(level: int, wbits: int, mem: int, strategy: int) -> Callable[[np.nd
     return encode
 
 
-def opencv_png(img: np.ndarray) -> bytes:
-    ok, data = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
-    assert ok
-    return data.tobytes()
+def opencv_png(params: list[int]) -> Callable[[np.ndarray], bytes]:
+    def encode(img: np.ndarray) -> bytes:
+        ok, data = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), params)
+        assert ok
+        return data.tobytes()
+
+    return encode
 
 
 def cpu_us(fn: Callable[[np.ndarray], bytes], images: np.ndarray, n: int) -> float:
@@ -70,7 +75,13 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=3000, help="images per timing")
     args = ap.parse_args()
     images = photo_dataset(args.size, POOL).images
-    encoders: dict[str, Callable[[np.ndarray], bytes]] = {"opencv (the writer's)": opencv_png}
+    encoders: dict[str, Callable[[np.ndarray], bytes]] = {
+        "opencv default (Sub filter, RLE)": opencv_png([]),
+        "opencv Up filter, Huffman-only (the writer's)": opencv_png(EncodeSpec("png").cv2_params()),
+    }
+    filters = {n: getattr(cv2, f"IMWRITE_PNG_FILTER_{n.upper()}") for n in ("up", "paeth")}
+    for fname, flt in filters.items():
+        encoders[f"opencv {fname} filter, default strategy"] = opencv_png([cv2.IMWRITE_PNG_FILTER, flt])
     strategies = {"default": zlib.Z_DEFAULT_STRATEGY, "huffman_only": zlib.Z_HUFFMAN_ONLY,
                   "rle": zlib.Z_RLE, "fixed": zlib.Z_FIXED}  # fmt: skip
     for name, strategy in strategies.items():

@@ -25,7 +25,10 @@ class EncodeSpec:
     Args:
         format: ``png`` | ``jpg`` | ``webp`` | ``npy``.
         quality: JPEG / WebP quality 1..100.
-        png_compression: zlib level 0..9, or None for OpenCV's default.
+        png_compression: zlib level 0..9 (with zlib's default strategy), or None for the fast
+            profile: every row Up-filtered and the deflate stream Huffman-only. On scikit-image
+            photos that is 13% (32 px) to 20% (224 px) cheaper to encode than OpenCV's default
+            (Sub filter, RLE) and 5-8% smaller (``benchmarks/png_encoders.py``).
     """
 
     format: str = "png"
@@ -47,7 +50,15 @@ class EncodeSpec:
             return [cv2.IMWRITE_WEBP_QUALITY, int(self.quality)]
         if self.format == "png" and self.png_compression is not None:
             return [cv2.IMWRITE_PNG_COMPRESSION, int(self.png_compression)]
+        if self.format == "png":
+            return list(_FAST_PNG)
         return []
+
+
+# Up filter (OpenCV >= 4.10 has the flag; older ones keep their default filter) and Huffman-only deflate.
+_FAST_PNG: tuple[int, ...] = (cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY)
+if hasattr(cv2, "IMWRITE_PNG_FILTER"):
+    _FAST_PNG += (cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP)
 
 
 def to_uint8(image: Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

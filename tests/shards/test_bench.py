@@ -22,8 +22,10 @@ def test_benchmark_reports_every_contender() -> None:
     ):
         assert r[key] > 0, key
     assert r["ceiling"] == r["encode_1t"] * res["cores"]
+    assert len(r["per_repeat"]) == 1 and r["median_fraction_of_ceiling"] == r["per_repeat"][0]["of_ceiling"]
     # CPU per sample counts the forked workers too: the writer cannot cost less than its encoding
     assert r["augmentgen_cpu_us"] > 0.5 * r["encode_1t_cpu_us"]
+    assert 0.0 < r["interleaved_cpu_share_encoding"] < 1.5
 
 
 def test_photo_dataset_is_seeded_and_varied() -> None:

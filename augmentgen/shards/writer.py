@@ -1,6 +1,8 @@
-"""Write shards: source batches -> checked uint8 -> encode pool -> ordered tar sink -> fsync and atomic rename.
+"""Write shards: source batches -> checked uint8 -> encoded members -> tar -> fsync and atomic rename.
 
-Three stages run at once. The caller's thread draws batches from the source (on its
+With one thread (``threads=1``, what each of the forked workers of a CPU source uses) a
+shard is written inline: draw a batch, encode it, append it, and at the end fsync and rename.
+With more, three stages run at once. The caller's thread draws batches from the source (on its
 device), quantizes and checks them, and hands chunks of samples to a thread pool, which
 encodes them (OpenCV releases the GIL) into finished tar bytes. A sink thread takes the
 chunks in order, appends them to ``{name}-{i:06d}.tar.tmp.{pid}`` with a running sha256,

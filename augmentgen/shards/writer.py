@@ -21,7 +21,7 @@ import os
 import queue
 import threading
 from collections import Counter
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -271,18 +271,27 @@ class ShardWriter:
             if isinstance(res, ShardFailure) and isinstance(res.error, DiskFullError):
                 return
 
-    def _write_one_inline(self, index: int) -> ShardRecord | ShardFailure:
+    def _open(self, index: int) -> _OpenShard:
         final = self.out / self.shards.file_name(index)
-        shard = _OpenShard(index, final, final.with_name(final.name + f"{TMP_MARK}{os.getpid()}"))
+        return _OpenShard(index, final, final.with_name(final.name + f"{TMP_MARK}{os.getpid()}"))
+
+    def _shard_rows(self, shard: _OpenShard) -> Iterator[Rows]:
+        """The writable rows of each of the shard's batches, counted into ``shard`` as they are drawn."""
+        task = self.task(shard.index)
+        position = 0  # rows seen so far, rejected ones included: keys stay put when a row is dropped
+        for batch in self.source.batches(task):
+            # rows a filtering source dropped before the writer saw them ({reason or reason:class: n})
+            shard.rejected.update(batch.meta.get("filter_rejected") or {})
+            rows = self._rows(batch, task, position, shard.rejected)
+            position += batch.batch_size
+            shard.samples += len(rows)
+            shard.classes.update(rows.labels or ())
+            yield rows
+
+    def _write_one_inline(self, index: int) -> ShardRecord | ShardFailure:
+        shard = self._open(index)
         try:
-            task = self.task(index)
-            position = 0
-            for batch in self.source.batches(task):
-                shard.rejected.update(batch.meta.get("filter_rejected") or {})
-                rows = self._rows(batch, task, position, shard.rejected)
-                position += batch.batch_size
-                shard.samples += len(rows)
-                shard.classes.update(rows.labels or ())
+            for rows in self._shard_rows(shard):
                 data = encode_rows(rows, self.spec)
                 if shard.file is None:
                     shard.file = open(shard.tmp, "wb", buffering=1 << 20)  # noqa: SIM115 - closed in _finish
@@ -315,19 +324,11 @@ class ShardWriter:
         self, index: int, work: queue.Queue[tuple[_OpenShard, Any] | None], stop: threading.Event
     ) -> None:
         """Draw shard ``index``'s batches and queue its encode chunks, then its end (or its failure)."""
-        final = self.out / self.shards.file_name(index)
-        shard = _OpenShard(index, final, final.with_name(final.name + f"{TMP_MARK}{os.getpid()}"))
+        shard = self._open(index)
         try:
-            task = self.task(index)
-            position = 0  # rows seen so far, rejected ones included: keys stay put when a row is dropped
-            for batch in self.source.batches(task):
-                # rows a filtering source dropped before the writer saw them ({reason or reason:class: n})
-                shard.rejected.update(batch.meta.get("filter_rejected") or {})
-                rows = self._rows(batch, task, position, shard.rejected)
-                position += batch.batch_size
-                shard.samples += len(rows)
-                shard.classes.update(rows.labels or ())
-                step = chunk_size(*batch.size)
+            for rows in self._shard_rows(shard):
+                image = rows.images[0] if len(rows) else None
+                step = chunk_size(*image.shape[:2]) if isinstance(image, np.ndarray) else 64
                 for c in range(0, len(rows), step):
                     work.put((shard, self.pool.submit(encode_rows, rows.slice(c, c + step), self.spec)))
                 if stop.is_set():

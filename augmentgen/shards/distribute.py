@@ -26,7 +26,7 @@ import torch
 from augmentgen.shards.build import build_source
 from augmentgen.shards.config import GenerateRecipe, RunConfig
 from augmentgen.shards.manifest import Manifest, ShardEntry, shard_key, update_manifest
-from augmentgen.shards.plan import plan_run, rank_and_world, usable_cores
+from augmentgen.shards.plan import plan_run, rank_and_world, remove_orphans, usable_cores
 from augmentgen.shards.sources import ShardSource
 from augmentgen.shards.writer import DiskFullError, ShardRecord, ShardWriter
 
@@ -358,6 +358,8 @@ def write_shards(
                 _run_here(writer, todo, run.retries, rec)
     finally:
         rec.flush()
+        if todo and workers > 1 and run.distributor == "local":
+            remove_orphans(out, recipe.shards.name, todo)
         result.written.sort()  # a pool finishes shards out of order
         result.seconds = time.perf_counter() - t0
     return result

@@ -116,6 +116,23 @@ def plan_run(
     return todo, sorted(done)
 
 
+def remove_orphans(out: Path, name: str, indices: list[int]) -> list[str]:
+    """Remove the temporary files of ``indices`` whose writing process is gone (a worker that died mid-shard).
+
+    Called when a run ends: a shard retried elsewhere is whole under its own name by then, and
+    what the dead worker left must not sit beside it. Files of live processes are kept.
+    """
+    mine, removed = set(indices), []
+    for p in out.iterdir():
+        m = _TMP_RE.match(p.name)
+        if m and m["name"] == name and int(m["index"]) in mine and not _alive(p.name.rsplit(".", 1)[-1]):
+            p.unlink(missing_ok=True)
+            removed.append(p.name)
+    if removed:
+        logger.info("removed %d temporary file(s) of worker processes that died: %s", len(removed), removed)
+    return removed
+
+
 def _alive(pid: str) -> bool:
     """Whether process ``pid`` (text) exists on this machine."""
     try:

@@ -164,6 +164,42 @@ def test_local_process_pool_gives_the_same_bytes(
     assert read_manifest(tmp_path) == read_manifest(reference)
 
 
+class _DiesOnce:
+    """Wraps a source: the process writing shard 1 dies the first time (a marker file remembers), shard 2 always raises."""
+
+    def __init__(self, marker: Path) -> None:
+        self.inner, self.marker = build_source(make_recipe()), marker
+
+    def describe(self) -> dict[str, Any]:
+        return self.inner.describe()
+
+    def batches(self, task: ShardTask) -> Iterator[Batch]:
+        if task.index == 2:
+            raise RuntimeError("broken for good")
+        for j, batch in enumerate(self.inner.batches(task)):
+            if task.index == 1 and j == 1 and not self.marker.exists():
+                self.marker.touch()
+                os._exit(3)  # mid-shard, one batch already in its temporary file
+            yield batch
+
+
+def test_a_forked_worker_that_dies_or_raises_is_retried_and_leaves_nothing(
+    reference: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    res = write_shards(
+        make_recipe(), out, run=RunConfig(workers=2, threads=1, retries=2), source=_DiesOnce(tmp_path / "died")
+    )
+    assert (tmp_path / "died").exists(), "the worker never died: the test tested nothing"
+    assert res.written == [0, 1, 3] and list(res.failed) == [2]
+    assert {k: v for k, v in tar_digests(out).items()} == {
+        k: v for k, v in tar_digests(reference).items() if k != "toy-000002.tar"
+    }
+    assert not [p.name for p in out.iterdir() if ".tmp." in p.name]  # the dead worker's file is gone
+    m = read_manifest(out)
+    assert m is not None and m.done_indices() == [0, 1, 3] and list(m.failed()) == [2]
+
+
 class _OnDevice:
     def __init__(self, device: str, inner: Any = None) -> None:
         self.device, self.source = torch.device(device), inner

@@ -75,7 +75,8 @@ class RunConfig(_Strict):
     Args:
         workers: local processes (``local``) or tasks in flight (``ray``; 0 or 1 means one per cluster
             CPU). 0 (the default) means one process per usable core, forked from this one, when the
-            source runs on the CPU; a source on a GPU stays in this process and encodes on threads.
+            source runs on the CPU; a source on a GPU, or a torchrun rank, stays in its process
+            and encodes on threads.
         distributor: ``local`` (this process, or a process pool when workers > 1), ``ray`` (one
             Ray task per shard) or ``torchrun`` (``RANK``/``WORLD_SIZE`` pick the shards of this rank).
         threads: encode threads per process; 0 means usable cores divided by workers (1 per Ray task).

@@ -341,7 +341,8 @@ def write_shards(
         hook.start(len(todo), len(done))
     forkable = run.distributor != "ray" and fork_safe(recipe, src)
     # workers 0: one forked process per core when the source runs on the CPU, else this process
-    workers = run.workers or (usable_cores() if forkable else 1)
+    # (and always this process for a torchrun rank: the ranks already share the machine's cores)
+    workers = run.workers or (usable_cores() if forkable and run.distributor == "local" else 1)
     workers = min(workers, len(todo)) if run.distributor != "ray" else run.workers
     # A Ray task holds one CPU of the cluster, so it encodes on one thread unless told otherwise.
     threads = run.threads or (1 if run.distributor == "ray" else max(1, usable_cores() // max(1, workers)))
@@ -358,7 +359,7 @@ def write_shards(
                 _run_here(writer, todo, run.retries, rec)
     finally:
         rec.flush()
-        if todo and workers > 1 and run.distributor == "local":
+        if todo and workers > 1 and run.distributor != "ray":
             remove_orphans(out, recipe.shards.name, todo)
         result.written.sort()  # a pool finishes shards out of order
         result.seconds = time.perf_counter() - t0

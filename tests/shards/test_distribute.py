@@ -22,6 +22,7 @@ from augmentgen.shards.build import build_source
 from augmentgen.shards.config import RunConfig
 from augmentgen.shards.distribute import write_shards
 from augmentgen.shards.manifest import read_manifest
+from augmentgen.shards.plan import usable_cores
 from augmentgen.shards.sources import ShardTask
 from augmentgen.shards.verify import verify_shards
 from augmentgen.shards.writer import DiskFullError
@@ -198,6 +199,26 @@ def test_a_forked_worker_that_dies_or_raises_is_retried_and_leaves_nothing(
     assert not [p.name for p in out.iterdir() if ".tmp." in p.name]  # the dead worker's file is gone
     m = read_manifest(out)
     assert m is not None and m.done_indices() == [0, 1, 3] and list(m.failed()) == [2]
+
+
+def test_default_workers_fork_a_pool_only_for_the_local_distributor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pools: list[int] = []
+    real = distribute._run_pool
+
+    def spy(*args: Any) -> None:
+        pools.append(args[6])  # workers
+        real(*args)
+
+    monkeypatch.setattr(distribute, "_run_pool", spy)
+    cores = usable_cores()
+    write_shards(make_recipe(), tmp_path / "local")
+    assert pools == ([min(cores, 4)] if cores > 1 else [])
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    res = write_shards(make_recipe(), tmp_path / "rank0", run=RunConfig(distributor="torchrun"))
+    assert res.written == [0, 2] and len(pools) == (1 if cores > 1 else 0)  # the rank wrote alone
 
 
 class _OnDevice:

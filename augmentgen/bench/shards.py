@@ -29,7 +29,6 @@ images right before the writer takes it), which holds still when the machine's s
 from __future__ import annotations
 
 import io
-import json
 import os
 import resource
 import shutil
@@ -425,6 +424,3 @@ def run_shards_benchmark(
         "(and fsyncs each shard), the baseline image + cls",
     }
 
-
-if __name__ == "__main__":
-    print(json.dumps(run_shards_benchmark(quick=True, log=print), indent=2))

@@ -10,6 +10,7 @@ recorded as ``failed``; nothing half-written is ever left under its name.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import multiprocessing as mp
 import time
@@ -132,6 +133,18 @@ def _worker_writer(recipe_json: str, out: str, threads: int, queue: int) -> Shar
 _FORK_WRITER: ShardWriter | None = None
 
 
+def _settle_gc() -> None:
+    """A pool process's first act: move every object it already holds out of the garbage collector's reach.
+
+    torch alone brings about 200k container objects; each full collection walks them all, and
+    at 32 px those collections took about 10% of a writer's CPU. Frozen, they are never walked
+    again (and a forked process does not copy the parent's pages by touching them), which is
+    what the ``gc.freeze`` documentation advises for forked workers. Only the pool's own
+    processes do this: the caller's process keeps its collector as it was.
+    """
+    gc.freeze()
+
+
 def _write_forked(index: int, torch_threads: int) -> ShardRecord:
     if _FORK_WRITER is None:
         raise RuntimeError("_write_forked runs only in a process forked by _run_pool")
@@ -221,7 +234,7 @@ def _run_pool(
             return pool.submit(_write_forked, i, torch_threads)
         return pool.submit(_write_in_worker, recipe_json, str(out), i, threads, run.queue, torch_threads)
 
-    pool = ProcessPoolExecutor(workers, mp_context=ctx)
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_settle_gc)
     inflight: dict[Future[ShardRecord], tuple[int, int]] = {}
     try:
         while queue or inflight:
@@ -251,7 +264,7 @@ def _run_pool(
                         rec.failed(i, recipe.shards.file_name(i), "worker process died")
                 inflight.clear()
                 pool.shutdown(wait=False, cancel_futures=True)
-                pool = ProcessPoolExecutor(workers, mp_context=ctx)
+                pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_settle_gc)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         _FORK_WRITER = None

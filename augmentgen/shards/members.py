@@ -128,8 +128,11 @@ def encode_rows(rows: Rows, spec: EncodeSpec) -> bytes:
         names[c::k] = [key + suffix for key in rows.keys]
         datas[c::k] = column
     m = n * k
-    headers = memoryview(tar_headers(names, [len(d) for d in datas]))
-    parts: list[bytes | memoryview] = [b""] * (3 * m)
+    # bytes slices, not memoryviews: a memoryview is a container the garbage collector tracks, and
+    # 750 of them a batch pushed enough survivors into the old generation to set off a full
+    # collection (of torch's 200k objects) every 20 batches, 12 us a sample at 32 px
+    headers = tar_headers(names, [len(d) for d in datas])
+    parts: list[bytes] = [b""] * (3 * m)
     parts[0::3] = [headers[o : o + BLOCK] for o in range(0, m * BLOCK, BLOCK)]
     parts[1::3] = datas
     parts[2::3] = [_PADS[len(d) % BLOCK] for d in datas]

@@ -171,3 +171,40 @@ def test_synthetic_share_repeats_real_and_classical_in_that_arm_only(
         "synthetic": 400,
     }
     assert ev.settings["synthetic_share"] == 0.5
+
+
+@pytest.mark.parametrize("schedule", ["mix", "pretrain"])
+def test_label_smoothing_reaches_the_generated_rows_of_that_arm_only(
+    digits_train: Batch, digits_test: Batch, monkeypatch: pytest.MonkeyPatch, schedule: str
+) -> None:
+    import augmentgen.eval.protocol as protocol
+
+    seen: list[tuple[int, torch.Tensor | None]] = []
+    real_train = protocol.train_classifier
+
+    def spy(data: Batch, **kw: Any) -> Any:
+        seen.append((data.batch_size, kw.get("label_smoothing")))
+        return real_train(data, **kw)
+
+    monkeypatch.setattr(protocol, "train_classifier", spy)
+    real = digits_train.index(torch.arange(100))
+    ev = evaluate_arms(
+        real, digits_test, num_classes=10, pipeline=_shift, generators={"a": _Repeat(digits_train)},
+        arms=["real_classical", "real_classical_synthetic", "synthetic"], seeds=[0], classical_copies=1,
+        synthetic_per_class=40, synthetic_share=0.5, synthetic_schedule=schedule,
+        synthetic_label_smoothing=0.2, classifier_kwargs=KW,
+    )  # fmt: skip
+    assert ev.settings["synthetic_label_smoothing"] == 0.2
+    plain, mixed, *rest = seen
+    assert plain == (200, None)  # real + classical: hard labels
+    n, eps = mixed  # 2 x 200 real + classical, then 400 generated
+    assert n == 800 and eps is not None
+    assert torch.equal(eps, torch.cat([torch.zeros(400), torch.full((400,), 0.2)]))
+    if schedule == "pretrain":  # fine-tuning on real + classical alone: hard labels again
+        assert [(m, e) for m, e in rest[:-1]] == [(200, None)]
+    assert rest[-1] == (400, None)  # CAS is measured without it
+    with pytest.raises(ValueError, match="synthetic_label_smoothing"):
+        evaluate_arms(
+            real, digits_test, num_classes=10, pipeline=_shift, generators={"a": _Repeat(digits_train)},
+            arms=["real"], seeds=[0], synthetic_label_smoothing=1.0, classifier_kwargs=KW,
+        )  # fmt: skip

@@ -137,7 +137,7 @@ def _settle_gc() -> None:
     """A pool process's first act: move every object it already holds out of the garbage collector's reach.
 
     torch alone brings about 200k container objects; each full collection walks them all, and
-    at 32 px those collections took about 10% of a writer's CPU. Frozen, they are never walked
+    at 32 px those collections took 5-10% of a writer's CPU. Frozen, they are never walked
     again (and a forked process does not copy the parent's pages by touching them), which is
     what the ``gc.freeze`` documentation advises for forked workers. Only the pool's own
     processes do this: the caller's process keeps its collector as it was.

@@ -249,7 +249,7 @@ def _frozen_counts(out: Path) -> set[int]:
 
 
 def test_pool_processes_freeze_what_they_inherit_and_the_caller_keeps_its_collector(tmp_path: Path) -> None:
-    # a full collection in a worker would walk torch's ~200k objects again and again (10% of the CPU at 32 px)
+    # a full collection in a worker would walk torch's ~200k objects again and again (5-10% of the CPU at 32 px)
     before = gc.get_freeze_count()
     write_shards(make_recipe(), tmp_path / "forked", run=RunConfig(workers=2, threads=1), source=_ReportsGc())
     assert min(_frozen_counts(tmp_path / "forked")) > 10_000

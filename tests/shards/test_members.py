@@ -85,7 +85,7 @@ def test_provenance_json_is_compact_sorted_and_says_what_it_cannot_write() -> No
 
 def test_a_batch_allocates_no_collector_tracked_object_per_member() -> None:
     # Per-member containers (memoryviews, tuples) alive at once push survivors into the old
-    # generation and set off full collections of every object torch created: 10% of the CPU at
+    # generation and set off full collections of every object torch created: 5-10% of the CPU at
     # 32 px. Counted with a small threshold, a batch of 3000 members starts no collection.
     n = 1000
     rows = Rows([b"%06d" % i for i in range(n)], [b"x" * 50] * n, list(range(n)), [{"i": i} for i in range(n)])

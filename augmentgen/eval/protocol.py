@@ -148,27 +148,19 @@ def repeat_to_share(real_classical: Batch, synthetic_rows: int, share: float | N
 
 
 def train_with_synthetic(
-    everything: Batch,
-    real_classical: Batch,
-    schedule: str,
-    *,
-    seed: int,
-    test: Batch | None,
-    label_smoothing: torch.Tensor | None = None,
-    **kw: Any,
+    everything: Batch, real_classical: Batch, schedule: str, *, seed: int, test: Batch | None, **kw: Any
 ) -> ClassifierRun:
     """Train on ``everything`` (real + classical + synthetic) as ``schedule`` says (see the module docstring).
 
     ``mix``: all ``steps`` on ``everything``; ``pretrain``: half of them on ``everything``, then
-    half on ``real_classical`` alone, starting from those weights. ``label_smoothing`` (one value
-    per row of ``everything``) applies wherever ``everything`` is trained on.
+    half on ``real_classical`` alone, starting from those weights.
     """
     if schedule == "mix":
-        return train_classifier(everything, seed=seed, test=test, label_smoothing=label_smoothing, **kw)
+        return train_classifier(everything, seed=seed, test=test, **kw)
     if schedule != "pretrain":
         raise ValueError(f"unknown synthetic_schedule {schedule!r}; known: {list(SCHEDULES)}")
     half = {**kw, "steps": max(1, int(kw.get("steps", DEFAULT_STEPS)) // 2)}
-    first = train_classifier(everything, seed=seed, label_smoothing=label_smoothing, **half)
+    first = train_classifier(everything, seed=seed, **half)
     return train_classifier(real_classical, seed=seed, test=test, init=first.model, **half)
 
 
@@ -192,7 +184,6 @@ def evaluate_arms(
     synthetic_per_class: int = 500,
     synthetic_schedule: str = "mix",
     synthetic_share: float | None = None,
-    synthetic_label_smoothing: float = 0.0,
     temperatures: Mapping[str, float | None] | None = None,
     classifier_kwargs: Mapping[str, Any] | None = None,
     on_step: Callable[[str, int], None] | None = None,
@@ -213,8 +204,6 @@ def evaluate_arms(
             ``real_classical_synthetic`` arm only.
         synthetic_share: in that arm, repeat real + classical so the synthetic rows are about
             this share of the training set (``None``: as many rows as they are).
-        synthetic_label_smoothing: label smoothing on the generated rows of that arm (the real
-            and classical rows keep hard labels); 0 is plain cross-entropy.
         classifier_kwargs: ``train_classifier`` settings shared by every arm (steps, batch_size, lr, config, augment).
         on_step: called with ``(arm, seed)`` after each classifier is trained (progress).
 
@@ -229,8 +218,6 @@ def evaluate_arms(
         raise ValueError(
             f"evaluate_arms: unknown synthetic_schedule {synthetic_schedule!r}; known: {list(SCHEDULES)}"
         )
-    if not 0.0 <= synthetic_label_smoothing < 1.0:
-        raise ValueError(f"evaluate_arms: synthetic_label_smoothing must be in [0, 1), got {synthetic_label_smoothing}")
     if real.label is None or test.label is None:
         raise ValueError("evaluate_arms: the real and test batches need labels")
     if pipeline is None and {"real_classical", "real_classical_synthetic"} & set(arms):
@@ -245,7 +232,6 @@ def evaluate_arms(
             "synthetic_per_class": synthetic_per_class,
             "synthetic_schedule": synthetic_schedule,
             "synthetic_share": synthetic_share,
-            "synthetic_label_smoothing": synthetic_label_smoothing,
             "real_images": real.batch_size,
             "test_images": test.batch_size,
             "generators": sorted(generators),
@@ -263,22 +249,16 @@ def evaluate_arms(
                     augment_copies(real_u8, pipeline, classical_copies, derive_seed(seed, "classical"))
                 )
             rc: Batch | None = None  # real + classical, in the arm that adds synthetic images to it
-            smoothing: torch.Tensor | None = None
             if arm in ("real_classical_synthetic", "synthetic"):
                 syn = synthetic_set(generators, num_classes, synthetic_per_class, seed, temperatures)
                 if parts:
                     rc = _concat(*parts)
                     parts = [repeat_to_share(rc, syn.batch_size, synthetic_share)]
-                    if synthetic_label_smoothing:
-                        hard = torch.zeros(parts[0].batch_size)
-                        smoothing = torch.cat([hard, torch.full((syn.batch_size,), synthetic_label_smoothing)])
                 parts.append(syn)
             data = _concat(*parts)
             n_train = data.batch_size
             if rc is not None:
-                run = train_with_synthetic(
-                    data, rc, synthetic_schedule, seed=seed, test=test, label_smoothing=smoothing, **kw
-                )
+                run = train_with_synthetic(data, rc, synthetic_schedule, seed=seed, test=test, **kw)
             else:
                 run = train_classifier(data, seed=seed, test=test, **kw)
             accs.append(float(run.test_accuracy or 0.0))

@@ -352,7 +352,6 @@ def _stage_evaluate(ctx: _Ctx) -> dict[str, Any]:
             arms=ev.arms, seeds=ev.seeds, classical_copies=ev.classical_copies,
             synthetic_per_class=ev.synthetic_per_class, synthetic_schedule=ev.synthetic_schedule,
             synthetic_share=ev.synthetic_share,
-            synthetic_label_smoothing=ev.synthetic_label_smoothing,
             temperatures={g.name: g.sample_temperature for g in r.generators}, classifier_kwargs=kw,
             on_step=lambda arm, seed: progress.update(task, advance=1),
         )  # fmt: skip

@@ -235,15 +235,6 @@ class EvaluateSpec(_Strict):
             "the steps on all of it, then fine-tunes on real + classical for the other half"
         ),
     )
-    synthetic_label_smoothing: float = Field(
-        default=0.0,
-        ge=0,
-        lt=1,
-        description=(
-            "real_classical_synthetic: label smoothing on the generated rows only (their labels are "
-            "the generator's condition, not a person's); the real rows keep hard labels"
-        ),
-    )
 
 
 class PromptClassSpec(_Strict):

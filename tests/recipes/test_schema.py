@@ -120,11 +120,6 @@ def test_dump_then_load_is_equal(count: int, seeds: list[int], fmt: str, copies:
         # bad override: the field and the --set that gave it
         (MINIMAL, ["evaluate.seeds=abc"], ["evaluate.seeds (--set evaluate.seeds=abc)"]),
         (MINIMAL, ["shards.nope=1"], ["shards.nope (--set shards.nope=1)", "unknown key"]),
-        (
-            MINIMAL,
-            ["evaluate.synthetic_label_smoothing=1.0"],
-            ["evaluate.synthetic_label_smoothing (--set evaluate.synthetic_label_smoothing=1.0)", "less than 1"],
-        ),
         # unknown op in the pipeline
         (
             MINIMAL + "pipeline:\n  transforms:\n    - {name: rotat}\n",

@@ -9,13 +9,12 @@ round per library counts, so a busy machine does not favour whoever ran while it
 Ops without an albumentations counterpart are timed alone. Without ``--quick`` it also times
 the batched path against kornia's RandomRain and RandomSnow (batch 16, 640x360, CPU).
 
-``python -m augmentgen.bench.weather --previews docs/img`` writes ``weather-{op}.png``: rows
+``benchmarks/weather.py --previews docs/img`` (``write_previews``) writes ``weather-{op}.png``: rows
 are photos, columns the input then three seeded draws.
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -178,19 +177,3 @@ def write_previews(
         cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])
         paths.append(path)
     return paths
-
-
-def main() -> None:  # pragma: no cover - a script entry point
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--previews", metavar="DIR", help="write the preview grids to DIR and stop")
-    ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args()
-    if args.previews:
-        for p in write_previews(args.previews):
-            print(p)
-        return
-    run_weather_benchmark(quick=args.quick)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

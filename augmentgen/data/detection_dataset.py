@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 
 from augmentgen.core.batch import Batch, Boxes
 from augmentgen.data.detection_masks import segmentation_to_mask
+from augmentgen.pipeline.dataloader import stack_chw
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +187,7 @@ def samples_to_batch(
             if (ih, iw) != (h, w):
                 m = cv2.resize(m[0], (w, h), interpolation=cv2.INTER_NEAREST)[None]
             masks.append(torch.from_numpy(np.ascontiguousarray(m)))
-    image = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+    image = stack_chw(images)
     if not uint8:
         image = image.to(torch.float32) / 255.0
     return Batch(

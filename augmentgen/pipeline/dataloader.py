@@ -45,6 +45,38 @@ def hwc_to_chw(arr: np.ndarray) -> Tensor:
         return torch.from_numpy(planes)
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
 
+def stack_chw(images: Sequence[np.ndarray]) -> Tensor:
+    """Same-shape ``[H, W, C]`` (or ``[H, W]``) arrays as one contiguous ``[B, C, H, W]`` tensor.
+
+    Large 2-4 channel images are de-interleaved by ``cv2.split`` straight into the batch's
+    planes, small ones stacked and transposed in one pass: at 224x224x3 about a third of the CPU
+    of ``torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()``.
+
+    Example:
+        >>> stack_chw([np.zeros((4, 5, 3), np.uint8)] * 2).shape
+        torch.Size([2, 3, 4, 5])
+    """
+    if not images or images[0].ndim not in (2, 3):
+        raise ValueError(f"stack_chw: need [H, W] or [H, W, C] images, got {len(images)} of {images[0].shape if images else '-'}")
+    first = images[0]
+    h, w = first.shape[:2]
+    c = first.shape[2] if first.ndim == 3 else 1
+    if 2 <= c <= 4 and h * w >= _SPLIT_MIN_PIXELS and first.dtype in _SPLIT_DTYPES:
+        out = np.empty((len(images), c, h, w), first.dtype)
+        for i, im in enumerate(images):
+            if im.shape != first.shape or im.dtype != first.dtype:
+                raise ValueError(f"stack_chw: image {i} is {im.shape} {im.dtype}, image 0 {first.shape} {first.dtype}")
+            cv2.split(np.ascontiguousarray(im), [out[i, k] for k in range(c)])
+        return torch.from_numpy(out)
+    try:
+        block = np.stack(images)
+    except ValueError as e:
+        raise ValueError(f"stack_chw: images must share one shape ({e})") from e
+    if c == 1:  # [B, H, W(, 1)] and [B, 1, H, W] are the same bytes
+        return torch.from_numpy(block).reshape(len(images), 1, h, w)
+    return torch.from_numpy(np.ascontiguousarray(block.transpose(0, 3, 1, 2)))
+
+
 def _chw_batch(outs: list[Any]) -> list[Any]:
     """Small same-shape HWC arrays turned into CHW tensors in one transpose (views of one block).
 

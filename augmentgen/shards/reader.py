@@ -22,6 +22,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from augmentgen.core.batch import Batch
 from augmentgen.core.rng import derive_seed
+from augmentgen.pipeline.dataloader import stack_chw
 from augmentgen.shards.encoders import decode_image
 from augmentgen.shards.manifest import read_manifest
 from augmentgen.shards.tario import iter_tar
@@ -118,7 +119,10 @@ def consumer() -> tuple[int, int]:
 
 def collate(samples: list[dict[str, Any]]) -> Batch:
     """Decoded samples (same image size) to a Batch: ``[B, C, H, W]`` uint8 image, labels, keys and provenance in meta."""
-    images = torch.from_numpy(np.stack([s["image"] for s in samples])).permute(0, 3, 1, 2).contiguous()
+    try:
+        images = stack_chw([s["image"] for s in samples])
+    except ValueError as e:
+        raise ValueError(f"collate: samples {samples[0]['__key__']} to {samples[-1]['__key__']}: {e}") from e
     labels = [s["label"] for s in samples]
     label = None if any(lab is None for lab in labels) else torch.tensor(labels, dtype=torch.int64)
     meta = {"key": [s["__key__"] for s in samples], "provenance": [s.get("meta", {}) for s in samples]}

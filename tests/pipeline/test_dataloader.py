@@ -112,3 +112,22 @@ def test_hwc_to_chw_equals_the_transpose(dtype: type, shape: tuple[int, ...]) ->
         want = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
         assert t.is_contiguous() and t.dtype == torch.from_numpy(arr[:0]).dtype
         assert np.array_equal(t.numpy(), want)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.int32])
+@pytest.mark.parametrize("shape", [(70, 90, 3), (70, 90, 4), (70, 90, 1), (70, 90), (8, 9, 3), (70, 90, 6)])
+def test_stack_chw_equals_stack_then_transpose(dtype: type, shape: tuple[int, ...]) -> None:
+    from augmentgen.pipeline.dataloader import stack_chw
+
+    rng = np.random.default_rng(1)
+    images = [(rng.random(shape) * 200).astype(dtype) for _ in range(3)]
+    for batch in (images, [im[:, ::2] for im in images]):  # contiguous and strided
+        t = stack_chw(batch)
+        block = np.stack(batch)
+        want = block[:, None] if block.ndim == 3 else block.transpose(0, 3, 1, 2)
+        assert t.is_contiguous() and t.dtype == torch.from_numpy(block[:0]).dtype
+        assert np.array_equal(t.numpy(), want)
+    with pytest.raises(ValueError, match="stack_chw"):
+        stack_chw([images[0], images[0][:-1]])
+    with pytest.raises(ValueError, match="stack_chw"):
+        stack_chw([])

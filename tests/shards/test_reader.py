@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from augmentgen.shards.config import RunConfig
 from augmentgen.shards.distribute import write_shards
-from augmentgen.shards.reader import MixedDataset, load, mix, shard_paths, split_key
+from augmentgen.shards.reader import MixedDataset, collate, load, mix, shard_paths, split_key
 
 from .toy import make_recipe, noise_dataset
 
@@ -119,3 +119,19 @@ def test_corrupt_member_names_shard_and_sample(shards: Path, tmp_path: Path) -> 
     bad.write_bytes(bytes(data[:3000]))
     with pytest.raises(ValueError, match=r"bad\.tar: .*truncated"):
         list(load(bad))
+
+
+def test_collate_makes_contiguous_nchw_batches_and_names_samples_that_do_not_fit() -> None:
+    rng = np.random.default_rng(0)
+    samples = [
+        {"__key__": f"k{i}", "image": rng.integers(0, 256, (70, 90, 3), dtype=np.uint8), "label": i, "meta": {"i": i}}
+        for i in range(3)
+    ]
+    b = collate(samples)
+    want = np.stack([s["image"] for s in samples]).transpose(0, 3, 1, 2)
+    assert b.image.is_contiguous() and np.array_equal(b.image.numpy(), want)
+    assert b.label is not None and b.label.tolist() == [0, 1, 2]
+    assert b.meta["key"] == ["k0", "k1", "k2"] and b.meta["provenance"][2] == {"i": 2}
+    samples[1]["image"] = samples[1]["image"][:60]
+    with pytest.raises(ValueError, match="collate: samples k0 to k2: stack_chw: image 1"):
+        collate(samples)

@@ -30,6 +30,11 @@ _SPLIT_MIN_PIXELS = 64 * 64
 _SPLIT_DTYPES = tuple(np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.float32, np.float64))
 
 
+def _split_pays(h: int, w: int, c: int, dtype: np.dtype) -> bool:
+    """Whether ``cv2.split`` into planes beats numpy's strided transpose copy for such an image."""
+    return 2 <= c <= 4 and h * w >= _SPLIT_MIN_PIXELS and dtype in _SPLIT_DTYPES
+
+
 def hwc_to_chw(arr: np.ndarray) -> Tensor:
     """A contiguous ``[C, H, W]`` tensor of an ``[H, W, C]`` (or ``[H, W]``) array.
 
@@ -39,11 +44,12 @@ def hwc_to_chw(arr: np.ndarray) -> Tensor:
     if arr.ndim == 2:
         return torch.from_numpy(np.ascontiguousarray(arr)).unsqueeze(0)
     h, w, c = arr.shape
-    if 2 <= c <= 4 and h * w >= _SPLIT_MIN_PIXELS and arr.dtype in _SPLIT_DTYPES:
+    if _split_pays(h, w, c, arr.dtype):
         planes = np.empty((c, h, w), arr.dtype)
         cv2.split(np.ascontiguousarray(arr), [planes[k] for k in range(c)])
         return torch.from_numpy(planes)
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+
 
 def stack_chw(images: Sequence[np.ndarray]) -> Tensor:
     """Same-shape ``[H, W, C]`` (or ``[H, W]``) arrays as one contiguous ``[B, C, H, W]`` tensor.
@@ -61,7 +67,7 @@ def stack_chw(images: Sequence[np.ndarray]) -> Tensor:
     first = images[0]
     h, w = first.shape[:2]
     c = first.shape[2] if first.ndim == 3 else 1
-    if 2 <= c <= 4 and h * w >= _SPLIT_MIN_PIXELS and first.dtype in _SPLIT_DTYPES:
+    if _split_pays(h, w, c, first.dtype):
         out = np.empty((len(images), c, h, w), first.dtype)
         for i, im in enumerate(images):
             if im.shape != first.shape or im.dtype != first.dtype:
@@ -88,8 +94,7 @@ def _chw_batch(outs: list[Any]) -> list[Any]:
         return outs
     if not all(isinstance(o, np.ndarray) and o.shape == first.shape and o.dtype == first.dtype for o in outs):
         return outs
-    block = np.ascontiguousarray(np.stack(outs).transpose(0, 3, 1, 2))
-    return list(torch.from_numpy(block).unbind(0))
+    return list(stack_chw(outs).unbind(0))
 
 
 class EpochSampler(Sampler[tuple[int, int]]):

@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from augmentgen.generators.llm_sampling import SamplingConfig
 from augmentgen.generators.prompts import FASHION_MNIST_VOCAB, TemplatePrompts
 from augmentgen.generators.prompts_cache import PromptCache
-from augmentgen.generators.prompts_llm import PRODUCT_INSTRUCTION, LLMPrompts, SamplingConfig
+from augmentgen.generators.prompts_llm import PRODUCT_INSTRUCTION, LLMPrompts
 from augmentgen.generators.text_encoders import load_text_encoder
 
 

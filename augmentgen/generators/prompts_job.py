@@ -41,11 +41,12 @@ def class_vocab(spec: Any) -> tuple[ClassVocab, ...]:
 def make_llm_prompts(spec: Any, cache: str | Path | None) -> Any:
     """An ``LLMPrompts`` configured by ``spec`` (defaults for a null instruction/system)."""
     from augmentgen.generators import prompts_llm as pl
+    from augmentgen.generators.llm_sampling import SamplingConfig
 
     vocab = class_vocab(spec)
     tp = TemplatePrompts.fashion_mnist() if spec.classes is None else TemplatePrompts(list(vocab))
     default_instruction = pl.PRODUCT_INSTRUCTION if spec.classes is None else pl.DEFAULT_INSTRUCTION
-    sampling = pl.SamplingConfig(
+    sampling = SamplingConfig(
         temperature=spec.temperature, top_p=spec.top_p, top_k=spec.top_k,
         repetition_penalty=spec.repetition_penalty, max_new_tokens=spec.max_new_tokens,
         batch_size=spec.batch_size,

@@ -10,6 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from augmentgen.generators.llm_sampling import SMOLLM2, SamplingConfig, resolve_model
 from augmentgen.generators.prompts import FASHION_MNIST_VOCAB, ClassVocab, TemplatePrompts
 from augmentgen.generators.prompts_cache import Prompt, PromptCache, PromptRun, prompt_id, request_key
 from augmentgen.generators.prompts_clean import (
@@ -20,7 +21,7 @@ from augmentgen.generators.prompts_clean import (
     normalize,
     parse_lines,
 )
-from augmentgen.generators.prompts_llm import SMOLLM2, LLMPrompts, SamplingConfig, resolve_model
+from augmentgen.generators.prompts_llm import LLMPrompts
 
 TP = TemplatePrompts.fashion_mnist()
 
@@ -586,7 +587,7 @@ def _top_p_by_sort(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     st.integers(1, 6), st.integers(2, 3000), st.floats(0.05, 0.999), st.floats(0.1, 8.0), st.integers(0, 2**31 - 1)
 )
 def test_top_p_filter_matches_a_full_sort(rows: int, vocab: int, top_p: float, spread: float, seed: int) -> None:
-    from augmentgen.generators.prompts_llm import top_p_filter
+    from augmentgen.generators.llm_sampling import top_p_filter
 
     logits = torch.randn(rows, vocab, generator=torch.Generator().manual_seed(seed)) * spread
     fast, ref = top_p_filter(logits, top_p, first=4), _top_p_by_sort(logits, top_p)

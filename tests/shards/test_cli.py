@@ -65,3 +65,14 @@ def test_bad_recipe_and_other_recipe_are_clear_errors(tmp_path: Path) -> None:
     other = {**RECIPE, "shards": {**RECIPE["shards"], "seed": 5}}  # type: ignore[dict-item]
     code, text = _invoke("generate", str(_recipe(tmp_path, other)), "--out", str(out), "--resume")
     assert code == 2 and "another recipe" in text and "shards.seed: 0 -> 5" in text
+
+
+def test_an_output_that_cannot_be_written_exits_3_naming_the_path(tmp_path: Path) -> None:
+    taken = tmp_path / "taken"
+    taken.write_text("a file where the output folder should go")
+    code, text = _invoke("generate", str(_recipe(tmp_path)), "--out", str(taken))
+    assert code == 3, text
+    assert text.startswith("error:") and "taken" in text
+    assert taken.read_text() == "a file where the output folder should go"
+    code, text = _invoke("generate", str(tmp_path / "no-such.yaml"), "--out", str(tmp_path / "o"))
+    assert code == 2 and "recipe file not found" in text and "no-such.yaml" in text  # bad input, not a write

@@ -72,7 +72,8 @@ def test_an_output_that_cannot_be_written_exits_3_naming_the_path(tmp_path: Path
     taken.write_text("a file where the output folder should go")
     code, text = _invoke("generate", str(_recipe(tmp_path)), "--out", str(taken))
     assert code == 3, text
-    assert text.startswith("error:") and "taken" in text
+    assert text.startswith("error:") and str(taken) in text.replace(" ", "")  # rich may wrap inside the path
     assert taken.read_text() == "a file where the output folder should go"
-    code, text = _invoke("generate", str(tmp_path / "no-such.yaml"), "--out", str(tmp_path / "o"))
-    assert code == 2 and "recipe file not found" in text and "no-such.yaml" in text  # bad input, not a write
+    missing = tmp_path / "no-such.yaml"
+    code, text = _invoke("generate", str(missing), "--out", str(tmp_path / "o"))
+    assert code == 2 and "recipe file not found" in text and str(missing) in text.replace(" ", "")  # bad input, not a write

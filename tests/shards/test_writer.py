@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -294,3 +295,35 @@ def test_scores_added_by_a_wrapping_source_land_in_provenance(tmp_path: Path) ->
     metas = [decode_sample(r)["meta"] for r in iter_raw_samples(tmp_path / "s-000000.tar")]
     assert [m["filter_score"] for m in metas] == [0.5, 1.5, 2.5] * 2
     assert [m["row"] for m in metas] == [1, 2, 3] * 2  # the source's own rows survive the filter
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="posix_fadvise is Linux/BSD only")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_each_shard_is_released_from_the_page_cache_after_its_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: int
+) -> None:
+    events: list[tuple[str, str]] = []
+    fsync, fadvise = os.fsync, os.posix_fadvise
+
+    def name(fd: int) -> str:
+        return Path(os.readlink(f"/proc/self/fd/{fd}")).name
+
+    def record_fsync(fd: int) -> None:
+        events.append(("fsync", name(fd)))
+        fsync(fd)
+
+    def record_fadvise(fd: int, offset: int, length: int, advice: int) -> None:
+        assert (offset, length, advice) == (0, 0, os.POSIX_FADV_DONTNEED)  # the whole file
+        events.append(("release", name(fd)))
+        fadvise(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "fsync", record_fsync)
+    monkeypatch.setattr(os, "posix_fadvise", record_fadvise)
+    records = _write(tmp_path, [0, 1, 2], threads=threads)
+    shard_events = [(what, n) for what, n in events if ".tar" in n]
+    for rec in records:
+        assert isinstance(rec, ShardRecord)
+        mine = [what for what, n in shard_events if n.startswith(rec.file)]
+        assert mine == ["fsync", "release"], (rec.file, shard_events)  # released once, after the data is on disk
+        data = (tmp_path / rec.file).read_bytes()  # read back from the disk: whole and unchanged
+        assert hashlib.sha256(data).hexdigest() == rec.sha256

@@ -1,5 +1,7 @@
 """Write shards: source batches -> checked uint8 -> encoded members -> tar -> fsync and atomic rename.
 
+A fsynced shard's pages are released from the page cache (``release_cached``): it is written once.
+
 With one thread (``threads=1``, what each of the forked workers of a CPU source uses) a
 shard is written inline: draw a batch, encode it, append it, and at the end fsync and rename.
 With more, three stages run at once. The caller's thread draws batches from the source (on its

@@ -119,10 +119,12 @@ def release_cached(fd: int) -> None:
     cache grow by every shard, and the pages for that growth are what writing costs most on a VM:
     224 px PNG shards cost 1.2-1.8 ms of CPU a MB to write with the cache growing and 0.19 ms a
     MB when each shard's pages are released after its fsync (benchmarks/shards.md). The data is on
-    disk by then; reading it back reads the disk. A no-op where ``posix_fadvise`` does not exist.
+    disk by then; reading it back reads the disk. Advice only: a no-op where ``posix_fadvise`` does
+    not exist, and a file system that refuses it does not fail the shard.
     """
     if hasattr(os, "posix_fadvise"):
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
 
 
 class ShardWriter:

@@ -327,3 +327,18 @@ def test_each_shard_is_released_from_the_page_cache_after_its_fsync(
         assert mine == ["fsync", "release"], (rec.file, shard_events)  # released once, after the data is on disk
         data = (tmp_path / rec.file).read_bytes()  # read back from the disk: whole and unchanged
         assert hashlib.sha256(data).hexdigest() == rec.sha256
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="posix_fadvise is Linux/BSD only")
+def test_a_file_system_that_refuses_the_advice_still_gets_its_shards(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(fd: int, offset: int, length: int, advice: int) -> None:
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(os, "posix_fadvise", refuse)
+    records = _write(tmp_path / "refused", [0, 1])
+    assert all(isinstance(r, ShardRecord) for r in records), records
+    monkeypatch.undo()
+    _write(tmp_path / "released", [0, 1])
+    assert tar_digests(tmp_path / "refused") == tar_digests(tmp_path / "released")

@@ -22,6 +22,7 @@ from torch import Tensor
 SMOLLM2 = "smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
+
 @dataclass(frozen=True)
 class SamplingConfig:
     """How replies are sampled.

@@ -25,6 +25,10 @@ with a real + classical baseline on the same seeds:
 - ``smooth_real``: label smoothing on the real + classical rows, in both arms (the real +
   classical baseline is trained again with it), so a regularizer that helps any training set is
   not credited to the generated images.
+- ``soft``: the generated rows learn ``1 - soft`` of their label and ``soft`` of a teacher's
+  probabilities at temperature ``soft_t`` (knowledge distillation on the generated images only);
+  ``teacher``: ``run`` (the run's reference classifier) or ``base`` (this seed's real + classical
+  classifier, trained again): both saw the same real subset only.
 
 ``--pipeline JSON`` replaces the recipe's classical ops (both arms), ``--steps`` the classifier
 steps.
@@ -80,17 +84,24 @@ def parse_variant(text: str) -> dict[str, Any]:
         "select": "confident",
         "smooth": 0.0,
         "smooth_real": 0.0,
+        "soft": 0.0,
+        "soft_t": 1.0,
+        "teacher": "run",
     }
     for part in filter(None, text.split(",")):
         key, _, value = part.partition("=")
         if key not in v:
             raise ValueError(f"--variant {text!r}: unknown key {key!r}; known: {sorted(v)}")
-        kind = float if key in ("smooth", "smooth_real") else int
-        v[key] = value if key in ("gens", "share", "temp", "schedule", "select") else kind(value)
+        kind = float if key in ("smooth", "smooth_real", "soft", "soft_t") else int
+        v[key] = value if key in ("gens", "share", "temp", "schedule", "select", "teacher") else kind(value)
     if v["select"] not in ("confident", "hard"):
         raise ValueError(f"--variant {text!r}: select must be 'confident' or 'hard', got {v['select']!r}")
-    if (v["smooth"] or v["smooth_real"]) and v["schedule"] != "mix":
-        raise ValueError(f"--variant {text!r}: label smoothing needs schedule=mix")
+    if (v["smooth"] or v["smooth_real"] or v["soft"]) and v["schedule"] != "mix":
+        raise ValueError(f"--variant {text!r}: label smoothing and soft labels need schedule=mix")
+    if v["soft"] and (v["smooth"] or v["smooth_real"]):
+        raise ValueError(f"--variant {text!r}: soft labels exclude label smoothing")
+    if v["teacher"] not in ("run", "base"):
+        raise ValueError(f"--variant {text!r}: teacher must be 'run' or 'base', got {v['teacher']!r}")
     return v
 
 
@@ -187,13 +198,23 @@ def main() -> None:
             share = None if v["share"] == "none" else float(v["share"])
             rows = repeat_to_share(rc, syn.batch_size, share)
             both = _concat(rows, syn)
-            smoothing = None
+            smoothing, soft = None, None
+            if v["soft"]:
+                # the generated rows learn (1 - soft) of their label and soft of a teacher's belief (at
+                # temperature soft_t): the run's classifier, or this seed's real + classical model, both
+                # trained on the same real subset only
+                teacher = clf if v["teacher"] == "run" else train_classifier(rc, seed=seed, **kw).model
+                with torch.no_grad():
+                    belief = (teacher.predict_logits(syn.image).float() / v["soft_t"]).softmax(1)
+                onehot = torch.nn.functional.one_hot(both.label, k).float()
+                soft = onehot.clone()
+                soft[rows.batch_size :] = (1 - v["soft"]) * onehot[rows.batch_size :] + v["soft"] * belief
             if v["smooth"] or v["smooth_real"]:
                 smoothing = torch.cat(
                     [torch.full((rows.batch_size,), v["smooth_real"]), torch.full((syn.batch_size,), v["smooth"])]
                 )
             run = train_with_synthetic(
-                both, rc, v["schedule"], seed=seed, test=test_b, label_smoothing=smoothing, **kw
+                both, rc, v["schedule"], seed=seed, test=test_b, label_smoothing=smoothing, soft_targets=soft, **kw
             )
             acc = float(run.test_accuracy or 0.0)
             accs.append(acc)

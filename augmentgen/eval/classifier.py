@@ -224,6 +224,7 @@ def train_classifier(
     log_every: int = 500,
     init: ReferenceClassifier | None = None,
     label_smoothing: Tensor | None = None,
+    soft_targets: Tensor | None = None,
 ) -> ClassifierRun:
     """Train a reference classifier on ``data`` with Adam and a cosine schedule; deterministic under ``seed``.
 
@@ -239,6 +240,8 @@ def train_classifier(
         init: start from these weights (fine-tuning; its config is used), not from ``seed``'s init.
         label_smoothing: ``[N]`` per-row label smoothing in [0, 1) (``smoothed_cross_entropy``),
             e.g. non-zero on generated rows only; ``None``: plain cross-entropy on every row.
+        soft_targets: ``[N, K]`` a target distribution per row (each row sums to 1), e.g. a teacher's
+            probabilities blended into the generated rows' labels; excludes ``label_smoothing``.
 
     Example:
         >>> run = train_classifier(load_digits("train").to_batch(), steps=200)  # doctest: +SKIP
@@ -253,6 +256,16 @@ def train_classifier(
             )
         if not bool(((label_smoothing >= 0) & (label_smoothing < 1)).all()):
             raise ValueError("train_classifier: label_smoothing values must be in [0, 1)")
+    if soft_targets is not None:
+        if label_smoothing is not None:
+            raise ValueError("train_classifier: give label_smoothing or soft_targets, not both")
+        if soft_targets.ndim != 2 or soft_targets.shape[0] != data.batch_size:
+            raise ValueError(
+                f"train_classifier: soft_targets must be [N={data.batch_size}, K], got {tuple(soft_targets.shape)}"
+            )
+        sums = soft_targets.float().sum(1)
+        if not (bool((soft_targets >= 0).all()) and torch.allclose(sums, torch.ones_like(sums), atol=1e-4)):
+            raise ValueError("train_classifier: every row of soft_targets must be a distribution (>= 0, sums to 1)")
     if init is not None:
         config = init.config
     if config is None:
@@ -298,7 +311,10 @@ def train_classifier(
         for g in opt.param_groups:
             g["lr"] = lr * f
         logits = model(x, torch_rng(seed, "classifier-dropout", step, device=device))
-        if label_smoothing is None:
+        loss: Tensor
+        if soft_targets is not None:
+            loss = -(soft_targets[idx].to(logits) * logits.float().log_softmax(1)).sum(1).mean()
+        elif label_smoothing is None:
             loss = F.cross_entropy(logits, y)
         else:
             loss = smoothed_cross_entropy(logits, y, label_smoothing[idx].to(device))

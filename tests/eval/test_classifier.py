@@ -116,3 +116,27 @@ def test_label_smoothing_rows_change_training_and_bad_values_are_errors(digits_t
         train_classifier(data, label_smoothing=torch.zeros(10), **kw)
     with pytest.raises(ValueError, match=r"in \[0, 1\)"):
         train_classifier(data, label_smoothing=torch.ones(256), **kw)
+
+
+def test_soft_targets_equal_to_smoothed_labels_train_the_same_and_bad_rows_are_errors(digits_train: Batch) -> None:
+    data = digits_train.index(torch.arange(256))
+    assert data.label is not None
+    kw = {"config": SMALL, "steps": 10, "batch_size": 64, "seed": 0, "augment": False}
+    eps = torch.cat([torch.zeros(128), torch.full((128,), 0.3)])
+    smooth = train_classifier(data, label_smoothing=eps, **kw).model.state_dict()
+    # the distribution label smoothing aims at, given as soft targets, trains the same weights
+    target = (1 - eps[:, None]) * F.one_hot(data.label, 10).float() + eps[:, None] / 10
+    soft = train_classifier(data, soft_targets=target, **kw).model.state_dict()
+    assert all(torch.allclose(smooth[k].float(), soft[k].float(), atol=1e-5) for k in smooth)
+    # a teacher's belief on half the rows is not the hard label: other weights
+    hard = train_classifier(data, **kw).model.state_dict()
+    belief = F.one_hot(data.label, 10).float()
+    belief[128:] = 0.5 * belief[128:] + 0.5 * torch.softmax(torch.randn(128, 10, generator=torch.Generator().manual_seed(0)), 1)
+    taught = train_classifier(data, soft_targets=belief, **kw).model.state_dict()
+    assert not all(torch.allclose(hard[k].float(), taught[k].float(), atol=1e-4) for k in hard)
+    with pytest.raises(ValueError, match=r"\[N=256, K\]"):
+        train_classifier(data, soft_targets=target[:10], **kw)
+    with pytest.raises(ValueError, match="distribution"):
+        train_classifier(data, soft_targets=target * 2, **kw)
+    with pytest.raises(ValueError, match="not both"):
+        train_classifier(data, soft_targets=target, label_smoothing=eps, **kw)

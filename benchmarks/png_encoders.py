@@ -24,7 +24,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from augmentgen.bench.shards import POOL, photo_dataset
+from augmentgen.bench.shard_peers import POOL, photo_dataset
 from augmentgen.shards.encoders import EncodeSpec
 
 

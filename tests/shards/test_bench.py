@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from augmentgen.bench.shards import _steady, photo_dataset, run_shards_benchmark
+from augmentgen.bench.shard_peers import photo_dataset
+from augmentgen.bench.shards import _steady, run_shards_benchmark
 
 
 def test_benchmark_reports_every_contender() -> None:

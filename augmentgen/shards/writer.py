@@ -1,6 +1,8 @@
 """Write shards: source batches -> checked uint8 -> encoded members -> tar -> fsync and atomic rename.
 
 A fsynced shard's pages are released from the page cache (``release_cached``): it is written once.
+A forked worker may leave the fsync and rename to its caller (``write_uncommitted``, then
+``commit_shard`` in the caller): the worker goes on to its next shard while the disk takes the last.
 
 With one thread (``threads=1``, what each of the forked workers of a CPU source uses) a
 shard is written inline: draw a batch, encode it, append it, and at the end fsync and rename.
@@ -16,6 +18,7 @@ however many shards a writer makes.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import logging
@@ -61,6 +64,7 @@ class ShardRecord:
     sha256: str
     bytes: int
     rejected: dict[str, int] = field(default_factory=dict)
+    pending: str | None = None  # the temporary file still to commit (write_uncommitted), else None
 
     def entry(self) -> ShardEntry:
         return ShardEntry(
@@ -110,6 +114,45 @@ class _Failed:
 
 
 _END = object()  # queued after a shard's last chunk
+
+
+def commit_shard(out: Path, record: ShardRecord) -> ShardRecord:
+    """Make a whole shard left under its temporary name durable and visible: fsync, release, rename, fsync the folder.
+
+    What ``_finish`` does for a shard it wrote; for a shard ``write_uncommitted`` left pending, the
+    caller (the process that handed the shard to a forked worker) does it, from any process on
+    the machine. On an error the temporary file is removed and the error raised (a full disk as
+    ``DiskFullError``): nothing half-written stays under either name.
+    """
+    if record.pending is None:
+        return record
+    tmp, final = out / record.pending, out / record.file
+    try:
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            release_cached(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, final)
+        fsync_dir(out)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise _disk_full(e, out, record.file) from e
+    return dataclasses.replace(record, pending=None)
+
+
+def _disk_full(e: Exception, out: Path, file: str) -> Exception:
+    """``e`` as a ``DiskFullError`` when it is one (ENOSPC, EDQUOT), else ``e``."""
+    if isinstance(e, OSError) and not isinstance(e, DiskFullError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        err = DiskFullError(
+            e.errno,
+            f"no space left on the device of {out} while writing {file}; "
+            "the shards already done are kept: free space and rerun with --resume",
+        )
+        err.__cause__ = e
+        return err
+    return e
 
 
 def release_cached(fd: int) -> None:
@@ -241,6 +284,21 @@ class ShardWriter:
             raise res.error
         return res
 
+    def write_uncommitted(self, index: int) -> ShardRecord:
+        """Write shard ``index`` whole under its temporary name and close it, leaving its fsync and rename to the caller.
+
+        The record's ``pending`` names the temporary file; ``commit_shard`` makes it durable and
+        renames it into place. A forked worker that returns such a record goes on to its next shard
+        while its caller waits for the disk. With more than one encode thread the shard is
+        committed here as ``write`` does (``pending`` is then None).
+        """
+        if self.threads > 1:
+            return self.write(index)
+        res = self._write_one_inline(index, commit=False)
+        if isinstance(res, ShardFailure):
+            raise res.error
+        return res
+
     def write_many(self, indices: Iterable[int]) -> Generator[ShardRecord | ShardFailure, None, None]:
         """Write shards in order, the next one's encoding overlapping the last one's tail, fsync and rename.
 
@@ -305,7 +363,7 @@ class ShardWriter:
             shard.classes.update(rows.labels or ())
             yield rows
 
-    def _write_one_inline(self, index: int) -> ShardRecord | ShardFailure:
+    def _write_one_inline(self, index: int, commit: bool = True) -> ShardRecord | ShardFailure:
         shard = self._open(index)
         try:
             for rows in self._shard_rows(shard):
@@ -320,7 +378,7 @@ class ShardWriter:
         except BaseException:  # interrupted: nothing half-written stays behind
             self._discard(shard)
             raise
-        return self._finish(shard)
+        return self._finish(shard, commit=commit)
 
     def _limit(self) -> int:
         step = chunk_size(64, 64)  # a guess before the first batch; the queue bound only needs the order
@@ -400,22 +458,10 @@ class ShardWriter:
         shard.tmp.unlink(missing_ok=True)
 
     def _explain(self, e: Exception, index: int) -> Exception:
-        if (
-            isinstance(e, OSError)
-            and not isinstance(e, DiskFullError)
-            and e.errno in (errno.ENOSPC, errno.EDQUOT)
-        ):
-            err = DiskFullError(
-                e.errno,
-                f"no space left on the device of {self.out} while writing {self.shards.file_name(index)}; "
-                "the shards already done are kept: free space and rerun with --resume",
-            )
-            err.__cause__ = e
-            return err
-        return e
+        return _disk_full(e, self.out, self.shards.file_name(index))
 
-    def _finish(self, shard: _OpenShard) -> ShardRecord | ShardFailure:
-        """Write the end marker, fsync, close and rename a whole shard; remove a failed one."""
+    def _finish(self, shard: _OpenShard, commit: bool = True) -> ShardRecord | ShardFailure:
+        """Write the end marker and close a whole shard, then (``commit``) fsync and rename it; remove a failed one."""
         try:
             if shard.error is not None:
                 raise shard.error
@@ -426,20 +472,17 @@ class ShardWriter:
                 f.write(end)
                 shard.hasher.update(end)
                 shard.size += len(end)
-                f.flush()
-                os.fsync(f.fileno())
-                release_cached(f.fileno())
-            os.replace(shard.tmp, shard.final)
-            fsync_dir(self.out)
+            record = ShardRecord(
+                index=shard.index,
+                file=shard.final.name,
+                samples=shard.samples,
+                classes={str(k): v for k, v in sorted(shard.classes.items())},
+                sha256=shard.hasher.hexdigest(),
+                bytes=shard.size,
+                rejected={k: v for k, v in sorted(shard.rejected.items()) if v},
+                pending=shard.tmp.name,
+            )
+            return commit_shard(self.out, record) if commit else record
         except Exception as e:  # noqa: BLE001 - reported like any shard failure
             self._discard(shard)
             return ShardFailure(shard.index, self._explain(e, shard.index))
-        return ShardRecord(
-            index=shard.index,
-            file=shard.final.name,
-            samples=shard.samples,
-            classes={str(k): v for k, v in sorted(shard.classes.items())},
-            sha256=shard.hasher.hexdigest(),
-            bytes=shard.size,
-            rejected={k: v for k, v in sorted(shard.rejected.items()) if v},
-        )

@@ -204,6 +204,63 @@ def test_a_forked_worker_that_dies_or_raises_is_retried_and_leaves_nothing(
     assert m is not None and m.done_indices() == [0, 1, 3] and list(m.failed()) == [2]
 
 
+def _fd_name(fd: int) -> str:
+    return Path(os.readlink(f"/proc/self/fd/{fd}")).name
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="names open files through /proc")
+def test_forked_workers_leave_the_fsync_and_rename_to_the_caller(
+    reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[tuple[str, str]] = []
+    fsync, replace, me = os.fsync, os.replace, os.getpid()
+
+    def record_fsync(fd: int) -> None:
+        if os.getpid() == me:  # the workers' copies of this list are theirs alone
+            events.append(("fsync", _fd_name(fd)))
+        fsync(fd)
+
+    def record_replace(a: Any, b: Any) -> None:
+        if os.getpid() == me:
+            events.append(("replace", f"{Path(a).name} -> {Path(b).name}"))
+        replace(a, b)
+
+    monkeypatch.setattr(os, "fsync", record_fsync)
+    monkeypatch.setattr(os, "replace", record_replace)
+    out = tmp_path / "out"
+    res = write_shards(make_recipe(), out, run=RunConfig(workers=2, threads=1))
+    assert res.written == [0, 1, 2, 3] and tar_digests(out) == tar_digests(reference)
+    workers = set()
+    for i in range(4):
+        final = f"toy-{i:06d}.tar"
+        synced = [k for k, (what, n) in enumerate(events) if what == "fsync" and n.startswith(final + ".tmp.")]
+        renamed = [k for k, (what, n) in enumerate(events) if what == "replace" and n.endswith(" -> " + final)]
+        # here, once each, the data first: a worker wrote the shard, this process made it durable and visible
+        assert len(synced) == 1 and len(renamed) == 1 and synced[0] < renamed[0], events
+        workers.add(int(events[synced[0]][1].rsplit(".", 1)[1]))
+    assert me not in workers
+
+
+def test_a_commit_that_fails_is_retried_and_leaves_nothing(
+    reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fsync, me, failed = os.fsync, os.getpid(), []
+
+    def fails_once(fd: int) -> None:
+        if os.getpid() == me and _fd_name(fd).startswith("toy-000001.tar.tmp.") and not failed:
+            failed.append(_fd_name(fd))
+            raise OSError(errno.EIO, "Input/output error")
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fails_once)
+    out = tmp_path / "out"
+    res = write_shards(make_recipe(), out, run=RunConfig(workers=2, threads=1, retries=1))
+    assert failed, "no commit failed: the test tested nothing"
+    assert res.written == [0, 1, 2, 3] and not res.failed
+    assert tar_digests(out) == tar_digests(reference)
+    assert not [p.name for p in out.iterdir() if ".tmp." in p.name]
+
+
 def test_default_workers_fork_a_pool_only_for_the_local_distributor(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import hashlib
 import io
 import json
@@ -22,7 +24,7 @@ from augmentgen.shards.config import ShardsConfig, recipe_from_dict
 from augmentgen.shards.encoders import decode_image
 from augmentgen.shards.reader import decode_sample, iter_raw_samples
 from augmentgen.shards.sources import DatasetSource, GeneratorSource, ShardTask
-from augmentgen.shards.writer import ShardFailure, ShardRecord, ShardWriter
+from augmentgen.shards.writer import DiskFullError, ShardFailure, ShardRecord, ShardWriter, commit_shard
 
 from .toy import ToyGenerator, make_recipe, noise_dataset, tar_digests
 
@@ -342,3 +344,30 @@ def test_a_file_system_that_refuses_the_advice_still_gets_its_shards(
     monkeypatch.undo()
     _write(tmp_path / "released", [0, 1])
     assert tar_digests(tmp_path / "refused") == tar_digests(tmp_path / "released")
+
+
+def test_an_uncommitted_shard_is_whole_under_its_temporary_name_until_committed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recipe = make_recipe()
+    out = tmp_path / "out"
+    out.mkdir()
+    with ShardWriter(build_source(recipe), recipe.shards, out) as w:
+        rec = w.write_uncommitted(1)
+        again = w.write_uncommitted(2)
+    assert rec.pending is not None and (out / rec.pending).exists() and not (out / rec.file).exists()
+    assert hashlib.sha256((out / rec.pending).read_bytes()).hexdigest() == rec.sha256  # whole already
+    done = commit_shard(out, rec)
+    assert done.pending is None and not (out / rec.pending).exists()
+    assert done == dataclasses.replace(rec, pending=None) and commit_shard(out, done) is done
+    _write(tmp_path / "committed", [1])
+    assert tar_digests(out) == tar_digests(tmp_path / "committed")
+    # a full disk at the fsync: a DiskFullError naming the shard, and no file left under either name
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(DiskFullError, match="toy-000002.tar"):
+        commit_shard(out, again)
+    assert again.pending is not None and not (out / again.pending).exists() and not (out / again.file).exists()

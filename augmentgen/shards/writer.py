@@ -138,7 +138,10 @@ def commit_shard(out: Path, record: ShardRecord) -> ShardRecord:
         fsync_dir(out)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise _disk_full(e, out, record.file) from e
+        err = _disk_full(e, out, record.file)
+        if err is e:
+            raise
+        raise err from e
     return dataclasses.replace(record, pending=None)
 
 

@@ -6,6 +6,7 @@ scale-out, ``writer`` for the encode pipeline, ``manifest`` for resume, ``reader
 """
 
 from augmentgen.shards.build import build_source
+from augmentgen.shards.commit import DiskFullError, ShardRecord
 from augmentgen.shards.config import (
     DatasetSourceConfig,
     GenerateRecipe,
@@ -20,7 +21,7 @@ from augmentgen.shards.manifest import Manifest, ShardEntry, read_manifest
 from augmentgen.shards.reader import MixedDataset, ShardDataset, collate, decode_sample, load, mix
 from augmentgen.shards.sources import DatasetSource, GeneratorSource, ShardSource, ShardTask
 from augmentgen.shards.verify import Fault, VerifyReport, verify_shards
-from augmentgen.shards.writer import DiskFullError, ShardRecord, ShardWriter
+from augmentgen.shards.writer import ShardWriter
 
 __all__ = [
     "DatasetSource",

@@ -1,8 +1,7 @@
 """Write shards: source batches -> checked uint8 -> encoded members -> tar -> fsync and atomic rename.
 
-A fsynced shard's pages are released from the page cache (``release_cached``): it is written once.
-A forked worker may leave the fsync and rename to its caller (``write_uncommitted``, then
-``commit_shard`` in the caller): the worker goes on to its next shard while the disk takes the last.
+Each whole shard is made durable and visible by ``commit_shard`` (``augmentgen.shards.commit``),
+here or, for ``write_uncommitted``, in the process that handed the shard to a forked worker.
 
 With one thread (``threads=1``, what each of the forked workers of a CPU source uses) a
 shard is written inline: draw a batch, encode it, append it, and at the end fsync and rename.
@@ -18,7 +17,6 @@ however many shards a writer makes.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import hashlib
 import logging
@@ -37,9 +35,9 @@ import numpy as np
 import torch
 
 from augmentgen.core.batch import Batch
+from augmentgen.shards.commit import DiskFullError, ShardRecord, commit_shard, disk_full
 from augmentgen.shards.config import ShardsConfig
 from augmentgen.shards.encoders import EncodeSpec, encode_jpeg_torch, to_uint8
-from augmentgen.shards.manifest import ShardEntry, fsync_dir
 from augmentgen.shards.members import Rows, boxes_rows, chunk_size, encode_rows
 from augmentgen.shards.sources import ShardSource, ShardTask, jsonable
 from augmentgen.shards.tario import tar_end
@@ -47,35 +45,6 @@ from augmentgen.shards.tario import tar_end
 logger = logging.getLogger(__name__)
 
 TMP_MARK = ".tmp."
-
-
-class DiskFullError(OSError):
-    """The disk filled up while writing a shard; shards already done are kept."""
-
-
-@dataclass(frozen=True)
-class ShardRecord:
-    """What a finished shard holds (goes into the manifest)."""
-
-    index: int
-    file: str
-    samples: int
-    classes: dict[str, int]
-    sha256: str
-    bytes: int
-    rejected: dict[str, int] = field(default_factory=dict)
-    pending: str | None = None  # the temporary file still to commit (write_uncommitted), else None
-
-    def entry(self) -> ShardEntry:
-        return ShardEntry(
-            file=self.file,
-            state="done",
-            samples=self.samples,
-            classes=self.classes,
-            sha256=self.sha256,
-            bytes=self.bytes,
-            rejected=self.rejected,
-        )
 
 
 @dataclass(frozen=True)
@@ -114,63 +83,6 @@ class _Failed:
 
 
 _END = object()  # queued after a shard's last chunk
-
-
-def commit_shard(out: Path, record: ShardRecord) -> ShardRecord:
-    """Make a whole shard left under its temporary name durable and visible: fsync, release, rename, fsync the folder.
-
-    What ``_finish`` does for a shard it wrote; for a shard ``write_uncommitted`` left pending, the
-    caller (the process that handed the shard to a forked worker) does it, from any process on
-    the machine. On an error the temporary file is removed and the error raised (a full disk as
-    ``DiskFullError``): nothing half-written stays under either name.
-    """
-    if record.pending is None:
-        return record
-    tmp, final = out / record.pending, out / record.file
-    try:
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-            release_cached(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, final)
-        fsync_dir(out)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        err = _disk_full(e, out, record.file)
-        if err is e:
-            raise
-        raise err from e
-    return dataclasses.replace(record, pending=None)
-
-
-def _disk_full(e: Exception, out: Path, file: str) -> Exception:
-    """``e`` as a ``DiskFullError`` when it is one (ENOSPC, EDQUOT), else ``e``."""
-    if isinstance(e, OSError) and not isinstance(e, DiskFullError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-        err = DiskFullError(
-            e.errno,
-            f"no space left on the device of {out} while writing {file}; "
-            "the shards already done are kept: free space and rerun with --resume",
-        )
-        err.__cause__ = e
-        return err
-    return e
-
-
-def release_cached(fd: int) -> None:
-    """Let the kernel drop a finished, fsynced shard's pages from the page cache.
-
-    A shard is written once and read later, if at all, so keeping its pages cached only makes the
-    cache grow by every shard, and the pages for that growth are what writing costs most on a VM:
-    224 px PNG shards cost 1.2-1.8 ms of CPU a MB to write with the cache growing and 0.19 ms a
-    MB when each shard's pages are released after its fsync (benchmarks/shards.md). The data is on
-    disk by then; reading it back reads the disk. Advice only: a no-op where ``posix_fadvise`` does
-    not exist, and a file system that refuses it does not fail the shard.
-    """
-    if hasattr(os, "posix_fadvise"):
-        with contextlib.suppress(OSError):
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
 
 
 class ShardWriter:
@@ -461,7 +373,7 @@ class ShardWriter:
         shard.tmp.unlink(missing_ok=True)
 
     def _explain(self, e: Exception, index: int) -> Exception:
-        return _disk_full(e, self.out, self.shards.file_name(index))
+        return disk_full(e, self.out, self.shards.file_name(index))
 
     def _finish(self, shard: _OpenShard, commit: bool = True) -> ShardRecord | ShardFailure:
         """Write the end marker and close a whole shard, then (``commit``) fsync and rename it; remove a failed one."""

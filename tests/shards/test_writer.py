@@ -20,11 +20,12 @@ import torch
 from augmentgen.core.batch import Batch, Boxes
 from augmentgen.core.rng import derive_seed, torch_rng
 from augmentgen.shards.build import build_source
+from augmentgen.shards.commit import DiskFullError, ShardRecord, commit_shard
 from augmentgen.shards.config import ShardsConfig, recipe_from_dict
 from augmentgen.shards.encoders import decode_image
 from augmentgen.shards.reader import decode_sample, iter_raw_samples
 from augmentgen.shards.sources import DatasetSource, GeneratorSource, ShardTask
-from augmentgen.shards.writer import DiskFullError, ShardFailure, ShardRecord, ShardWriter, commit_shard
+from augmentgen.shards.writer import ShardFailure, ShardWriter
 
 from .toy import ToyGenerator, make_recipe, noise_dataset, tar_digests
 

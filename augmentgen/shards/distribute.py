@@ -147,7 +147,7 @@ def _settle_gc() -> None:
 
 
 def _write_forked(index: int, torch_threads: int) -> ShardRecord:
-    """Shard ``index`` in a forked worker, left for the caller to commit (``commit_shard``).
+    """Shard ``index`` in a forked worker, left for the caller to commit (``commit_shard``), as spawned ones do.
 
     fsync is the one wait in a worker (ext4 commits its journal: 2-4 ms a shard, 9.5% of the wall
     time of 224 px JPEG shards of 100 samples): the caller, idle but for bookkeeping, takes it
@@ -180,10 +180,13 @@ def fork_safe(recipe: GenerateRecipe, source: ShardSource) -> bool:
 
 
 def _write_in_worker(
-    recipe_json: str, out: str, index: int, threads: int, queue: int, torch_threads: int
+    recipe_json: str, out: str, index: int, threads: int, queue: int, torch_threads: int, commit: bool = True
 ) -> ShardRecord:
+    """Shard ``index`` in a spawned process or a Ray worker; ``commit`` False leaves it to the caller
+    (a local pool: the caller sees the same disk), True for Ray (its worker may be on another machine)."""
     torch.set_num_threads(torch_threads)
-    return _worker_writer(recipe_json, out, threads, queue).write(index)
+    writer = _worker_writer(recipe_json, out, threads, queue)
+    return writer.write(index) if commit else writer.write_uncommitted(index)
 
 
 def _run_here(writer: ShardWriter, todo: list[int], retries: int, rec: _Recorder) -> None:
@@ -226,10 +229,9 @@ def _run_pool(
 
     Spawned workers rebuild the source from the recipe (seconds: imports, weights); forked
     ones start in milliseconds with the source already built, which is what makes a pool
-    pay off for small jobs. Forking is only used when ``fork_safe`` says so. A forked worker's
-    shard comes back whole under its temporary name; this process's committer threads fsync and
-    rename it (``commit_shard``) before it is recorded, and a failed commit is retried like a
-    failed shard.
+    pay off for small jobs. Forking is only used when ``fork_safe`` says so. A worker's shard
+    comes back whole under its temporary name; this process's committer threads fsync and rename
+    it (``commit_shard``) before it is recorded, and a failed commit is retried like a failed shard.
     """
     global _FORK_WRITER
     recipe_json = recipe.model_dump_json()
@@ -242,7 +244,7 @@ def _run_pool(
     def submit(i: int) -> Future[ShardRecord]:
         if fork_from is not None:
             return pool.submit(_write_forked, i, torch_threads)
-        return pool.submit(_write_in_worker, recipe_json, str(out), i, threads, run.queue, torch_threads)
+        return pool.submit(_write_in_worker, recipe_json, str(out), i, threads, run.queue, torch_threads, False)
 
     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_settle_gc)
     committer = ThreadPoolExecutor(2, thread_name_prefix="augmentgen-commit")

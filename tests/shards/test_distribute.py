@@ -209,9 +209,12 @@ def _fd_name(fd: int) -> str:
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="names open files through /proc")
-def test_forked_workers_leave_the_fsync_and_rename_to_the_caller(
-    reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("spawned", [False, True], ids=["forked", "spawned"])
+def test_pool_workers_leave_the_fsync_and_rename_to_the_caller(
+    reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spawned: bool
 ) -> None:
+    if spawned:  # what a source on a GPU gets: workers that rebuild it from the recipe
+        monkeypatch.setattr(distribute, "fork_safe", lambda recipe, source: False)
     events: list[tuple[str, str]] = []
     fsync, replace, me = os.fsync, os.replace, os.getpid()
 

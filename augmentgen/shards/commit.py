@@ -1,7 +1,7 @@
 """A finished shard: its record, and making it durable and visible (fsync, page-cache release, rename).
 
 ``commit_shard`` is the last step of every shard: ``ShardWriter`` calls it on the shards it
-writes, and the process that hands shards to forked workers calls it on theirs (they return
+writes, and the process that hands shards to local pool workers calls it on theirs (they return
 them whole under their temporary names: ``ShardWriter.write_uncommitted``), so a worker goes on
 to its next shard while the disk takes the last. Nothing is under a shard's final name before
 its bytes are on disk.
@@ -52,9 +52,10 @@ def commit_shard(out: Path, record: ShardRecord) -> ShardRecord:
     """Make a whole shard left under its temporary name durable and visible: fsync, release, rename, fsync the folder.
 
     ``ShardWriter`` calls it on each shard it finishes; for a shard ``write_uncommitted`` left
-    pending, the process that handed the shard to a forked worker calls it (any process on the
-    machine can). A record already committed is returned as it is. On an error the temporary file is removed and the error raised (a full disk as
-    ``DiskFullError``): nothing half-written stays under either name.
+    pending, the process that handed the shard to a pool worker calls it (any process on the
+    machine can). A record already committed is returned as it is. On an error the temporary
+    file is removed and the error raised (a full disk as ``DiskFullError``): nothing half-written
+    stays under either name.
     """
     if record.pending is None:
         return record

@@ -1,7 +1,7 @@
 """Write shards: source batches -> checked uint8 -> encoded members -> tar -> fsync and atomic rename.
 
 Each whole shard is made durable and visible by ``commit_shard`` (``augmentgen.shards.commit``),
-here or, for ``write_uncommitted``, in the process that handed the shard to a forked worker.
+here or, for ``write_uncommitted``, in the process that handed the shard to a pool worker.
 
 With one thread (``threads=1``, what each of the forked workers of a CPU source uses) a
 shard is written inline: draw a batch, encode it, append it, and at the end fsync and rename.
@@ -203,7 +203,7 @@ class ShardWriter:
         """Write shard ``index`` whole under its temporary name and close it, leaving its fsync and rename to the caller.
 
         The record's ``pending`` names the temporary file; ``commit_shard`` makes it durable and
-        renames it into place. A forked worker that returns such a record goes on to its next shard
+        renames it into place. A pool worker that returns such a record goes on to its next shard
         while its caller waits for the disk. With more than one encode thread the shard is
         committed here as ``write`` does (``pending`` is then None).
         """

@@ -193,8 +193,8 @@ def run_shards_benchmark(
         >>> res = run_shards_benchmark(quick=True)  # doctest: +SKIP
         >>> res["results"]["224px-png"]["speedup_vs_baseline"]  # doctest: +SKIP
     """
+    from augmentgen.core.system import usable_cores
     from augmentgen.shards.encoders import EncodeSpec, encode_image
-    from augmentgen.shards.plan import usable_cores
 
     cores = usable_cores()
     plan = samples or {32: 4000 if quick else 20000, 224: 400 if quick else 2000}

@@ -19,9 +19,12 @@ generation); the result holds every accuracy and their mean and std.
 from __future__ import annotations
 
 import logging
+import multiprocessing as mp
 import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -30,6 +33,7 @@ import torch
 from augmentgen.core.batch import Batch
 from augmentgen.core.generator import SampleGenerator
 from augmentgen.core.rng import derive_seed, torch_rng
+from augmentgen.core.system import usable_cores
 from augmentgen.eval.cas import generate_dataset
 from augmentgen.eval.classifier import DEFAULT_STEPS, ClassifierRun, train_classifier
 
@@ -171,6 +175,66 @@ def _concat(*batches: Batch) -> Batch:
     )
 
 
+_FORK_TASK: Callable[[str, int], tuple[float, int, float]] | None = None  # set for the forked pool's lifetime
+
+
+def eval_workers(workers: int | None, tasks: int) -> int:
+    """How many processes train classifiers: ``workers``, or what the cores give at torch's thread count.
+
+    Example:
+        >>> eval_workers(3, 2), eval_workers(1, 8)
+        (2, 1)
+    """
+    if workers is not None and workers < 1:
+        raise ValueError(f"evaluate_arms: workers must be >= 1 or None, got {workers}")
+    n = workers if workers is not None else max(1, usable_cores() // max(1, torch.get_num_threads()))
+    if "fork" not in mp.get_all_start_methods():
+        return 1
+    return max(1, min(n, tasks))
+
+
+def _forked(arm: str, seed: int) -> tuple[float, int, float]:
+    assert _FORK_TASK is not None, "the evaluation's pool runs only forked from evaluate_arms"
+    return _FORK_TASK(arm, seed)
+
+
+def _run_tasks(
+    one: Callable[[str, int], tuple[float, int, float]], tasks: list[tuple[str, int]], workers: int
+) -> Iterator[tuple[tuple[str, int], tuple[float, int, float]]]:
+    """``((arm, seed), one(arm, seed))`` for every task, in this process or in ``workers`` forked ones.
+
+    Forked children inherit the data, the generators and ``one`` itself (nothing is pickled but
+    the task and its three numbers) and never write to the console: the caller logs each
+    result, so a progress display's lock held at the fork cannot stall them.
+    """
+    global _FORK_TASK
+    if workers <= 1:
+        for task in tasks:
+            yield task, one(*task)
+        return
+    _FORK_TASK = one
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"))
+    try:
+        futures = {pool.submit(_forked, *task): task for task in tasks}
+        for fut in as_completed(futures):
+            arm, seed = futures[fut]
+            try:
+                res = fut.result()
+            except BrokenProcessPool as e:
+                raise RuntimeError(
+                    f"evaluate_arms: the process training arm {arm!r} seed {seed} died ({e}); "
+                    "out of memory? workers=1 trains in this process"
+                ) from e
+            yield (arm, seed), res
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    else:
+        pool.shutdown()
+    finally:
+        _FORK_TASK = None
+
+
 def evaluate_arms(
     real: Batch,
     test: Batch,
@@ -187,6 +251,7 @@ def evaluate_arms(
     temperatures: Mapping[str, float | None] | None = None,
     classifier_kwargs: Mapping[str, Any] | None = None,
     on_step: Callable[[str, int], None] | None = None,
+    workers: int | None = None,
 ) -> Evaluation:
     """Train the reference classifier in every arm and seed; accuracy on ``test``.
 
@@ -205,7 +270,12 @@ def evaluate_arms(
         synthetic_share: in that arm, repeat real + classical so the synthetic rows are about
             this share of the training set (``None``: as many rows as they are).
         classifier_kwargs: ``train_classifier`` settings shared by every arm (steps, batch_size, lr, config, augment).
-        on_step: called with ``(arm, seed)`` after each classifier is trained (progress).
+        on_step: called with ``(arm, seed)`` after each classifier is trained (progress), in
+            the order they finish.
+        workers: processes training classifiers at once (forked from this one, where the OS can
+            fork); ``None``: the usable cores divided by torch's threads per process. Each
+            (arm, seed) is trained by the same code from the same seeds wherever it runs, so the
+            accuracies do not depend on it.
 
     Example:
         >>> ev = evaluate_arms(real, test, num_classes=10, pipeline=pipe, generators={}, arms=["real"], seeds=[0])  # doctest: +SKIP
@@ -239,31 +309,38 @@ def evaluate_arms(
         }
     )
     real_u8 = _concat(real)
+
+    def one(arm: str, seed: int) -> tuple[float, int, float]:
+        """Train and test one arm at one seed -> (accuracy, training rows, seconds)."""
+        t0 = time.perf_counter()
+        parts = [] if arm == "synthetic" else [real_u8]
+        if arm in ("real_classical", "real_classical_synthetic"):
+            assert pipeline is not None
+            parts.append(augment_copies(real_u8, pipeline, classical_copies, derive_seed(seed, "classical")))
+        rc: Batch | None = None  # real + classical, in the arm that adds synthetic images to it
+        if arm in ("real_classical_synthetic", "synthetic"):
+            syn = synthetic_set(generators, num_classes, synthetic_per_class, seed, temperatures)
+            if parts:
+                rc = _concat(*parts)
+                parts = [repeat_to_share(rc, syn.batch_size, synthetic_share)]
+            parts.append(syn)
+        data = _concat(*parts)
+        if rc is not None:
+            run = train_with_synthetic(data, rc, synthetic_schedule, seed=seed, test=test, **kw)
+        else:
+            run = train_classifier(data, seed=seed, test=test, **kw)
+        return float(run.test_accuracy or 0.0), data.batch_size, time.perf_counter() - t0
+
+    tasks = [(arm, seed) for arm in arms for seed in seeds]
+    done: dict[tuple[str, int], tuple[float, int, float]] = {}
+    for (arm, seed), res in _run_tasks(one, tasks, eval_workers(workers, len(tasks))):
+        done[arm, seed] = res
+        logger.info("evaluate %s seed %d: accuracy %.4f on %d train images", arm, seed, res[0], res[1])
+        if on_step is not None:
+            on_step(arm, seed)
     for arm in arms:
-        accs, t0, n_train = [], time.perf_counter(), 0
-        for seed in seeds:
-            parts = [] if arm == "synthetic" else [real_u8]
-            if arm in ("real_classical", "real_classical_synthetic"):
-                assert pipeline is not None
-                parts.append(
-                    augment_copies(real_u8, pipeline, classical_copies, derive_seed(seed, "classical"))
-                )
-            rc: Batch | None = None  # real + classical, in the arm that adds synthetic images to it
-            if arm in ("real_classical_synthetic", "synthetic"):
-                syn = synthetic_set(generators, num_classes, synthetic_per_class, seed, temperatures)
-                if parts:
-                    rc = _concat(*parts)
-                    parts = [repeat_to_share(rc, syn.batch_size, synthetic_share)]
-                parts.append(syn)
-            data = _concat(*parts)
-            n_train = data.batch_size
-            if rc is not None:
-                run = train_with_synthetic(data, rc, synthetic_schedule, seed=seed, test=test, **kw)
-            else:
-                run = train_classifier(data, seed=seed, test=test, **kw)
-            accs.append(float(run.test_accuracy or 0.0))
-            logger.info("evaluate %s seed %d: accuracy %.4f on %d train images", arm, seed, accs[-1], n_train)
-            if on_step is not None:
-                on_step(arm, seed)
-        ev.arms[arm] = ArmResult(arm, list(seeds), accs, n_train, time.perf_counter() - t0)
+        rows = [done[arm, seed] for seed in seeds]
+        ev.arms[arm] = ArmResult(
+            arm, list(seeds), [r[0] for r in rows], rows[-1][1] if rows else 0, sum(r[2] for r in rows)
+        )
     return ev

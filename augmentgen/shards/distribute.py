@@ -24,11 +24,12 @@ from typing import Any, Protocol
 
 import torch
 
+from augmentgen.core.system import usable_cores
 from augmentgen.shards.build import build_source
 from augmentgen.shards.commit import DiskFullError, ShardRecord, commit_shard
 from augmentgen.shards.config import GenerateRecipe, RunConfig
 from augmentgen.shards.manifest import Manifest, ShardEntry, shard_key, update_manifest
-from augmentgen.shards.plan import plan_run, rank_and_world, remove_orphans, usable_cores
+from augmentgen.shards.plan import plan_run, rank_and_world, remove_orphans
 from augmentgen.shards.sources import ShardSource
 from augmentgen.shards.writer import ShardWriter
 

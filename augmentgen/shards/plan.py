@@ -25,13 +25,6 @@ from augmentgen.shards.writer import TMP_MARK
 logger = logging.getLogger(__name__)
 
 
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def rank_and_world(distributor: str) -> tuple[int, int]:
     """``(rank, world_size)`` from torchrun's environment; ``(0, 1)`` outside it."""
     env_rank, env_world = os.environ.get("RANK"), os.environ.get("WORLD_SIZE")

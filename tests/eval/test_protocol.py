@@ -171,3 +171,67 @@ def test_synthetic_share_repeats_real_and_classical_in_that_arm_only(
         "synthetic": 400,
     }
     assert ev.settings["synthetic_share"] == 0.5
+
+
+class _DiesInChild(_Repeat):
+    """Generates in this process; a forked child that asks for images dies at once (like an OOM kill)."""
+
+    def __init__(self, data: Batch, parent: int) -> None:
+        super().__init__(data)
+        self.parent = parent
+
+    def generate(self, condition: torch.Tensor, n: int, rng: torch.Generator, **kw: Any) -> Batch:
+        import os
+
+        if os.getpid() != self.parent:
+            os._exit(3)
+        return super().generate(condition, n, rng, **kw)
+
+
+class _Fails(_Repeat):
+    def generate(self, condition: torch.Tensor, n: int, rng: torch.Generator, **kw: Any) -> Batch:
+        raise ValueError("generator says no")
+
+
+def test_forked_workers_give_the_same_accuracies(digits_train: Batch, digits_test: Batch) -> None:
+    real = digits_train.index(torch.arange(200))
+    gens = {"a": _Repeat(digits_train)}
+    seen: list[tuple[str, int]] = []
+    run = lambda w: evaluate_arms(  # noqa: E731
+        real, digits_test, num_classes=10, pipeline=_shift, generators=gens, seeds=[0, 1, 2],
+        classical_copies=2, synthetic_per_class=5, classifier_kwargs=KW, workers=w,
+        on_step=lambda arm, seed: seen.append((arm, seed)),
+    )  # fmt: skip
+    inline = run(1)
+    assert len(seen) == 12
+    seen.clear()
+    forked = run(3)
+    assert sorted(seen) == sorted((a, s) for a in inline.arms for s in (0, 1, 2))
+    assert {k: v.accuracy for k, v in forked.arms.items()} == {k: v.accuracy for k, v in inline.arms.items()}
+    assert {k: v.train_images for k, v in forked.arms.items()} == {k: v.train_images for k, v in inline.arms.items()}
+
+
+def test_a_forked_workers_error_reaches_the_caller(digits_train: Batch, digits_test: Batch) -> None:
+    import os
+
+    real = digits_train.index(torch.arange(100))
+    common: dict[str, Any] = dict(
+        num_classes=10, pipeline=_shift, arms=["synthetic"], seeds=[0, 1],
+        synthetic_per_class=2, classifier_kwargs=KW, workers=2,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="generator says no"):
+        evaluate_arms(real, digits_test, generators={"a": _Fails(digits_train)}, **common)
+    with pytest.raises(RuntimeError, match=r"arm 'synthetic' seed [01] died"):
+        evaluate_arms(real, digits_test, generators={"a": _DiesInChild(digits_train, os.getpid())}, **common)
+    # the same generator in this process works: the failure was the child's death, reported as such
+    ok = evaluate_arms(real, digits_test, generators={"a": _DiesInChild(digits_train, os.getpid())}, **{**common, "workers": 1})
+    assert len(ok.arms["synthetic"].accuracy) == 2
+
+
+def test_eval_workers() -> None:
+    from augmentgen.eval.protocol import eval_workers
+
+    assert eval_workers(4, 3) == 3 and eval_workers(2, 8) == 2 and eval_workers(None, 1) == 1
+    assert eval_workers(None, 100) >= 1
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        eval_workers(0, 4)

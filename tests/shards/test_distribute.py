@@ -20,12 +20,12 @@ import yaml
 import augmentgen.shards.distribute as distribute
 import augmentgen.shards.writer as writer_module
 from augmentgen.core.batch import Batch
+from augmentgen.core.system import usable_cores
 from augmentgen.shards.build import build_source
 from augmentgen.shards.commit import DiskFullError
 from augmentgen.shards.config import RunConfig
 from augmentgen.shards.distribute import write_shards
 from augmentgen.shards.manifest import read_manifest
-from augmentgen.shards.plan import usable_cores
 from augmentgen.shards.sources import ShardTask
 from augmentgen.shards.tario import iter_tar
 from augmentgen.shards.verify import verify_shards

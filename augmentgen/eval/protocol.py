@@ -19,12 +19,9 @@ generation); the result holds every accuracy and their mean and std.
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
 import statistics
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -33,9 +30,9 @@ import torch
 from augmentgen.core.batch import Batch
 from augmentgen.core.generator import SampleGenerator
 from augmentgen.core.rng import derive_seed, torch_rng
-from augmentgen.core.system import usable_cores
 from augmentgen.eval.cas import generate_dataset
 from augmentgen.eval.classifier import DEFAULT_STEPS, ClassifierRun, train_classifier
+from augmentgen.eval.forked import fork_workers, run_forked
 
 logger = logging.getLogger(__name__)
 
@@ -175,66 +172,6 @@ def _concat(*batches: Batch) -> Batch:
     )
 
 
-_FORK_TASK: Callable[[str, int], tuple[float, int, float]] | None = None  # set for the forked pool's lifetime
-
-
-def eval_workers(workers: int | None, tasks: int) -> int:
-    """How many processes train classifiers: ``workers``, or what the cores give at torch's thread count.
-
-    Example:
-        >>> eval_workers(3, 2), eval_workers(1, 8)
-        (2, 1)
-    """
-    if workers is not None and workers < 1:
-        raise ValueError(f"evaluate_arms: workers must be >= 1 or None, got {workers}")
-    n = workers if workers is not None else max(1, usable_cores() // max(1, torch.get_num_threads()))
-    if "fork" not in mp.get_all_start_methods():
-        return 1
-    return max(1, min(n, tasks))
-
-
-def _forked(arm: str, seed: int) -> tuple[float, int, float]:
-    assert _FORK_TASK is not None, "the evaluation's pool runs only forked from evaluate_arms"
-    return _FORK_TASK(arm, seed)
-
-
-def _run_tasks(
-    one: Callable[[str, int], tuple[float, int, float]], tasks: list[tuple[str, int]], workers: int
-) -> Iterator[tuple[tuple[str, int], tuple[float, int, float]]]:
-    """``((arm, seed), one(arm, seed))`` for every task, in this process or in ``workers`` forked ones.
-
-    Forked children inherit the data, the generators and ``one`` itself (nothing is pickled but
-    the task and its three numbers) and never write to the console: the caller logs each
-    result, so a progress display's lock held at the fork cannot stall them.
-    """
-    global _FORK_TASK
-    if workers <= 1:
-        for task in tasks:
-            yield task, one(*task)
-        return
-    _FORK_TASK = one
-    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"))
-    try:
-        futures = {pool.submit(_forked, *task): task for task in tasks}
-        for fut in as_completed(futures):
-            arm, seed = futures[fut]
-            try:
-                res = fut.result()
-            except BrokenProcessPool as e:
-                raise RuntimeError(
-                    f"evaluate_arms: the process training arm {arm!r} seed {seed} died ({e}); "
-                    "out of memory? workers=1 trains in this process"
-                ) from e
-            yield (arm, seed), res
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    else:
-        pool.shutdown()
-    finally:
-        _FORK_TASK = None
-
-
 def evaluate_arms(
     real: Batch,
     test: Batch,
@@ -272,8 +209,8 @@ def evaluate_arms(
         classifier_kwargs: ``train_classifier`` settings shared by every arm (steps, batch_size, lr, config, augment).
         on_step: called with ``(arm, seed)`` after each classifier is trained (progress), in
             the order they finish.
-        workers: processes training classifiers at once (forked from this one, where the OS can
-            fork); ``None``: the usable cores divided by torch's threads per process. Each
+        workers: processes training classifiers at once (forked from this one, see
+            ``eval.forked``); ``None``: the usable cores divided by torch's threads per process. Each
             (arm, seed) is trained by the same code from the same seeds wherever it runs, so the
             accuracies do not depend on it.
 
@@ -333,7 +270,8 @@ def evaluate_arms(
 
     tasks = [(arm, seed) for arm in arms for seed in seeds]
     done: dict[tuple[str, int], tuple[float, int, float]] = {}
-    for (arm, seed), res in _run_tasks(one, tasks, eval_workers(workers, len(tasks))):
+    n = fork_workers(workers, len(tasks), "evaluate_arms: workers")
+    for (arm, seed), res in run_forked(one, tasks, n, what="the evaluation of (arm, seed)"):
         done[arm, seed] = res
         logger.info("evaluate %s seed %d: accuracy %.4f on %d train images", arm, seed, res[0], res[1])
         if on_step is not None:

@@ -7,10 +7,11 @@ to ``{output_dir}/report.json`` and ``report.md``. Finished parts are reused wit
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from augmentgen.data.sources import (
 )
 from augmentgen.eval.cas import classification_accuracy_score, generate_dataset, label_agreement
 from augmentgen.eval.classifier import ClassifierConfig, ReferenceClassifier, train_classifier
+from augmentgen.eval.forked import fork_workers, run_forked
 from augmentgen.generators import checkpoint as ckpt
 from augmentgen.generators.config import ClassifierSpec, DataSpec, GeneratorSpec, TrainRecipe
 from augmentgen.generators.layers import count_parameters
@@ -179,15 +181,21 @@ def train_generator(
     classify: Callable[[torch.Tensor], torch.Tensor] | None,
     progress: bool = False,
     resume: bool = False,
+    workers: int | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Build ``gspec``'s generator, train it with the collapse monitor, and return it with its figures.
 
-    With ``gspec.ensemble`` = M > 1, M members train one after another in ``out_dir/members/{k}``
-    (seeds ``train.seed + k``; a member finished earlier is loaded, so a killed run resumes at
-    the member it stopped in) and ``out_dir/model`` holds the ``GeneratorEnsemble`` of them.
+    With ``gspec.ensemble`` = M > 1, M members train in ``out_dir/members/{k}`` (seeds
+    ``train.seed + k``; a member finished earlier is loaded, so a killed run resumes at the
+    members it had not finished) and ``out_dir/model`` holds the ``GeneratorEnsemble`` of them.
+    On the CPU the members train side by side in ``workers`` forked processes (``None``: the
+    usable cores at torch's threads per process; see ``eval.forked``); each is the same function
+    of its seed wherever it trains.
     """
     if gspec.ensemble > 1:
-        return _train_ensemble(gspec, train, out_dir=out_dir, classify=classify, progress=progress, resume=resume)
+        return _train_ensemble(
+            gspec, train, out_dir=out_dir, classify=classify, progress=progress, resume=resume, workers=workers
+        )
     cls = GENERATORS.get(gspec.kind)
     c, h, _ = train.image_shape
     model_cfg = {"num_classes": train.num_classes, "channels": c, "image_size": h, **gspec.model}
@@ -230,6 +238,19 @@ def train_generator(
     return trainer.model.eval(), figures
 
 
+@contextlib.contextmanager
+def _members_bar(show: bool, what: str, total: int) -> Iterator[Callable[[], None]]:
+    """A progress bar of finished members (forked members have no bar of their own); a no-op when not shown."""
+    if not show:
+        yield lambda: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()) as bar:
+        task = bar.add_task(what, total=total)
+        yield lambda: bar.advance(task)
+
+
 def _train_ensemble(
     gspec: GeneratorSpec,
     train: ArrayDataset,
@@ -238,25 +259,38 @@ def _train_ensemble(
     classify: Callable[[torch.Tensor], torch.Tensor] | None,
     progress: bool,
     resume: bool,
+    workers: int | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     from augmentgen.generators.ensemble import MEMBERS_DIR, GeneratorEnsemble
 
-    members, figs = [], []
-    for k in range(gspec.ensemble):
-        mdir = out_dir / MEMBERS_DIR / str(k)
-        done = mdir / "done.json"
-        if resume and done.is_file():  # trained before a kill: load, don't train again
-            members.append(ckpt.load_generator(mdir / "model").eval())
-            figs.append(json.loads(done.read_text()))
-            continue
+    def done(k: int) -> Path:
+        return out_dir / MEMBERS_DIR / str(k) / "done.json"
+
+    todo = [(k,) for k in range(gspec.ensemble) if not (resume and done(k).is_file())]  # the rest: trained before a kill
+    on_cpu = gspec.train.device == "cpu" or (gspec.train.device == "auto" and not torch.cuda.is_available())
+    n = fork_workers(workers if on_cpu else 1, len(todo), "ensemble workers")
+
+    def member(k: int) -> dict[str, Any]:
         mspec = gspec.model_copy(
             update={"ensemble": 1, "train": gspec.train.model_copy(update={"seed": gspec.train.seed + k})}
         )
-        logger.info("%s: ensemble member %d of %d (seed %d)", gspec.name, k + 1, gspec.ensemble, mspec.train.seed)
-        model, fig = train_generator(mspec, train, out_dir=mdir, classify=classify, progress=progress, resume=resume)
-        ckpt.write_json_atomic(done, fig)  # whole or absent: a kill mid-write leaves the member to train again
-        members.append(model)
-        figs.append(fig)
+        if n == 1:  # forked members stay off the console: the caller reports them
+            logger.info("%s: ensemble member %d of %d (seed %d)", gspec.name, k + 1, gspec.ensemble, mspec.train.seed)
+        _, fig = train_generator(
+            mspec, train, out_dir=done(k).parent, classify=classify, progress=progress and n == 1, resume=resume
+        )  # fmt: skip
+        ckpt.write_json_atomic(done(k), fig)  # whole or absent: a kill mid-write leaves the member to train again
+        return fig
+
+    if n > 1:
+        logger.info("%s: %d ensemble members on %d processes", gspec.name, len(todo), n)
+    with _members_bar(progress and n > 1, f"{gspec.name}: {len(todo)} members on {n} processes", len(todo)) as advance:
+        for (k,), fig in run_forked(member, todo, n, what=f"{gspec.name}: ensemble member"):
+            if n > 1:
+                logger.info("%s: ensemble member %d done in %.0f s", gspec.name, k + 1, fig["train_seconds"])
+            advance()
+    members = [ckpt.load_generator(done(k).parent / "model").eval() for k in range(gspec.ensemble)]
+    figs = [json.loads(done(k).read_text()) for k in range(gspec.ensemble)]
     ens = GeneratorEnsemble(members)
     ens.save_pretrained(out_dir / "model", meta={"seeds": [gspec.train.seed + k for k in range(gspec.ensemble)]})
     figures = {

@@ -65,7 +65,7 @@ def test_ensemble_trains_members_with_successive_seeds_and_resumes(
             "train": {"steps": 2, "batch_size": 8, "seed": 5, "sample_every": 0, "checkpoint_every": 1},
         }
     )
-    ens, fig = train_job.train_generator(spec, train, out_dir=tmp_path, classify=None, resume=True)
+    ens, fig = train_job.train_generator(spec, train, out_dir=tmp_path, classify=None, resume=True, workers=1)
     assert isinstance(ens, GeneratorEnsemble) and fig["ensemble"] == 2 and fig["steps"] == 4
     for k, seed in ((0, 5), (1, 6)):
         meta = load_generator(tmp_path / "members" / str(k) / "model")
@@ -90,8 +90,51 @@ def test_ensemble_trains_members_with_successive_seeds_and_resumes(
     with monkeypatch.context() as m:
         m.setattr(train_job, "train_generator", spy)
         ens2, _ = train_job._train_ensemble(
-            spec, train, out_dir=tmp_path, classify=None, progress=False, resume=True
+            spec, train, out_dir=tmp_path, classify=None, progress=False, resume=True, workers=1
         )
     assert trained == [6]
     y = ens2.generate([0, 1, 2], 3, torch.Generator().manual_seed(0)).image
     assert torch.equal(x, y)  # the retrained member is the same function of its seed
+
+
+def _weights(folder: Path) -> dict[str, bytes]:
+    import hashlib
+
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).digest()
+        for p in sorted(folder.rglob("*.safetensors"))
+    }
+
+
+def test_ensemble_members_in_forked_processes_are_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three members on two processes: the same weights as one after another, and a rerun after
+    a kill trains only the missing member, leaving the others' files untouched."""
+    import shutil
+
+    train = load_digits("train")
+    spec = GeneratorSpec.model_validate(
+        {
+            "name": "v",
+            "kind": "cvae",
+            "ensemble": 3,
+            "model": MODEL,
+            "train": {"steps": 3, "batch_size": 8, "seed": 2, "sample_every": 0, "checkpoint_every": 2, "device": "cpu"},
+        }
+    )
+    used: list[int] = []
+    real_run = train_job.run_forked
+    monkeypatch.setattr(train_job, "run_forked", lambda job, tasks, n, **kw: used.append(n) or real_run(job, tasks, n, **kw))
+    _, fig1 = train_job.train_generator(spec, train, out_dir=tmp_path / "one", classify=None, resume=True, workers=1)
+    ens, fig2 = train_job.train_generator(spec, train, out_dir=tmp_path / "two", classify=None, resume=True, workers=2)
+    one, two = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    assert len(one) >= 4 and one == two  # every member's weights and the ensemble's, byte for byte
+    assert fig1["steps"] == fig2["steps"] == 9 and used == [1, 2]  # in this process, then in two forked ones
+    # a kill that lost member 2: the rerun trains it alone and rebuilds the same ensemble
+    stamp = (tmp_path / "two" / "members" / "0" / "done.json").stat().st_mtime_ns
+    shutil.rmtree(tmp_path / "two" / "members" / "2")
+    shutil.rmtree(tmp_path / "two" / "model")
+    ens2, _ = train_job.train_generator(spec, train, out_dir=tmp_path / "two", classify=None, resume=True, workers=2)
+    assert (tmp_path / "two" / "members" / "0" / "done.json").stat().st_mtime_ns == stamp
+    assert _weights(tmp_path / "two") == one and used == [1, 2, 1]  # one member left: no fork for it
+    x = torch.Generator().manual_seed(0)
+    assert torch.equal(ens.generate([0, 5, 9], 3, x).image, ens2.generate([0, 5, 9], 3, torch.Generator().manual_seed(0)).image)

@@ -25,13 +25,16 @@ R = TypeVar("R")
 Task = tuple[Any, ...]
 
 _JOB: Callable[..., Any] | None = None  # set for the pool's lifetime; forked children inherit it
+_IN_CHILD = False  # True in a child of run_forked: it runs its jobs in itself, never forks again
 _PR_SET_PDEATHSIG = 1
 
 
 def fork_workers(workers: int | None, tasks: int, where: str = "workers") -> int:
     """Processes for ``tasks`` jobs: ``workers``, or the usable cores at torch's threads per process.
 
-    1 (this process) where the OS cannot fork, or once CUDA is in use (a forked child cannot use it).
+    1 (this process) where the OS cannot fork, once CUDA is in use (a forked child cannot use it),
+    and in a child of ``run_forked`` (an ensemble trained beside another generator): the cores
+    are taken already.
 
     Example:
         >>> fork_workers(3, 2), fork_workers(1, 8)
@@ -40,12 +43,14 @@ def fork_workers(workers: int | None, tasks: int, where: str = "workers") -> int
     if workers is not None and workers < 1:
         raise ValueError(f"{where} must be >= 1 or None, got {workers}")
     n = workers if workers is not None else max(1, usable_cores() // max(1, torch.get_num_threads()))
-    if "fork" not in mp.get_all_start_methods() or torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
+    if _IN_CHILD or "fork" not in mp.get_all_start_methods() or torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
         return 1
     return max(1, min(n, tasks))
 
 
-def _die_with_parent() -> None:
+def _child_init() -> None:
+    global _IN_CHILD
+    _IN_CHILD = True
     try:
         ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):  # not Linux: the child may outlive a killed caller
@@ -76,7 +81,7 @@ def run_forked(
             yield task, job(*task)
         return
     _JOB = job
-    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"), initializer=_die_with_parent)
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"), initializer=_child_init)
     try:
         futures = {pool.submit(_call, *task): task for task in tasks}
         for fut in as_completed(futures):

@@ -109,6 +109,7 @@ class _Ctx:
 
 def _stage_train(ctx: _Ctx) -> dict[str, Any]:
     from augmentgen.eval.classifier import train_classifier
+    from augmentgen.eval.forked import fork_workers, run_forked
     from augmentgen.eval.train_job import _classifier_kwargs, train_generator
     from augmentgen.generators.layers import count_parameters
 
@@ -133,6 +134,7 @@ def _stage_train(ctx: _Ctx) -> dict[str, Any]:
         run.model.save_pretrained(cdir, meta=meta)
     meta = json.loads((cdir / "config.json").read_text()).get("meta", {})
     info["classifier_test_accuracy"] = meta.get("test_accuracy")
+    plain: list[Any] = []  # trained here from scratch: side by side on the CPU when the cores allow
     for g in r.generators:
         gdir = ctx.out / "generators" / g.name
         if g.from_pretrained:
@@ -153,28 +155,53 @@ def _stage_train(ctx: _Ctx) -> dict[str, Any]:
             ctx.say(f"  {g.name}: trained earlier")
             info["generators"][g.name] = json.loads(done.read_text())
             continue
+        if g.kind != "t2i":
+            plain.append(g)
+            info["generators"][g.name] = None  # filled below, in the recipe's order
+            continue
         ctx.say(f"  {g.name}: training {g.kind} for {g.train.steps} steps on {len(train)} real images")
-        if g.kind == "t2i":  # captions written and embedded once; the model's from_config reads the bank
-            from augmentgen.generators.t2i_captions import recipe_caption_bank
+        # captions written and embedded once (an LLM in this process); the model's from_config reads the bank
+        from augmentgen.generators.t2i_captions import recipe_caption_bank
 
-            tti, prompts = r.text_to_image, ctx.out / "prompts"
-            assert tti is not None  # the schema requires it for t2i generators
-            bank = recipe_caption_bank(tti, train.classes, r.data.source, prompts, "train")
-            model = {"text_encoder": tti.text_encoder, **g.model, "captions": str(bank)}
-            g = g.model_copy(update={"model": model})
+        tti, prompts = r.text_to_image, ctx.out / "prompts"
+        assert tti is not None  # the schema requires it for t2i generators
+        bank = recipe_caption_bank(tti, train.classes, r.data.source, prompts, "train")
+        model = {"text_encoder": tti.text_encoder, **g.model, "captions": str(bank)}
         _, fig = train_generator(
-            g, train, out_dir=gdir, classify=ctx.classifier().predict_logits,
+            g.model_copy(update={"model": model}), train, out_dir=gdir, classify=ctx.classifier().predict_logits,
             progress=ctx.console is not None, resume=True,
         )  # fmt: skip
-        if g.kind == "t2i" and r.text_to_image is not None and r.text_to_image.render != "train":
-            # shards and evaluation arms render these prompts, not the training captions
+        if tti.render != "train":  # shards and evaluation arms render these prompts, not the training captions
             from augmentgen.generators.t2i_captions import set_render_prompts
 
-            render = recipe_caption_bank(r.text_to_image, train.classes, r.data.source, prompts, "render")
+            render = recipe_caption_bank(tti, train.classes, r.data.source, prompts, "render")
             fig.update(set_render_prompts(gdir / "model", render))
         fig["recipe_sha256"] = ctx.sha
         st.write_json(done, fig)
         info["generators"][g.name] = fig
+    on_cpu = all(g.train.device == "cpu" or (g.train.device == "auto" and not torch.cuda.is_available()) for g in plain)
+    n = fork_workers(None if on_cpu else 1, len(plain))
+    classify = ctx.classifier().predict_logits  # loaded before any fork: the children inherit it
+
+    def one(k: int) -> dict[str, Any]:
+        g = plain[k]
+        if n == 1:
+            ctx.say(f"  {g.name}: training {g.kind} for {g.train.steps} steps on {len(train)} real images")
+        gdir = ctx.out / "generators" / g.name
+        _, fig = train_generator(
+            g, train, out_dir=gdir, classify=classify, progress=n == 1 and ctx.console is not None, resume=True
+        )  # fmt: skip
+        fig["recipe_sha256"] = ctx.sha
+        st.write_json(gdir / "done.json", fig)
+        return fig
+
+    if n > 1:
+        names = ", ".join(f"{g.name} ({g.kind}, {g.train.steps} steps)" for g in plain)
+        ctx.say(f"  training {names} side by side on {n} processes, {len(train)} real images each")
+    for (k,), fig in run_forked(one, [(k,) for k in range(len(plain))], n, what="the training of generator"):
+        if n > 1:
+            ctx.say(f"  {plain[k].name}: trained in {fig['train_seconds']:.0f} s")
+        info["generators"][plain[k].name] = fig
     return info
 
 

@@ -167,3 +167,41 @@ def test_ensemble_generator_runs_through_every_stage(tmp_path: Path) -> None:
     assert ev["arms"]["synthetic"]["train_images"] == 10 * r.evaluate.synthetic_per_class
     done = json.loads((gdir / "done.json").read_text())
     assert done["ensemble"] == 2 and done["steps"] == 2 * r.generators[0].train.steps
+
+
+def test_generators_trained_side_by_side_are_the_ones_trained_in_turn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """digits-tiny's two generators, and an ensemble of two next to a third generator (its members
+    then train in the generator's own child, not in grandchildren), on one core and on two: the
+    same weights byte for byte."""
+    import hashlib
+
+    from augmentgen.eval import forked
+    from augmentgen.recipes import Recipe
+
+    data = load_recipe(TINY).resolved()
+    data["generators"][0] = dict(data["generators"][0], ensemble=2)
+    r = Recipe.model_validate(data)
+    real_pool = forked.ProcessPoolExecutor
+    log = tmp_path / "pools.txt"  # a file, as a pool opened in a child must show here too
+
+    def pool(n: int, **kw: object) -> object:
+        with log.open("a") as f:
+            f.write(f"{n}\n")
+        return real_pool(n, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(forked, "ProcessPoolExecutor", pool)
+    weights = {}
+    for cores in (1, 2):
+        monkeypatch.setattr(forked, "usable_cores", lambda c=cores: c)
+        run_recipe(r, tmp_path / f"c{cores}", stages=["train"])
+        g = tmp_path / f"c{cores}" / "generators"
+        weights[cores] = {
+            str(p.relative_to(g)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(g.rglob("*.safetensors"))
+        }
+    assert log.read_text().split() == ["2"]  # one pool, for the two generators; the members did not fork again
+    assert len(weights[1]) >= 4 and weights[1] == weights[2]
+    for name in ("cvae", "cgan"):
+        done = json.loads((tmp_path / "c2" / "generators" / name / "done.json").read_text())
+        assert done["recipe_sha256"] == r.sha256()

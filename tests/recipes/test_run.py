@@ -202,6 +202,10 @@ def test_generators_trained_side_by_side_are_the_ones_trained_in_turn(
         }
     assert log.read_text().split() == ["2"]  # one pool, for the two generators; the members did not fork again
     assert len(weights[1]) >= 4 and weights[1] == weights[2]
+    trained_cpu = 0.0
     for name in ("cvae", "cgan"):
         done = json.loads((tmp_path / "c2" / "generators" / name / "done.json").read_text())
         assert done["recipe_sha256"] == r.sha256()
+        trained_cpu += done["train_cpu_seconds"]
+    marker = read_marker(tmp_path / "c2", "train")
+    assert marker is not None and marker["cpu_seconds"] >= trained_cpu  # the children's CPU is the stage's too

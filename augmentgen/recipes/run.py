@@ -180,6 +180,8 @@ def _stage_train(ctx: _Ctx) -> dict[str, Any]:
         fig["recipe_sha256"] = ctx.sha
         st.write_json(done, fig)
         info["generators"][g.name] = fig
+    if not plain:
+        return info
     on_cpu = all(g.train.device == "cpu" or (g.train.device == "auto" and not torch.cuda.is_available()) for g in plain)
     n = fork_workers(None if on_cpu else 1, len(plain))
     classify = ctx.classifier().predict_logits  # loaded before any fork: the children inherit it

@@ -50,21 +50,26 @@ def test_train_seed_seeds_the_initial_weights(monkeypatch: pytest.MonkeyPatch, t
     assert any(k.endswith("weight") for k in moved)
 
 
+def _ensemble(members: int, **train: Any) -> GeneratorSpec:
+    """A tiny CVAE ensemble's spec; ``train`` overrides the training settings."""
+    return GeneratorSpec.model_validate(
+        {
+            "name": "v",
+            "kind": "cvae",
+            "ensemble": members,
+            "model": MODEL,
+            "train": {"batch_size": 8, "sample_every": 0, **train},
+        }
+    )
+
+
 def test_ensemble_trains_members_with_successive_seeds_and_resumes(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from augmentgen.generators import GeneratorEnsemble, load_generator
 
     train = load_digits("train")
-    spec = GeneratorSpec.model_validate(
-        {
-            "name": "v",
-            "kind": "cvae",
-            "ensemble": 2,
-            "model": MODEL,
-            "train": {"steps": 2, "batch_size": 8, "seed": 5, "sample_every": 0, "checkpoint_every": 1},
-        }
-    )
+    spec = _ensemble(2, steps=2, seed=5, checkpoint_every=1)
     ens, fig = train_job.train_generator(spec, train, out_dir=tmp_path, classify=None, resume=True, workers=1)
     assert isinstance(ens, GeneratorEnsemble) and fig["ensemble"] == 2 and fig["steps"] == 4
     for k, seed in ((0, 5), (1, 6)):
@@ -112,15 +117,7 @@ def test_ensemble_members_in_forked_processes_are_the_same(tmp_path: Path, monke
     import shutil
 
     train = load_digits("train")
-    spec = GeneratorSpec.model_validate(
-        {
-            "name": "v",
-            "kind": "cvae",
-            "ensemble": 3,
-            "model": MODEL,
-            "train": {"steps": 3, "batch_size": 8, "seed": 2, "sample_every": 0, "checkpoint_every": 2, "device": "cpu"},
-        }
-    )
+    spec = _ensemble(3, steps=3, seed=2, checkpoint_every=2, device="cpu")
     used: list[int] = []
     real_run = train_job.run_forked
     monkeypatch.setattr(train_job, "run_forked", lambda job, tasks, n, **kw: used.append(n) or real_run(job, tasks, n, **kw))

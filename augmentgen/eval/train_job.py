@@ -238,6 +238,12 @@ def train_generator(
     return trainer.model.eval(), figures
 
 
+def trains_on_cpu(gspec: GeneratorSpec) -> bool:
+    """Whether ``gspec`` trains on the CPU (``device`` cpu, or auto on a machine without CUDA):
+    only then may it train in a forked process beside others."""
+    return gspec.train.device == "cpu" or (gspec.train.device == "auto" and not torch.cuda.is_available())
+
+
 @contextlib.contextmanager
 def _members_bar(show: bool, what: str, total: int) -> Iterator[Callable[[], None]]:
     """A progress bar of finished members (forked members have no bar of their own); a no-op when not shown."""
@@ -267,8 +273,7 @@ def _train_ensemble(
         return out_dir / MEMBERS_DIR / str(k) / "done.json"
 
     todo = [(k,) for k in range(gspec.ensemble) if not (resume and done(k).is_file())]  # the rest: trained before a kill
-    on_cpu = gspec.train.device == "cpu" or (gspec.train.device == "auto" and not torch.cuda.is_available())
-    n = fork_workers(workers if on_cpu else 1, len(todo), "ensemble workers")
+    n = fork_workers(workers if trains_on_cpu(gspec) else 1, len(todo), "ensemble workers")
 
     def member(k: int) -> dict[str, Any]:
         mspec = gspec.model_copy(

@@ -111,7 +111,7 @@ class _Ctx:
 def _stage_train(ctx: _Ctx) -> dict[str, Any]:
     from augmentgen.eval.classifier import train_classifier
     from augmentgen.eval.forked import fork_workers, run_forked
-    from augmentgen.eval.train_job import _classifier_kwargs, train_generator
+    from augmentgen.eval.train_job import _classifier_kwargs, train_generator, trains_on_cpu
     from augmentgen.generators.layers import count_parameters
 
     r = ctx.recipe
@@ -182,8 +182,7 @@ def _stage_train(ctx: _Ctx) -> dict[str, Any]:
         info["generators"][g.name] = fig
     if not plain:
         return info
-    on_cpu = all(g.train.device == "cpu" or (g.train.device == "auto" and not torch.cuda.is_available()) for g in plain)
-    n = fork_workers(None if on_cpu else 1, len(plain))
+    n = fork_workers(None if all(map(trains_on_cpu, plain)) else 1, len(plain))
     classify = ctx.classifier().predict_logits  # loaded before any fork: the children inherit it
 
     def one(k: int) -> dict[str, Any]:

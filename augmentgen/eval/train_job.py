@@ -217,6 +217,7 @@ def train_generator(
         min_diversity_ratio=mon_spec.min_diversity_ratio,
         stop=mon_spec.stop_on_collapse,
         seed=gspec.train.seed,
+        start=mon_spec.judge_from(gspec.train.steps),
     )
     base_rss = rss_mib()
     reset_peak_rss()

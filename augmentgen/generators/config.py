@@ -50,6 +50,18 @@ class MonitorSpec(_Strict):
     rt_target: float = Field(
         default=0.6, ge=0, le=1, description="r_t above this is logged as D overfitting (Karras et al. 2020)"
     )
+    warn_after: float = Field(
+        default=0.2,
+        ge=0,
+        lt=1,
+        description="share of the steps before the r_t and collapse monitors judge (their figures are "
+        "logged from the start): early on a generator has not learned the classes yet and D tells its "
+        "samples apart easily, which is neither overfitting nor collapse",
+    )
+
+    def judge_from(self, steps: int) -> int:
+        """The first step at which the r_t and collapse monitors may warn, of a run of ``steps``."""
+        return int(steps * self.warn_after)
 
 
 class TrainSpec(_Strict):

@@ -99,12 +99,19 @@ class DivergenceMonitor:
 
 
 class OverfitMonitor:
-    """The ADA overfitting heuristic r_t over the last ``window`` steps (needs a ``d_real_sign`` metric)."""
+    """The ADA overfitting heuristic r_t over the last ``window`` steps (needs a ``d_real_sign`` metric).
 
-    def __init__(self, window: int = 100, target: float = 0.6) -> None:
+    r_t is logged every window. From step ``start`` on, r_t rising above ``target`` is warned of
+    once, and again only after it has fallen back below: before ``start`` the generator's samples
+    are poor and D tells real images apart from them easily, which is not overfitting.
+    """
+
+    def __init__(self, window: int = 100, target: float = 0.6, start: int = 0) -> None:
         self.window = window
         self.target = target
+        self.start = start
         self._acc: list[float] = []
+        self._above = False
 
     def __call__(self, model: Any, step: int, metrics: dict[str, float]) -> dict[str, float]:
         if "d_real_sign" not in metrics:
@@ -114,13 +121,16 @@ class OverfitMonitor:
             return {}
         rt = sum(self._acc) / len(self._acc)
         self._acc.clear()
-        if rt > self.target:
+        if step < self.start:
+            return {"r_t": rt}
+        if rt > self.target and not self._above:
             logger.warning(
                 "step %d: r_t = %.3f > %.2f, the discriminator is overfitting the real data",
                 step,
                 rt,
                 self.target,
             )
+        self._above = rt > self.target
         return {"r_t": rt}
 
 
@@ -137,6 +147,8 @@ class CollapseMonitor:
         min_diversity_ratio: alarm when generated within-class diversity / real diversity is below this.
         stop: raise ``TrainingStopped`` on an alarm instead of only logging it.
         seed: seed of the fixed latent batch.
+        start: the first step judged; before it the figures are logged without an alarm (a
+            generator that has not learned the classes yet is not collapsed).
 
     Example:
         >>> mon = CollapseMonitor(10, classify=clf, reference=real_batch, every=500)  # doctest: +SKIP
@@ -154,6 +166,7 @@ class CollapseMonitor:
         min_diversity_ratio: float = 0.2,
         stop: bool = False,
         seed: int = 0,
+        start: int = 0,
     ) -> None:
         self.num_classes = num_classes
         self.classify = classify
@@ -163,6 +176,7 @@ class CollapseMonitor:
         self.min_diversity_ratio = min_diversity_ratio
         self.stop = stop
         self.seed = seed
+        self.start = start
         self.real_diversity: float | None = None
         if reference is not None:
             if reference.label is None:
@@ -192,6 +206,8 @@ class CollapseMonitor:
         if self.every <= 0 or step % self.every != 0:
             return {}
         out = self.measure(model)
+        if step < self.start:
+            return out
         reasons = []
         cov = out.get("collapse/label_coverage")
         if cov is not None and cov < self.min_coverage:

@@ -153,7 +153,7 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.monitors: list[Monitor] = [
             DivergenceMonitor(spec.monitor.max_abs_loss),
-            OverfitMonitor(spec.monitor.rt_window, spec.monitor.rt_target),
+            OverfitMonitor(spec.monitor.rt_window, spec.monitor.rt_target, start=spec.monitor.judge_from(spec.steps)),
             *monitors,
         ]
         self.callbacks = list(callbacks)

@@ -165,7 +165,7 @@ def test_health_log_summary_reads_trainer_records() -> None:
                 "loss_d": 1.0 + 0.3 * (-1) ** s,
                 "loss_g": 2.0,
                 "d_real_acc": 0.5 + s * 0.01,
-                "r_t": 0.5 if s < 30 else 0.7,
+                "r_t": 0.9 if s <= 3 else 0.5 if s < 30 else 0.7,  # high early: a poor G, not overfitting
                 "collapse/alarm": 1.0 if s == 35 else 0.0,
                 "lr/g": 2e-4,
             }
@@ -176,5 +176,5 @@ def test_health_log_summary_reads_trainer_records() -> None:
     assert out["alarms"] == {"r_t > 0.6": 11, "collapse/alarm": 1, "diverged": 1}
     assert out["oscillation"]["loss_d"] > 0.1 and out["oscillation"]["loss_g"] == 0.0
     assert out["d_acc_drift"]["d_real_acc"] == pytest.approx(0.2, rel=1e-6)  # +0.01 per 50 steps
-    assert out["r_t"]["max"] == 0.7
+    assert out["r_t"]["max"] == 0.9
     assert summarize_health_log([])["steps"] == 0

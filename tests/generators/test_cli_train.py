@@ -20,7 +20,7 @@ generators:
   - name: gan
     kind: cgan
     model: {{g_width: 4, d_width: 4, latent_dim: 8, embed_dim: 4}}
-    train: {{steps: 4, batch_size: 16, log_every: 2, sample_every: 0, checkpoint_every: 2, monitor: {{collapse_every: 2}}}}
+    train: {{steps: 4, batch_size: 16, log_every: 2, sample_every: 0, checkpoint_every: 2, monitor: {{collapse_every: 2, warn_after: 0.75}}}}
 eval: {{cas_per_class: 10, agreement_per_class: 10}}
 """
 
@@ -37,7 +37,8 @@ def test_train_command(tmp_path: Path) -> None:
     assert "| gan (cgan) |" in (tmp_path / "out" / "report.md").read_text()
     assert isinstance(load_generator(tmp_path / "out" / "gan" / "model"), ConditionalGAN)
     recs = [json.loads(x) for x in (tmp_path / "out" / "gan" / "metrics.jsonl").read_text().splitlines()]
-    assert any("collapse/label_coverage" in r for r in recs)
+    judged = {r["step"]: "collapse/alarm" in r for r in recs if "collapse/label_coverage" in r}
+    assert judged == {2: False, 4: True}  # measured from the start, judged from step 0.75 x 4 = 3
 
 
 def test_train_command_bad_recipe(tmp_path: Path) -> None:

@@ -127,3 +127,34 @@ def test_overfit_monitor_rt(caplog: pytest.LogCaptureFixture) -> None:
     assert outs[3]["r_t"] == pytest.approx(0.85)
     assert "overfitting" in caplog.text
     assert mon(None, 5, {"loss": 1.0}) == {}
+
+
+def test_overfit_monitor_judges_from_start_and_warns_once_per_rise(caplog: pytest.LogCaptureFixture) -> None:
+    mon = OverfitMonitor(window=1, target=0.6, start=3)
+    rts = [0.9, 0.95, 0.7, 0.8, 0.4, 0.65, 0.3]  # steps 1..7
+    with caplog.at_level(logging.WARNING):
+        outs = [mon(None, s, {"d_real_sign": v}) for s, v in enumerate(rts, 1)]
+    assert [o["r_t"] for o in outs] == pytest.approx(rts)  # logged from the first step
+    warned = [r.getMessage().split(":")[0] for r in caplog.records if "overfitting" in r.getMessage()]
+    assert warned == ["step 3", "step 6"]  # not before start; once per rise above the target
+
+
+def test_collapse_monitor_logs_but_does_not_alarm_before_start(
+    digits: Batch, tiny_gan: Callable[..., ConditionalGAN], caplog: pytest.LogCaptureFixture
+) -> None:
+    mon = CollapseMonitor(
+        10, classify=nearest_mean_classifier(digits), reference=digits, every=1, per_class=8, start=5
+    )
+    gan = collapse(tiny_gan())
+    with caplog.at_level(logging.WARNING):
+        early = mon(gan, 4, {})
+        assert "collapse/alarm" not in early and early["collapse/label_coverage"] == pytest.approx(0.1)
+        assert "mode-collapse" not in caplog.text
+        assert mon(gan, 5, {})["collapse/alarm"] == 1.0
+    assert "mode-collapse alarm at step 5" in caplog.text
+
+
+def test_trainer_judges_r_t_from_warn_after(tmp_path: Path, digits: Batch, tiny_gan: Callable[..., ConditionalGAN]) -> None:
+    spec = TrainSpec(steps=3000, batch_size=16, monitor={"warn_after": 0.25})
+    overfit = [m for m in Trainer(tiny_gan(), digits, spec, tmp_path).monitors if isinstance(m, OverfitMonitor)]
+    assert [m.start for m in overfit] == [750]

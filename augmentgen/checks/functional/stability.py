@@ -5,7 +5,8 @@ the trainer writes to ``metrics.jsonl``: ``{"step": 100, "loss_d": 0.61, "loss_g
 "d_real_acc": 0.7, "d_fake_acc": 0.8, "r_t": 0.65, "collapse/alarm": 1.0}``. Losses get an
 oscillation figure, discriminator accuracies a drift, ``r_t`` (the ADA overfitting
 heuristic) its range, and alarms a count: numeric keys ending in ``alarm`` that are
-non-zero, string ``alarm``/``alarms`` entries, and ``r_t`` above ``rt_target``.
+non-zero, string ``alarm``/``alarms`` entries, and ``r_t`` above ``rt_target`` in the tail of the
+log (early on D tells a poor generator's samples apart easily; overfitting is r_t high late).
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def summarize_health_log(
         records: one dict per logged step; numbers per key, ``step`` optional, ``alarm``/``alarms``
             a string or list of strings naming alarms that fired.
         tail: share of the log (the end) over which oscillation and drift are measured.
-        rt_target: ``r_t`` above this counts as an alarm (Karras et al. 2020 use 0.6).
+        rt_target: ``r_t`` above this in the tail counts as an alarm (Karras et al. 2020 use 0.6).
 
     Returns:
         ``{"steps": n, "oscillation": {key: v}, "d_acc_drift": {key: v}, "r_t": {...},
@@ -111,7 +112,7 @@ def summarize_health_log(
     start = int(len(records) * (1 - tail))
     numeric: dict[str, list[float]] = {}
     alarms: dict[str, int] = {}
-    for r in records:
+    for i, r in enumerate(records):
         for k, v in r.items():
             if k in ("alarm", "alarms"):
                 for a in [v] if isinstance(v, str) else list(v or []):
@@ -120,7 +121,7 @@ def summarize_health_log(
                 numeric.setdefault(k, [])
                 if k.endswith("alarm") and v:
                     alarms[k] = alarms.get(k, 0) + 1
-                if k == "r_t" and v > rt_target:
+                if k == "r_t" and v > rt_target and i >= start:
                     alarms[f"r_t > {rt_target:g}"] = alarms.get(f"r_t > {rt_target:g}", 0) + 1
     series = {k: [_num(r.get(k)) for r in records] for k in numeric}
     osc = {k: oscillation(series[k][start:]) for k in series if k in LOSS_KEYS or k.startswith("loss_")}

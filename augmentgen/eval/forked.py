@@ -1,9 +1,10 @@
 """Independent jobs (classifiers of the evaluation, members of an ensemble) on every core, in forked processes.
 
 A forked child inherits what the caller built (data, generators, the job's closure): nothing is
-pickled but the task's arguments and what the job returns. Children never write to the
-console (the caller reports each result), so a progress display's lock held at the fork cannot
-stall them, and each one dies with the caller (``PR_SET_PDEATHSIG`` on Linux), so a killed run
+pickled but the task's arguments and what the job returns. Children never touch the caller's
+progress display (the caller reports each result), so its lock, held at the fork, cannot stall
+them; their log records go to stderr through ``logging``, whose locks are made afresh in a
+forked child. Each one dies with the caller (``PR_SET_PDEATHSIG`` on Linux), so a killed run
 leaves no orphan still training or writing checkpoints.
 """
 

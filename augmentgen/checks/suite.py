@@ -70,18 +70,45 @@ class CheckConfig(BaseModel):
         default=None, description="effnet_lite0 input side; None: 64 for images up to 32 px, else up to 224"
     )
     copy_space: str = Field(default="pixels", description="space for near-copies and duplicates")
-    checks: list[str] = Field(default_factory=lambda: list(ALL_CHECKS))
-    gates: list[str] | dict[str, str] = Field(default_factory=list)
+    checks: list[str] = Field(
+        default_factory=lambda: list(ALL_CHECKS),
+        description="the metrics computed: fid, kid, prdc (precision, recall, density, coverage), vendi, "
+        "class_spread, mode_coverage, duplicates, memorization (near-copy fraction), labels "
+        "(label agreement, per class, Inception Score with the reference classifier)",
+    )
+    gates: list[str] | dict[str, str] = Field(
+        default_factory=list,
+        description="pass/fail thresholds on the metrics: 'KEY OP VALUE' strings (e.g. "
+        "'label_agreement >= 0.6', 'near_copy_fraction <= 0.01') or {KEY: 'OP VALUE'}; a failed "
+        "gate, or one naming a metric that was not computed, makes check and run exit 1",
+    )
     k: int = Field(default=5, ge=1, description="PRDC neighbour rank")
-    kid_subsets: int = Field(default=100, ge=1)
-    kid_subset_size: int = Field(default=1000, ge=2)
-    near_copy_threshold: float = Field(default=1 / 3, gt=0)
-    duplicate_radius_ratio: float = Field(default=0.3, ge=0)
-    duplicate_max_hamming: int = Field(default=8, ge=0, le=64)
-    modes_per_class: int = Field(default=10, ge=1)
-    is_splits: int = Field(default=10, ge=1)
-    batch_size: int = Field(default=256, ge=1)
-    seed: int = 0
+    kid_subsets: int = Field(default=100, ge=1, description="random subsets KID is averaged over")
+    kid_subset_size: int = Field(
+        default=1000, ge=2, description="images drawn from each set per KID subset (at most the smaller set)"
+    )
+    near_copy_threshold: float = Field(
+        default=1 / 3,
+        gt=0,
+        description="a generated image is a near-copy when its distance to the nearest training image is "
+        "below this share of that image's distance to its own nearest training neighbour (held-out "
+        "Fashion-MNIST images: above 0.45)",
+    )
+    duplicate_radius_ratio: float = Field(
+        default=0.3,
+        ge=0,
+        description="two generated images are near duplicates when closer than this share of the real "
+        "set's median nearest-neighbour distance and their pHashes differ in at most duplicate_max_hamming bits",
+    )
+    duplicate_max_hamming: int = Field(
+        default=8, ge=0, le=64, description="pHash bits (of 64) near duplicates may differ in"
+    )
+    modes_per_class: int = Field(
+        default=10, ge=1, description="k-means modes of each class's real features that mode_coverage looks for"
+    )
+    is_splits: int = Field(default=10, ge=1, description="splits the Inception Score is averaged over")
+    batch_size: int = Field(default=256, ge=1, description="images per pass of a feature extractor or the classifier")
+    seed: int = Field(default=0, description="seeds the KID subsets and the mode-coverage k-means")
 
     def model_post_init(self, __context: Any) -> None:
         bad = sorted(set(self.checks) - set(ALL_CHECKS))

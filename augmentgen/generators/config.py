@@ -43,7 +43,9 @@ class MonitorSpec(_Strict):
     min_diversity_ratio: float = Field(
         default=0.2, ge=0, description="within-class diversity / real diversity"
     )
-    stop_on_collapse: bool = False
+    stop_on_collapse: bool = Field(
+        default=False, description="end training on a collapse alarm instead of only logging it"
+    )
     rt_window: int = Field(
         default=100, ge=1, description="steps averaged for the ADA overfitting heuristic r_t"
     )
@@ -67,19 +69,25 @@ class MonitorSpec(_Strict):
 class TrainSpec(_Strict):
     """How one generator trains."""
 
-    steps: int = Field(default=2000, ge=1)
-    batch_size: int = Field(default=64, ge=1)
+    steps: int = Field(default=2000, ge=1, description="training steps, one batch each")
+    batch_size: int = Field(default=64, ge=1, description="real images per step")
     lr: float | dict[str, float] | None = Field(
         default=None, description="one lr, or one per param group (g, d, vae)"
     )
-    betas: tuple[float, float] | None = None
-    weight_decay: float = 0.0
-    schedule: Literal["constant", "cosine"] = "constant"
-    warmup_steps: int = Field(default=0, ge=0)
+    betas: tuple[float, float] | None = Field(
+        default=None, description="Adam betas for every part (null: the kind's own, e.g. (0.0, 0.99) for a GAN)"
+    )
+    weight_decay: float = Field(default=0.0, ge=0, description="Adam weight decay (L2)")
+    schedule: Literal["constant", "cosine"] = Field(
+        default="constant", description="learning rate after the warm-up: constant, or cosine down to min_lr_ratio"
+    )
+    warmup_steps: int = Field(default=0, ge=0, description="steps of linear learning-rate warm-up from 0")
     min_lr_ratio: float = Field(
         default=0.0, ge=0, le=1, description="cosine floor as a fraction of the base lr"
     )
-    grad_clip: float | None = Field(default=None, gt=0)
+    grad_clip: float | None = Field(
+        default=None, gt=0, description="clip each part's gradient norm to this (null: no clipping; the norm is logged)"
+    )
     amp: bool = Field(
         default=False,
         description="mixed precision: autocast to amp_dtype (float16 + grad scaling needs CUDA)",
@@ -92,8 +100,10 @@ class TrainSpec(_Strict):
         default=0,
         description="seeds the initial weights, the batch order and every step's noise (an ensemble: same settings, other seeds)",
     )
-    device: str = "auto"
-    log_every: int = Field(default=50, ge=1)
+    device: str = Field(default="auto", description="torch device: auto (CUDA when there is one, else CPU), cpu, cuda:N")
+    log_every: int = Field(
+        default=50, ge=1, description="steps between metrics.jsonl records (losses, accuracies, r_t, grad norms)"
+    )
     sample_every: int = Field(
         default=500, ge=0, description="steps between 10x10 sample grids; 0 = only at the end"
     )
@@ -127,9 +137,13 @@ ENSEMBLE_KINDS = ("cgan", "cvae")
 class GeneratorSpec(_Strict):
     """One generator of a recipe: its kind, its model config and its training."""
 
-    name: str
-    kind: str
-    model: dict[str, Any] = Field(default_factory=dict)
+    name: str = Field(description="names its folders (generators/NAME, shards/NAME) and its rows in reports")
+    kind: str = Field(description="cgan, cvae, t2i (built-in text-to-image) or diffusers")
+    model: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the kind's model config (e.g. cgan: g_width, d_width, latent_dim, diffaugment); "
+        "fields left out take the kind's defaults, unknown ones are an error",
+    )
     train: TrainSpec = Field(default_factory=lambda: TrainSpec())
     sample_temperature: float | None = Field(
         default=None, gt=0, description="latent temperature for CAS samples"
@@ -150,10 +164,18 @@ class GeneratorSpec(_Strict):
 class DataSpec(_Strict):
     """Where the real training data comes from."""
 
-    source: Literal["fashion_mnist", "digits", "image_folder"] = "fashion_mnist"
-    root: str | None = None
+    source: Literal["fashion_mnist", "digits", "image_folder"] = Field(
+        default="fashion_mnist",
+        description="fashion_mnist (idx files; the Debian package dataset-fashion-mnist), digits "
+        "(scikit-learn's 8x8), image_folder (root/CLASS/*.png|jpg, 80/20 train/test split)",
+    )
+    root: str | None = Field(
+        default=None,
+        description="fashion_mnist: a folder of its four idx files (null: $AUGMENTGEN_DATA, then the "
+        "Debian package's); image_folder: the folder of class subfolders (required)",
+    )
     n_per_class: int | None = Field(default=None, ge=1, description="train on a balanced low-data subset")
-    subset_seed: int = 0
+    subset_seed: int = Field(default=0, description="which images the low-data subset draws")
 
     @model_validator(mode="after")
     def _folder_needs_root(self) -> DataSpec:
@@ -165,13 +187,13 @@ class DataSpec(_Strict):
 class ClassifierSpec(_Strict):
     """The reference classifier: trained on real data (label agreement, collapse alarm) and on samples (CAS)."""
 
-    steps: int = Field(default=4000, ge=1)
-    batch_size: int = Field(default=128, ge=1)
-    lr: float = Field(default=2e-3, gt=0)
-    width: int = Field(default=16, ge=4)
-    dropout: float = Field(default=0.2, ge=0, lt=1)
+    steps: int = Field(default=4000, ge=1, description="Adam steps")
+    batch_size: int = Field(default=128, ge=1, description="images per step")
+    lr: float = Field(default=2e-3, gt=0, description="peak learning rate (5% linear warm-up, then cosine to 0)")
+    width: int = Field(default=16, ge=4, description="channels of the first conv block (the second has twice as many)")
+    dropout: float = Field(default=0.2, ge=0, lt=1, description="dropout before each linear layer")
     augment: bool = Field(default=True, description="random 2-pixel shifts while training")
-    seed: int = 0
+    seed: int = Field(default=0, description="seeds the initial weights, the batch order, the shifts and the dropout")
 
 
 class EvalSpec(_Strict):

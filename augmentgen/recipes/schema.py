@@ -185,7 +185,7 @@ class TextToImageSpec(TopicVoteSpec):
 class ChecksSpec(CheckConfig):
     """``CheckConfig`` (feature space, metrics, gates) plus how much data the run's check uses."""
 
-    enabled: bool = True
+    enabled: bool = Field(default=True, description="false: the run skips the check stage")
     n_real: int = Field(default=2000, ge=2, description="real test images compared with the shards")
     n_generated: int | None = Field(default=None, ge=2, description="shard samples checked (null: all)")
 
@@ -202,9 +202,17 @@ class EvaluateSpec(_Strict):
     (generated images only: CAS).
     """
 
-    enabled: bool = True
-    arms: list[Arm] = Field(default_factory=lambda: list(ARMS))
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    enabled: bool = Field(default=True, description="false: the run skips the evaluation stage")
+    arms: list[Arm] = Field(
+        default_factory=lambda: list(ARMS),
+        description="which of real, real_classical, real_classical_synthetic, synthetic (CAS) to train",
+    )
+    seeds: list[int] = Field(
+        default_factory=lambda: [0, 1, 2],
+        min_length=1,
+        description="one classifier per arm and seed (the seed draws its weights, batches, classical "
+        "copies and generated images); evaluation.json and the report give each arm's mean and std",
+    )
     classical_copies: int = Field(default=4, ge=1, description="augmented copies of each real image")
     synthetic_per_class: int = Field(
         default=500, ge=1, description="generated images per class (all generators)"
@@ -240,11 +248,17 @@ class EvaluateSpec(_Strict):
 class PromptClassSpec(_Strict):
     """One class to write prompts for: a name with a description (and optional template words)."""
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, description="the class name, as the data source names it")
     description: str = Field(default="", description="what the class is; the LLM's topic reference")
-    synonyms: list[str] = Field(default_factory=list)
-    attributes: list[str] = Field(default_factory=list)
-    contexts: list[str] = Field(default_factory=list)
+    synonyms: list[str] = Field(
+        default_factory=list, description="nouns the templates may use for the class (empty: the name)"
+    )
+    attributes: list[str] = Field(
+        default_factory=list, description="adjectives or short phrases the templates add (e.g. 'leather')"
+    )
+    contexts: list[str] = Field(
+        default_factory=list, description="where or how it is seen (e.g. 'folded on a shelf')"
+    )
     article: str = Field(default="a", description="'a' (a/an), 'a pair of', or '' for mass nouns (fog)")
 
 
@@ -264,22 +278,24 @@ class PromptsSpec(TopicVoteSpec):
         default=None, description="per-class user message with {name} and {description} (null: the default)"
     )
     system: str | None = Field(default=None, description="system message (null: the default)")
-    n_per_class: int = Field(default=60, ge=1)
-    seed: int = 0
+    n_per_class: int = Field(default=60, ge=1, description="prompts kept per class")
+    seed: int = Field(default=0, description="seeds the template draws and the LLM's sampling")
     cache: str | None = Field(default=None, description="JSONL prompt cache (null: runs/NAME/prompts.jsonl)")
     dedupe_threshold: float | None = Field(default=0.92, ge=-1, le=1, description="MiniLM near-dup cosine")
     on_topic_threshold: float | None = Field(
         default=0.3, ge=-1, le=1, description="least MiniLM cosine to the class description"
     )
     nearest_class: bool = Field(default=True, description="drop lines that read as another class")
-    min_words: int = Field(default=3, ge=1)
-    max_words: int = Field(default=20, ge=1)
-    temperature: float = Field(default=0.7, gt=0)
-    top_p: float = Field(default=0.95, gt=0, le=1)
-    top_k: int = Field(default=0, ge=0)
-    repetition_penalty: float = Field(default=1.1, ge=1)
-    max_new_tokens: int = Field(default=32, ge=1)
-    batch_size: int = Field(default=16, ge=1)
+    min_words: int = Field(default=3, ge=1, description="shorter LLM lines are dropped (counted in the cache)")
+    max_words: int = Field(default=20, ge=1, description="longer LLM lines are dropped")
+    temperature: float = Field(default=0.7, gt=0, description="LLM sampling temperature")
+    top_p: float = Field(default=0.95, gt=0, le=1, description="LLM nucleus sampling: the smallest set of tokens with this mass")
+    top_k: int = Field(default=0, ge=0, description="LLM sampling from the k likeliest tokens (0: no limit)")
+    repetition_penalty: float = Field(
+        default=1.1, ge=1, description="CTRL-style: tokens already written are made this much less likely (1: none)"
+    )
+    max_new_tokens: int = Field(default=32, ge=1, description="tokens the LLM writes per prompt at most")
+    batch_size: int = Field(default=16, ge=1, description="prompts the LLM writes in one batch")
 
     @model_validator(mode="after")
     def _check(self) -> PromptsSpec:

@@ -190,3 +190,10 @@ def test_reference_lists_every_field_with_the_docstring_fallback() -> None:
         assert f"`{key}`" in text
     # ShardsConfig documents its fields in its docstring's Args: the reference picks them up
     assert "| `shards.count` | `int` | `required` | number of shards. |" in text
+
+
+def test_every_recipe_field_says_what_it_does() -> None:
+    from augmentgen.recipes.reference import reference_rows
+
+    undocumented = [key for key, tname, _, doc in reference_rows() if not doc.strip()]
+    assert undocumented == [], f"fields with no description (Field(description=...) or Args:): {undocumented}"

@@ -29,6 +29,9 @@ with a real + classical baseline on the same seeds:
   probabilities at temperature ``soft_t`` (knowledge distillation on the generated images only);
   ``teacher``: ``run`` (the run's reference classifier) or ``base`` (this seed's real + classical
   classifier, trained again): both saw the same real subset only.
+- ``pool``: a CVAE's latents: this share of each class's draws comes from a kernel density over
+  the latents of every class's real images (decoded with the class's label: the other classes'
+  poses, sizes and brightness carried over), the rest from the class's own fitted prior.
 
 ``--pipeline JSON`` replaces the recipe's classical ops (both arms), ``--steps`` the classifier
 steps.
@@ -44,6 +47,7 @@ Prints one JSON line per variant (mean, std, paired gain over real + classical, 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import time
@@ -65,8 +69,9 @@ from augmentgen.eval.protocol import (
     train_with_synthetic,
 )
 from augmentgen.eval.train_job import _classifier_kwargs, load_data
-from augmentgen.generators import load_generator
+from augmentgen.generators import ConditionalVAE, load_generator
 from augmentgen.generators.checkpoint import write_json_atomic
+from augmentgen.generators.latent_prior import fit_class_mixture
 from augmentgen.pipeline import Pipeline
 from augmentgen.recipes import load_recipe
 
@@ -87,12 +92,13 @@ def parse_variant(text: str) -> dict[str, Any]:
         "soft": 0.0,
         "soft_t": 1.0,
         "teacher": "run",
+        "pool": 0.0,
     }
     for part in filter(None, text.split(",")):
         key, _, value = part.partition("=")
         if key not in v:
             raise ValueError(f"--variant {text!r}: unknown key {key!r}; known: {sorted(v)}")
-        kind = float if key in ("smooth", "smooth_real", "soft", "soft_t") else int
+        kind = float if key in ("smooth", "smooth_real", "soft", "soft_t", "pool") else int
         v[key] = value if key in ("gens", "share", "temp", "schedule", "select", "teacher") else kind(value)
     if v["select"] not in ("confident", "hard"):
         raise ValueError(f"--variant {text!r}: select must be 'confident' or 'hard', got {v['select']!r}")
@@ -103,6 +109,29 @@ def parse_variant(text: str) -> dict[str, Any]:
     if v["teacher"] not in ("run", "base"):
         raise ValueError(f"--variant {text!r}: teacher must be 'run' or 'base', got {v['teacher']!r}")
     return v
+
+
+@torch.no_grad()
+def pooled(gen: Any, real: Batch, share: float) -> Any:
+    """A copy of ``gen`` whose CVAEs (an ensemble's members too) draw ``share`` of each class's
+    latents from a kernel density over every class's real latents, the rest from their own prior."""
+    gen = copy.deepcopy(gen)
+    assert real.label is not None
+    for m in getattr(gen, "members", [gen]):
+        if not isinstance(m, ConditionalVAE):
+            continue
+        x = real.as_float().image.to(m.device)
+        mu, lv = m.encoder(x, real.label.to(m.device))
+        n = mu.shape[0]
+        g = torch.Generator().manual_seed(0)
+        # every point its own cluster: a Gaussian kernel, Silverman's bandwidth on the pooled covariance
+        w1, m1, t1 = fit_class_mixture(mu.cpu(), lv.exp().cpu(), torch.zeros(n, dtype=torch.int64), 1, n, g)
+        c = m.prior_weight.shape[0]
+        w, mean, tril = m.prior_weight, m.prior_mean, m.prior_scale_tril
+        m.prior_weight = torch.cat([w * (1 - share), share * w1[0].to(w).expand(c, -1)], 1)
+        m.prior_mean = torch.cat([mean, m1[0].to(mean).expand(c, -1, -1)], 1)
+        m.prior_scale_tril = torch.cat([tril, t1[0].to(tril).expand(c, -1, -1, -1)], 1)
+    return gen
 
 
 @torch.no_grad()
@@ -184,6 +213,8 @@ def main() -> None:
             bases[v["smooth_real"]] = baseline(v["smooth_real"])
         base = bases[v["smooth_real"]]
         chosen = {name: gens[name] for name in v["gens"].split("+")}
+        if v["pool"]:
+            chosen = {name: pooled(g, real, v["pool"]) for name, g in chosen.items()}
         accs, gains = [], []
         for seed in args.seeds:
             temps = {g.name: g.sample_temperature for g in r.generators}

@@ -56,9 +56,10 @@ class MonitorSpec(_Strict):
         default=0.2,
         ge=0,
         lt=1,
-        description="share of the steps before the r_t and collapse monitors judge (their figures are "
-        "logged from the start): early on a generator has not learned the classes yet and D tells its "
-        "samples apart easily, which is neither overfitting nor collapse",
+        description="share of the steps before r_t is judged and low coverage or diversity is a collapse "
+        "alarm (the figures are logged from the start): early on a generator has not learned the classes "
+        "yet and D tells its samples apart easily, which is neither overfitting nor collapse; a figure "
+        "that had reached its minimum and falls below it is an alarm at any step",
     )
 
     def judge_from(self, steps: int) -> int:

@@ -147,8 +147,9 @@ class CollapseMonitor:
         min_diversity_ratio: alarm when generated within-class diversity / real diversity is below this.
         stop: raise ``TrainingStopped`` on an alarm instead of only logging it.
         seed: seed of the fixed latent batch.
-        start: the first step judged; before it the figures are logged without an alarm (a
-            generator that has not learned the classes yet is not collapsed).
+        start: the first step at which low coverage or diversity is an alarm. Before it a
+            generator that has not learned the classes yet is not called collapsed; one that
+            had reached ``min_coverage`` (or ``min_diversity_ratio``) and fell below it is.
 
     Example:
         >>> mon = CollapseMonitor(10, classify=clf, reference=real_batch, every=500)  # doctest: +SKIP
@@ -177,6 +178,7 @@ class CollapseMonitor:
         self.stop = stop
         self.seed = seed
         self.start = start
+        self._reached: set[str] = set()  # figures that have been at or above their minimum
         self.real_diversity: float | None = None
         if reference is not None:
             if reference.label is None:
@@ -206,15 +208,21 @@ class CollapseMonitor:
         if self.every <= 0 or step % self.every != 0:
             return {}
         out = self.measure(model)
-        if step < self.start:
-            return out
         reasons = []
-        cov = out.get("collapse/label_coverage")
-        if cov is not None and cov < self.min_coverage:
-            reasons.append(f"label coverage {cov:.2f} < {self.min_coverage}")
-        ratio = out.get("collapse/diversity_ratio")
-        if ratio is not None and ratio < self.min_diversity_ratio:
-            reasons.append(f"within-class diversity {ratio:.3f} x real < {self.min_diversity_ratio}")
+        judged = step >= self.start
+        for key, least, text in (
+            ("collapse/label_coverage", self.min_coverage, "label coverage {v:.2f} < {least}"),
+            ("collapse/diversity_ratio", self.min_diversity_ratio, "within-class diversity {v:.3f} x real < {least}"),
+        ):
+            v = out.get(key)
+            if v is None:
+                continue
+            if v < least and (judged or key in self._reached):
+                reasons.append(text.format(v=v, least=least) + ("" if judged else ", down from above it"))
+            if v >= least:
+                self._reached.add(key)
+        if not judged and not reasons:
+            return out
         out["collapse/alarm"] = float(bool(reasons))
         if reasons:
             msg = f"mode-collapse alarm at step {step}: " + "; ".join(reasons)

@@ -154,6 +154,20 @@ def test_collapse_monitor_logs_but_does_not_alarm_before_start(
     assert "mode-collapse alarm at step 5" in caplog.text
 
 
+def test_collapse_monitor_alarms_before_start_when_coverage_was_reached_and_lost(
+    digits: Batch, tiny_gan: Callable[..., ConditionalGAN], caplog: pytest.LogCaptureFixture
+) -> None:
+    mon = CollapseMonitor(
+        10, classify=nearest_mean_classifier(digits), reference=digits, every=1, per_class=8, start=100
+    )
+    with caplog.at_level(logging.WARNING):
+        healthy = mon(ReplayGenerator(digits), 1, {})
+        lost = mon(collapse(tiny_gan()), 2, {})
+    assert "collapse/alarm" not in healthy
+    assert lost["collapse/alarm"] == 1.0
+    assert "mode-collapse alarm at step 2: label coverage 0.10 < 0.7, down from above it" in caplog.text
+
+
 def test_trainer_judges_r_t_from_warn_after(tmp_path: Path, digits: Batch, tiny_gan: Callable[..., ConditionalGAN]) -> None:
     spec = TrainSpec(steps=3000, batch_size=16, monitor={"warn_after": 0.25})
     overfit = [m for m in Trainer(tiny_gan(), digits, spec, tmp_path).monitors if isinstance(m, OverfitMonitor)]

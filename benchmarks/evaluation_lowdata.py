@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import fcntl
 import json
 import statistics
 import time
@@ -109,6 +110,16 @@ def parse_variant(text: str) -> dict[str, Any]:
     if v["teacher"] not in ("run", "base"):
         raise ValueError(f"--variant {text!r}: teacher must be 'run' or 'base', got {v['teacher']!r}")
     return v
+
+
+def save_baseline(path: Path, key: str, seed: int, accuracy: float) -> None:
+    """Add one baseline accuracy to the folder's cache: read again and written whole under a lock,
+    so two benchmarks on one folder keep each other's entries (and never read half a file)."""
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        cache = json.loads(path.read_text()) if path.is_file() else {}
+        cache.setdefault(key, {})[str(seed)] = accuracy
+        write_json_atomic(path, cache)
 
 
 @torch.no_grad()
@@ -197,7 +208,7 @@ def main() -> None:
                 eps = torch.full((rc.batch_size,), smooth_real) if smooth_real else None
                 run = train_classifier(rc, seed=seed, test=test_b, label_smoothing=eps, **kw)
                 known[str(seed)] = float(run.test_accuracy or 0.0)
-                write_json_atomic(cache_path, cache)  # two benchmarks on one folder never read half a file
+                save_baseline(cache_path, key, seed, known[str(seed)])
         acc = {seed: float(known[str(seed)]) for seed in args.seeds}
         print(json.dumps({"variant": "real_classical", "steps": kw["steps"], "pipeline": r.pipeline,
                           "smooth_real": smooth_real, "accuracy": acc, "mean": statistics.fmean(acc.values())}),

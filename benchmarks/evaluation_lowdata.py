@@ -32,6 +32,9 @@ with a real + classical baseline on the same seeds:
 - ``pool``: a CVAE's latents: this share of each class's draws comes from a kernel density over
   the latents of every class's real images (decoded with the class's label: the other classes'
   poses, sizes and brightness carried over), the rest from the class's own fitted prior.
+- ``control``: 1 replaces the generated rows by as many real + classical rows drawn again at
+  random (seeded): the same training set size and step budget with no generated image, to tell
+  the images' effect from that of a longer, reshuffled training set.
 
 ``--pipeline JSON`` replaces the recipe's classical ops (both arms), ``--steps`` the classifier
 steps.
@@ -94,6 +97,7 @@ def parse_variant(text: str) -> dict[str, Any]:
         "soft_t": 1.0,
         "teacher": "run",
         "pool": 0.0,
+        "control": 0,
     }
     for part in filter(None, text.split(",")):
         key, _, value = part.partition("=")
@@ -237,6 +241,9 @@ def main() -> None:
             if v["syn_ops"]:
                 syn = augment_copies(syn, pipe, 1, derive_seed(seed, "synthetic-classical"))
             rc = classical[seed]
+            if v["control"]:
+                pick = torch.randint(rc.batch_size, (syn.batch_size,), generator=torch.Generator().manual_seed(seed))
+                syn = rc.index(pick)
             share = None if v["share"] == "none" else float(v["share"])
             rows = repeat_to_share(rc, syn.batch_size, share)
             both = _concat(rows, syn)

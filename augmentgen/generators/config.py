@@ -63,7 +63,7 @@ class MonitorSpec(_Strict):
     )
 
     def judge_from(self, steps: int) -> int:
-        """The first step at which the r_t and collapse monitors may warn, of a run of ``steps``."""
+        """The first step of a run of ``steps`` at which r_t is judged and low coverage or diversity is an alarm."""
         return int(steps * self.warn_after)
 
 

@@ -68,6 +68,7 @@ from augmentgen.eval.classifier import ReferenceClassifier, train_classifier
 from augmentgen.eval.protocol import (
     _concat,
     augment_copies,
+    keep_confident,
     repeat_to_share,
     synthetic_set,
     train_with_synthetic,
@@ -149,21 +150,6 @@ def pooled(gen: Any, real: Batch, share: float) -> Any:
     return gen
 
 
-@torch.no_grad()
-def keep_confident(
-    data: Batch, clf: ReferenceClassifier, num_classes: int, per_class: int, hardest: bool = False
-) -> Batch:
-    """Per class, the ``per_class`` rows ``clf`` gives the highest (``hardest``: lowest) probability of their own label."""
-    assert data.label is not None
-    prob = clf.predict_logits(data.image).softmax(1).gather(1, data.label[:, None])[:, 0]
-    keep = []
-    for c in range(num_classes):
-        rows = (data.label == c).nonzero()[:, 0]
-        keep.append(rows[prob[rows].argsort(descending=not hardest)[:per_class]])
-    idx = torch.cat(keep)
-    return Batch(image=data.image[idx], label=data.label[idx])
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path, help="a run folder (recipe.yaml, classifier/, generators/)")
@@ -237,7 +223,7 @@ def main() -> None:
                 temps = {name: float(v["temp"]) for name in temps}
             syn = synthetic_set(chosen, k, v["per_class"] * v["oversample"], seed, temps)
             if v["oversample"] > 1:
-                syn = keep_confident(syn, clf, k, v["per_class"], hardest=v["select"] == "hard")
+                syn = keep_confident(syn, clf.predict_logits, k, v["per_class"], hardest=v["select"] == "hard")
             if v["syn_ops"]:
                 syn = augment_copies(syn, pipe, 1, derive_seed(seed, "synthetic-classical"))
             rc = classical[seed]

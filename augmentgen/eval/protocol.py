@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from augmentgen.core.batch import Batch
 from augmentgen.core.generator import SampleGenerator
@@ -97,6 +98,30 @@ def augment_copies(data: Batch, pipeline: PipelineFn, copies: int, seed: int, ch
                 raise ValueError("augment_copies: the pipeline dropped the labels")
             labels.append(out.label.cpu())
     return Batch(image=torch.cat(parts), label=torch.cat(labels))
+
+
+@torch.no_grad()
+def keep_confident(
+    data: Batch, logits: Callable[[Tensor], Tensor], num_classes: int, per_class: int, hardest: bool = False
+) -> Batch:
+    """Per class, the ``per_class`` rows whose own label ``logits`` gives the highest probability
+    (``hardest``: the lowest); classes in label order, ties in row order.
+
+    Example:
+        >>> b = Batch(image=torch.zeros(4, 1, 2, 2), label=torch.tensor([0, 0, 1, 1]))
+        >>> logit = lambda x: torch.tensor([[2.0, 0.0], [0.0, 0.0], [0.0, 1.0], [0.0, 3.0]])
+        >>> keep_confident(b, logit, 2, 1).label.tolist()
+        [0, 1]
+    """
+    if data.label is None:
+        raise ValueError("keep_confident: the rows need labels")
+    prob = logits(data.image).float().softmax(1).gather(1, data.label[:, None].to(torch.int64))[:, 0].cpu()
+    label = data.label.cpu()
+    keep = []
+    for c in range(num_classes):
+        rows = (label == c).nonzero()[:, 0]
+        keep.append(rows[prob[rows].argsort(descending=not hardest, stable=True)[:per_class]])
+    return data.index(torch.cat(keep))
 
 
 def synthetic_set(
@@ -189,6 +214,8 @@ def evaluate_arms(
     classifier_kwargs: Mapping[str, Any] | None = None,
     on_step: Callable[[str, int], None] | None = None,
     workers: int | None = None,
+    synthetic_oversample: int = 1,
+    confidence: Callable[[Tensor], Tensor] | None = None,
 ) -> Evaluation:
     """Train the reference classifier in every arm and seed; accuracy on ``test``.
 
@@ -206,6 +233,10 @@ def evaluate_arms(
             ``real_classical_synthetic`` arm only.
         synthetic_share: in that arm, repeat real + classical so the synthetic rows are about
             this share of the training set (``None``: as many rows as they are).
+        synthetic_oversample: draw this many times ``synthetic_per_class`` per class and keep the
+            ``synthetic_per_class`` that ``confidence`` is surest of (``keep_confident``).
+        confidence: images -> logits of a classifier trained on ``real`` only (the run's reference
+            classifier); needed when ``synthetic_oversample`` > 1.
         classifier_kwargs: ``train_classifier`` settings shared by every arm (steps, batch_size, lr, config, augment).
         on_step: called with ``(arm, seed)`` after each classifier is trained (progress), in
             the order they finish.
@@ -231,6 +262,11 @@ def evaluate_arms(
         raise ValueError("evaluate_arms: the classical arms need a pipeline (the recipe has none)")
     if not generators and {"real_classical_synthetic", "synthetic"} & set(arms):
         raise ValueError("evaluate_arms: the synthetic arms need at least one generator")
+    if synthetic_oversample < 1 or (synthetic_oversample > 1 and confidence is None):
+        raise ValueError(
+            f"evaluate_arms: synthetic_oversample must be >= 1 and, above 1, comes with a confidence "
+            f"classifier (got {synthetic_oversample}, confidence={'set' if confidence else None})"
+        )
     kw = dict(classifier_kwargs or {})
     ev = Evaluation(
         settings={
@@ -239,6 +275,7 @@ def evaluate_arms(
             "synthetic_per_class": synthetic_per_class,
             "synthetic_schedule": synthetic_schedule,
             "synthetic_share": synthetic_share,
+            "synthetic_oversample": synthetic_oversample,
             "real_images": real.batch_size,
             "test_images": test.batch_size,
             "generators": sorted(generators),
@@ -256,7 +293,10 @@ def evaluate_arms(
             parts.append(augment_copies(real_u8, pipeline, classical_copies, derive_seed(seed, "classical")))
         rc: Batch | None = None  # real + classical, in the arm that adds synthetic images to it
         if arm in ("real_classical_synthetic", "synthetic"):
-            syn = synthetic_set(generators, num_classes, synthetic_per_class, seed, temperatures)
+            syn = synthetic_set(generators, num_classes, synthetic_per_class * synthetic_oversample, seed, temperatures)
+            if synthetic_oversample > 1:
+                assert confidence is not None
+                syn = keep_confident(syn, confidence, num_classes, synthetic_per_class)
             if parts:
                 rc = _concat(*parts)
                 parts = [repeat_to_share(rc, syn.batch_size, synthetic_share)]

@@ -383,6 +383,8 @@ def _stage_evaluate(ctx: _Ctx) -> dict[str, Any]:
             synthetic_share=ev.synthetic_share,
             temperatures={g.name: g.sample_temperature for g in r.generators}, classifier_kwargs=kw,
             on_step=lambda arm, seed: progress.update(task, advance=1),
+            synthetic_oversample=ev.synthetic_oversample,
+            confidence=ctx.classifier().predict_logits if ev.synthetic_oversample > 1 else None,
         )  # fmt: skip
     body = {
         **result.to_dict(),

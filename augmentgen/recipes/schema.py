@@ -236,6 +236,15 @@ class EvaluateSpec(_Strict):
             "share of the training set (null: as many as they are)"
         ),
     )
+    synthetic_oversample: int = Field(
+        default=1,
+        ge=1,
+        description=(
+            "generate this many times synthetic_per_class per class and keep the synthetic_per_class "
+            "the run's reference classifier (trained on the same real subset) is most confident of "
+            "(1: as drawn)"
+        ),
+    )
     synthetic_schedule: Literal["mix", "pretrain"] = Field(
         default="mix",
         description=(

@@ -226,3 +226,89 @@ def test_a_forked_workers_error_reaches_the_caller(digits_train: Batch, digits_t
     # the same generator in this process works: the failure was the child's death, reported as such
     ok = evaluate_arms(real, digits_test, generators={"a": _DiesInChild(digits_train, os.getpid())}, **{**common, "workers": 1})
     assert len(ok.arms["synthetic"].accuracy) == 2
+
+
+class _HalfBlank(_Repeat):
+    """Every other row of a request is blank: the kind of image a confidence filter should drop."""
+
+    def generate(self, condition: torch.Tensor, n: int, rng: torch.Generator, **kw: Any) -> Batch:
+        out = super().generate(condition, n, rng, **kw)
+        image = out.image.clone()
+        image[1::2] = 0
+        return out.replace(image=image)
+
+
+def _sure_of_drawn_digits(data: Batch) -> Any:
+    """Logits that know ``_Repeat``'s image of each class for sure and are anyone's guess on a blank."""
+    assert data.label is not None
+    protos = torch.stack([data.image[int(torch.nonzero(data.label == c)[0])] for c in range(10)]).flatten(1).float()
+
+    if data.image.dtype != torch.uint8:
+        protos = (protos * 255).round()
+
+    def logits(images: torch.Tensor) -> torch.Tensor:  # the evaluation hands it uint8 images
+        return 5.0 * (torch.cdist(images.flatten(1).float(), protos) < 0.5).float()
+
+    return logits
+
+
+def test_synthetic_oversample_keeps_the_rows_the_classifier_is_surest_of(
+    digits_train: Batch, digits_test: Batch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import augmentgen.eval.protocol as protocol
+
+    seen: list[Batch] = []
+    real_train = protocol.train_classifier
+
+    def spy(data: Batch, **kw: Any) -> Any:
+        seen.append(data)
+        return real_train(data, **kw)
+
+    monkeypatch.setattr(protocol, "train_classifier", spy)
+    real = digits_train.index(torch.arange(100))
+    common: dict[str, Any] = {
+        "num_classes": 10, "pipeline": None, "generators": {"a": _HalfBlank(digits_train)}, "arms": ["synthetic"],
+        "seeds": [0], "synthetic_per_class": 4, "classifier_kwargs": KW, "workers": 1,
+    }  # fmt: skip
+    as_drawn = evaluate_arms(real, digits_test, **common)
+    assert as_drawn.settings["synthetic_oversample"] == 1
+    assert (seen[-1].image.flatten(1).sum(1) == 0).sum() == 20  # half of the 40 rows are blank
+    ev = evaluate_arms(real, digits_test, synthetic_oversample=2, confidence=_sure_of_drawn_digits(digits_train), **common)
+    kept = seen[-1]
+    assert ev.arms["synthetic"].train_images == 40 and ev.settings["synthetic_oversample"] == 2
+    assert bool((kept.image.flatten(1).sum(1) > 0).all())  # 80 drawn, the 40 blank ones dropped
+    assert kept.label is not None and torch.bincount(kept.label, minlength=10).tolist() == [4] * 10
+    with pytest.raises(ValueError, match="synthetic_oversample must be >= 1"):
+        evaluate_arms(real, digits_test, synthetic_oversample=2, **common)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    counts=st.lists(st.integers(0, 6), min_size=3, max_size=3),
+    per_class=st.integers(1, 5),
+    seed=st.integers(0, 10_000),
+    hardest=st.booleans(),
+)
+def test_keep_confident_keeps_the_most_confident_per_class(
+    counts: list[int], per_class: int, seed: int, hardest: bool
+) -> None:
+    from augmentgen.eval.protocol import keep_confident
+
+    g = torch.Generator().manual_seed(seed)
+    label = torch.cat([torch.full((n,), c) for c, n in enumerate(counts)]).long()
+    logits = torch.randn(label.shape[0], 3, generator=g)
+    image = torch.arange(label.shape[0]).float().reshape(-1, 1, 1, 1)  # row ids ride along as pixels
+    out = keep_confident(Batch(image=image, label=label), lambda x: logits[x.flatten().long()], 3, per_class, hardest)
+    prob = logits.softmax(1).gather(1, label[:, None])[:, 0]
+    assert out.label is not None
+    kept = set(out.image.flatten().long().tolist())
+    for c, n in enumerate(counts):
+        rows = [i for i in range(label.shape[0]) if int(label[i]) == c]
+        mine = [i for i in rows if i in kept]
+        assert len(mine) == min(n, per_class)
+        dropped = [i for i in rows if i not in kept]
+        if mine and dropped:
+            if hardest:
+                assert max(prob[mine]) <= min(prob[dropped])
+            else:
+                assert min(prob[mine]) >= max(prob[dropped])

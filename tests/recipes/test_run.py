@@ -84,6 +84,18 @@ def test_changed_evaluation_reruns_only_evaluation(tiny_run: RunResult, tmp_path
     assert list(json.loads((out / "evaluation.json").read_text())["arms"]) == ["real"]
 
 
+def test_evaluation_filters_generated_images_by_the_reference_classifier(tiny_run: RunResult, tmp_path: Path) -> None:
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(tiny_run.out, out)
+    sets = ["evaluate.arms=[synthetic]", "evaluate.synthetic_oversample=3"]
+    run_recipe(load_recipe(TINY, sets), out, stages=("train", "evaluate"))
+    ev = json.loads((out / "evaluation.json").read_text())
+    assert ev["settings"]["synthetic_oversample"] == 3
+    assert ev["arms"]["synthetic"]["train_images"] == 10 * load_recipe(TINY).evaluate.synthetic_per_class
+
+
 @pytest.mark.slow
 def test_killed_run_resumes_to_identical_shards(tiny_run: RunResult, tmp_path: Path) -> None:
     # reference: an uninterrupted run of the same recipe (in this process)

@@ -71,6 +71,7 @@ def evaluate(
     """
     from rich.table import Table
 
+    from augmentgen.recipes.report import gain_text
     from augmentgen.recipes.run import run_recipe
 
     if target.is_dir():
@@ -88,6 +89,8 @@ def evaluate(
     for arm, a in ev["arms"].items():
         table.add_row(arm, f"{a['mean']:.4f}", f"{a['std']:.4f}", str(a["train_images"]))
     console.print(table)
+    for name, gain in ev.get("gains", {}).items():
+        console.print(gain_text(name, gain, (ev.get("paired") or {}).get(name)), markup=False)
     console.print(f"evaluation: {out_dir / 'evaluation.json'}  report: {out_dir / 'report.html'}")
 
 

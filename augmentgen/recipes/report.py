@@ -47,7 +47,29 @@ def evaluation_title(evaluation: dict[str, Any]) -> str:
     gain = (evaluation.get("gains") or {}).get("synthetic_over_classical")
     if gain is not None:  # the bars start at 0, so a 2-point difference needs saying
         title += f"; synthetic over classical {100 * gain:+.1f} points"
+        paired = (evaluation.get("paired") or {}).get("synthetic_over_classical")
+        if paired and paired.get("std") is not None:
+            title += f" ± {100 * paired['std']:.1f} paired, {paired['verdict']}"
     return title
+
+
+def gain_text(name: str, gain: float, paired: dict[str, Any] | None) -> str:
+    """One line on a gain: the difference of the means and, when measured, its seed-by-seed form.
+
+    Example:
+        >>> gain_text("synthetic_over_classical", -0.0021, {"per_seed": [-0.0011, -0.0023, -0.0028],
+        ...     "std": 0.00087, "interval95": [-0.0042, 0.0001], "verdict": "within the seed noise"})
+        'synthetic over classical: -0.21 points (per seed -0.11, -0.23, -0.28; paired std 0.09, 95% interval -0.42 to +0.01: within the seed noise)'
+    """
+    text = f"{name.replace('_', ' ')}: {100 * gain:+.2f} points"
+    if paired and paired.get("std") is not None:
+        lo, hi = paired["interval95"]
+        per_seed = ", ".join(f"{100 * d:+.2f}" for d in paired["per_seed"])
+        text += (
+            f" (per seed {per_seed}; paired std {100 * paired['std']:.2f}, "
+            f"95% interval {100 * lo:+.2f} to {100 * hi:+.2f}: {paired['verdict']})"
+        )
+    return text
 
 
 def plot_evaluation(evaluation: dict[str, Any], path: Path) -> bytes:
@@ -67,7 +89,7 @@ def plot_evaluation(evaluation: dict[str, Any], path: Path) -> bytes:
     for i, m in enumerate(means):
         ax.text(i, m, f"{m:.3f}", ha="center", va="bottom", fontsize=8)
     ax.set_ylabel("test accuracy")
-    ax.set_title(evaluation_title(evaluation), fontsize=10)
+    ax.set_title(textwrap.fill(evaluation_title(evaluation), 80), fontsize=10)
     ax.tick_params(axis="x", labelsize=8)
     fig.tight_layout()
     buf = io.BytesIO()
@@ -138,7 +160,10 @@ def _evaluation_section(out: Path) -> str:
         f"<td>{', '.join(f'{x:.4f}' for x in v['accuracy'])}</td><td>{v['train_images']}</td></tr>"
         for a, v in ev["arms"].items()
     )
-    gains = "".join(f"<li>{html.escape(k)}: {v:+.4f}</li>" for k, v in ev.get("gains", {}).items())
+    paired = ev.get("paired") or {}
+    gains = "".join(
+        f"<li>{html.escape(gain_text(k, v, paired.get(k)))}</li>" for k, v in ev.get("gains", {}).items()
+    )
     s = ev["settings"]
     img = ""
     png = out / "evaluation.png"

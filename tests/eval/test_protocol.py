@@ -11,7 +11,15 @@ from hypothesis import strategies as st
 
 from augmentgen.core import Batch
 from augmentgen.eval.classifier import ClassifierConfig
-from augmentgen.eval.protocol import ArmResult, augment_copies, evaluate_arms, repeat_to_share, synthetic_set
+from augmentgen.eval.protocol import (
+    _T975,
+    ArmResult,
+    augment_copies,
+    evaluate_arms,
+    paired_difference,
+    repeat_to_share,
+    synthetic_set,
+)
 
 
 class _Repeat:
@@ -62,6 +70,61 @@ def test_arms_sizes_and_determinism(digits_train: Batch, digits_test: Batch) -> 
     assert d["gains"]["synthetic_over_classical"] == pytest.approx(
         ev.arms["real_classical_synthetic"].mean - ev.arms["real_classical"].mean
     )
+    rc, rcs = ev.arms["real_classical"].accuracy, ev.arms["real_classical_synthetic"].accuracy
+    paired = d["paired"]["synthetic_over_classical"]
+    assert paired["seeds"] == [0, 1]
+    assert paired["per_seed"] == pytest.approx([rcs[0] - rc[0], rcs[1] - rc[1]])
+    assert set(d["paired"]) == set(d["gains"])
+
+
+_acc = st.floats(0.0, 1.0, allow_nan=False)
+
+
+@given(
+    base=st.lists(_acc, min_size=2, max_size=12),
+    shift=st.lists(st.floats(-0.05, 0.05, allow_nan=False), min_size=12, max_size=12),
+)
+def test_paired_difference_is_the_mean_of_per_seed_differences(base: list[float], shift: list[float]) -> None:
+    seeds = list(range(len(base)))
+    other = [b + s for b, s in zip(base, shift)]
+    a, b = ArmResult("x", seeds, other, 1, 0.0), ArmResult("y", seeds, base, 1, 0.0)
+    d = paired_difference(a, b)
+    assert d["mean"] == pytest.approx(a.mean - b.mean, abs=1e-12)
+    lo, hi = d["interval95"]
+    assert lo <= d["mean"] <= hi
+    assert d["verdict"] == ("higher" if lo > 0 else "lower" if hi < 0 else "within the seed noise")
+    # the other way round: the same interval, negated, and the opposite verdict
+    r = paired_difference(b, a)
+    assert r["interval95"] == pytest.approx([-hi, -lo], abs=1e-12)
+    assert r["verdict"] == {"higher": "lower", "lower": "higher"}.get(d["verdict"], d["verdict"])
+
+
+def test_paired_difference_sees_a_steady_gain_the_arms_spread_hides() -> None:
+    # seeds differ by 2 points, the gain is 0.5 on every seed: the arms' stds overlap, the pairs do not
+    base = [0.70, 0.72, 0.74, 0.71]
+    a = ArmResult("rcs", [0, 1, 2, 3], [x + 0.005 + 0.0005 * (i % 2) for i, x in enumerate(base)], 1, 0.0)
+    b = ArmResult("rc", [0, 1, 2, 3], base, 1, 0.0)
+    assert a.mean - b.mean < b.std
+    assert paired_difference(a, b)["verdict"] == "higher"
+    # a loss that flips sign across seeds is noise
+    c = ArmResult("rcs", [0, 1, 2, 3], [0.705, 0.715, 0.745, 0.705], 1, 0.0)
+    assert paired_difference(c, b)["verdict"] == "within the seed noise"
+
+
+def test_paired_difference_uses_only_common_seeds_and_needs_two() -> None:
+    a = ArmResult("x", [0, 1, 2], [0.5, 0.6, 0.7], 1, 0.0)
+    b = ArmResult("y", [2, 1, 5], [0.6, 0.4, 0.9], 1, 0.0)
+    d = paired_difference(a, b)
+    assert d["seeds"] == [2, 1] and d["per_seed"] == pytest.approx([0.1, 0.2])
+    one = paired_difference(a, ArmResult("y", [1], [0.5], 1, 0.0))
+    assert one["per_seed"] == pytest.approx([0.1]) and one["std"] is None
+    assert one["verdict"] == "within the seed noise"
+
+
+def test_t_quantiles_are_students() -> None:
+    scipy_stats = pytest.importorskip("scipy.stats")
+    for df, q in enumerate(_T975, start=1):
+        assert q == pytest.approx(float(scipy_stats.t.ppf(0.975, df)), abs=1e-4)
 
 
 def test_mean_and_std() -> None:

@@ -1,4 +1,4 @@
-"""The evaluation plot: its title says the synthetic arm's gain; the PNG it writes decodes."""
+"""The evaluation plot and section: they say the synthetic arm's gain, paired by seed; the PNG decodes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from augmentgen.recipes.report import evaluation_title, plot_evaluation
+from augmentgen.recipes.report import _evaluation_section, evaluation_title, plot_evaluation
 
 
 def _evaluation(gains: dict[str, float] | None) -> dict:
@@ -42,3 +42,24 @@ def test_plot_writes_the_png_it_returns(tmp_path: Path) -> None:
     assert path.read_bytes() == data
     img = Image.open(io.BytesIO(data))
     assert img.format == "PNG" and img.size == (650, 320)
+
+
+def test_title_and_section_give_the_paired_gain_and_its_verdict(tmp_path: Path) -> None:
+    import json
+
+    from augmentgen.eval.protocol import ArmResult, Evaluation
+
+    arms = {
+        "real_classical": ArmResult("real_classical", [0, 1, 2], [0.9306, 0.9296, 0.9323], 180000, 1.0),
+        "real_classical_synthetic": ArmResult(
+            "real_classical_synthetic", [0, 1, 2], [0.9295, 0.9273, 0.9295], 183000, 1.0
+        ),
+    }
+    ev = Evaluation(arms, {"seeds": [0, 1, 2], "real_images": 60000, "test_images": 10000,
+                           "classical_copies": 2, "synthetic_per_class": 300, "generators": ["cgan"]}).to_dict()  # fmt: skip
+    ev["n_per_class"] = None
+    assert evaluation_title(ev).endswith("synthetic over classical -0.2 points ± 0.1 paired, within the seed noise")
+    (tmp_path / "evaluation.json").write_text(json.dumps(ev))
+    html = _evaluation_section(tmp_path)
+    assert "synthetic over classical: -0.21 points (per seed -0.11, -0.23, -0.28; paired std 0.09" in html
+    assert "95% interval -0.42 to +0.01: within the seed noise)" in html

@@ -55,8 +55,12 @@ def test_end_to_end(tiny_run: RunResult) -> None:
     for v in ev["arms"].values():
         assert 0.0 <= v["mean"] <= 1.0 and len(v["accuracy"]) == len(r.evaluate.seeds)
     assert ev["recipe_sha256"] == r.sha256()
+    for name in ("classical_over_real", "synthetic_over_classical"):  # each gain, seed by seed too
+        assert ev["paired"][name]["seeds"] == r.evaluate.seeds
+        assert ev["paired"][name]["mean"] == pytest.approx(ev["gains"][name])
     page = (out / "report.html").read_text()
     assert r.sha256() in page and "Downstream evaluation" in page and "checks/cgan/report.html" in page
+    assert "synthetic over classical: " in page and "per seed" in page
     assert (out / "recipe.sha256").read_text().strip() == r.sha256()
     assert load_recipe(out / "recipe.yaml") == r
 
@@ -135,10 +139,11 @@ def test_evaluate_command_on_a_run_folder(tiny_run: RunResult, tmp_path: Path) -
     out = tmp_path / "run"
     shutil.copytree(tiny_run.out, out)
     (out / "evaluation.json").unlink()
-    res = CliRunner().invoke(app, ["evaluate", str(out), "--set", "evaluate.arms=[real, synthetic]"])
+    res = CliRunner().invoke(app, ["evaluate", str(out), "--set", "evaluate.arms=[real, real_classical, synthetic]"])
     assert res.exit_code == 0, res.output
     assert "synthetic" in res.output and "skipped" in res.output  # train reused, not redone
-    assert list(json.loads((out / "evaluation.json").read_text())["arms"]) == ["real", "synthetic"]
+    assert "classical over real: " in res.output and "synthetic over classical" not in res.output
+    assert list(json.loads((out / "evaluation.json").read_text())["arms"]) == ["real", "real_classical", "synthetic"]
 
 
 def test_from_pretrained_generator_is_loaded_not_trained(tiny_run: RunResult, tmp_path: Path) -> None:

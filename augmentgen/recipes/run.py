@@ -342,7 +342,7 @@ def _stage_check(ctx: _Ctx) -> dict[str, Any]:
 
 def _stage_evaluate(ctx: _Ctx) -> dict[str, Any]:
     from augmentgen.eval.protocol import evaluate_arms
-    from augmentgen.recipes.report import plot_evaluation
+    from augmentgen.recipes.report import gain_text, plot_evaluation
 
     r, ev = ctx.recipe, ctx.recipe.evaluate
     if not ev.enabled:
@@ -399,6 +399,8 @@ def _stage_evaluate(ctx: _Ctx) -> dict[str, Any]:
         ctx.say(
             f"  {arm}: {a.mean:.4f} +- {a.std:.4f} ({len(a.seeds)} seed(s), {a.train_images} train images)"
         )
+    for name, gain in body["gains"].items():
+        ctx.say(f"  {gain_text(name, gain, body['paired'].get(name))}")
     return {"arms": {k: {"mean": v.mean, "std": v.std} for k, v in result.arms.items()}}
 
 

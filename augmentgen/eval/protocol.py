@@ -71,10 +71,10 @@ _T975 = (
 def paired_difference(better: ArmResult, base: ArmResult) -> dict[str, Any]:
     """``better`` minus ``base``, seed by seed, over the seeds both ran: the honest form of a gain.
 
-    Arms trained on the same seed share their classifier's initialisation and much of their
-    batch order, so a seed that draws a strong classifier lifts both: the per-seed differences
-    vary far less than the arms' own accuracies, and their spread is what says whether a gain
-    is more than the seeds' noise. Returns the differences, their mean, standard deviation and
+    Arms trained on the same seed share their classifier's initialisation (and real + classical
+    and its synthetic arm the same classical copies), so a seed that draws a strong classifier
+    tends to lift both: the per-seed differences can vary less than the arms' own accuracies,
+    and their spread is what says whether a gain is more than the seeds' noise. Returns the differences, their mean, standard deviation and
     standard error, a 95% t interval of the mean, and ``verdict``: "higher" or "lower" when the
     interval excludes 0, else "within the seed noise" (also with fewer than two common seeds).
 

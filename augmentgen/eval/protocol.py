@@ -74,9 +74,10 @@ def paired_difference(better: ArmResult, base: ArmResult) -> dict[str, Any]:
     Arms trained on the same seed share their classifier's initialisation (and real + classical
     and its synthetic arm the same classical copies), so a seed that draws a strong classifier
     tends to lift both: the per-seed differences can vary less than the arms' own accuracies,
-    and their spread is what says whether a gain is more than the seeds' noise. Returns the differences, their mean, standard deviation and
-    standard error, a 95% t interval of the mean, and ``verdict``: "higher" or "lower" when the
-    interval excludes 0, else "within the seed noise" (also with fewer than two common seeds).
+    and their spread is what says whether a gain is more than the seeds' noise. Returns the
+    differences, their mean, standard deviation and standard error, a 95% t interval of the
+    mean, and ``verdict``: "higher" or "lower" when the interval excludes 0, else "within the
+    seed noise" (also with fewer than two common seeds).
 
     Example:
         >>> a = ArmResult("real_classical", [0, 1, 2], [0.80, 0.82, 0.81], 10, 1.0)

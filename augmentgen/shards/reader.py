@@ -260,9 +260,59 @@ def load(
     )
 
 
+def real_image(x: Any, where: str) -> np.ndarray:
+    """An image as a real data set hands it out (PIL, HW/HWC numpy, CHW tensor) -> HWC uint8, as shards decode.
+
+    Floats are read as [0, 1] (what ``ToTensor`` gives) and rounded to 8 bits.
+
+    Example:
+        >>> real_image(torch.ones(1, 2, 3), "item 0").shape, real_image(np.zeros((2, 3), np.uint8), "x").shape
+        ((2, 3, 1), (2, 3, 1))
+    """
+    from PIL import Image
+
+    if isinstance(x, Image.Image):
+        x = np.asarray(x if x.mode in ("L", "RGB") else x.convert("RGB"))
+    elif isinstance(x, torch.Tensor):
+        if x.ndim != 3:
+            raise ValueError(f"{where}: a tensor image must be CHW, got shape {tuple(x.shape)}")
+        x = x.detach().cpu().permute(1, 2, 0).numpy()
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{where}: expected an image (PIL, numpy HWC or tensor CHW), got {type(x).__name__}")
+    if x.ndim == 2:
+        x = x[:, :, None]
+    if x.ndim != 3 or x.shape[2] not in (1, 3):
+        raise ValueError(f"{where}: an image must be HW, HWC or CHW with 1 or 3 channels, got shape {x.shape}")
+    if x.dtype != np.uint8:
+        if not np.issubdtype(x.dtype, np.floating):
+            raise TypeError(f"{where}: image pixels must be uint8 or float in [0, 1], got {x.dtype}")
+        x = np.rint(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return np.ascontiguousarray(x)
+
+
+def _real_sample(item: Any, i: int, where: str) -> dict[str, Any]:
+    """One real item (a sample dict, ``(image, label, ...)`` or a bare image) as a sample dict like the shards'."""
+    key, meta = f"real-{i}", {"source": "real", "source_index": i}
+    if isinstance(item, dict):
+        if "image" not in item:
+            raise ValueError(f"{where}: a sample dict needs an 'image' key, got keys {sorted(item)}")
+        label = item.get("label")
+        return {**item, "__key__": item.get("__key__", key), "image": real_image(item["image"], where),
+                "label": None if label is None else int(label), "meta": item.get("meta", meta)}  # fmt: skip
+    if isinstance(item, (tuple, list)):
+        if not item:
+            raise ValueError(f"{where}: an empty item")
+        label = item[1] if len(item) > 1 else None
+        return {"__key__": key, "image": real_image(item[0], where),
+                "label": None if label is None else int(label), "meta": meta}  # fmt: skip
+    return {"__key__": key, "image": real_image(item, where), "label": None, "meta": meta}
+
+
 def _real_samples(real: Any, seed: int, epoch: int) -> Iterator[dict[str, Any]]:
+    """The real samples of one epoch for this reader: shuffled and split across consumers when ``real``
+    can be indexed (an ``ArrayDataset``, a map-style ``Dataset``, a list); an iterable is read as it is."""
+    me, count = consumer()
     if hasattr(real, "images") and hasattr(real, "labels"):
-        me, count = consumer()
         n = len(real.images)
         order = np.random.Generator(np.random.PCG64(derive_seed(seed, epoch, "real"))).permutation(n)
         for i in order[me::count]:
@@ -273,7 +323,14 @@ def _real_samples(real: Any, seed: int, epoch: int) -> Iterator[dict[str, Any]]:
                 "meta": {"source": "real", "source_index": int(i)},
             }
         return
-    yield from real
+    if hasattr(real, "__len__") and hasattr(real, "__getitem__"):
+        n = len(real)
+        order = np.random.Generator(np.random.PCG64(derive_seed(seed, epoch, "real"))).permutation(n)
+        for i in order[me::count]:
+            yield _real_sample(real[int(i)], int(i), f"MixedDataset: real item {int(i)}")
+        return
+    for i, item in enumerate(real):
+        yield _real_sample(item, i, f"MixedDataset: real item {i}")
 
 
 class MixedDataset(IterableDataset[dict[str, Any]]):
@@ -283,7 +340,12 @@ class MixedDataset(IterableDataset[dict[str, Any]]):
     order if it runs out first.
 
     Args:
-        real: an ``ArrayDataset``-like (``images`` uint8 HWC, ``labels``) or an iterable of sample dicts.
+        real: an ``ArrayDataset`` (``images`` uint8 HWC, ``labels``), a map-style data set or list
+            whose items are ``(image, label)`` (a torchvision data set), sample dicts or bare
+            images (PIL, HWC numpy, CHW tensor; floats in [0, 1]), all shuffled per epoch and split
+            across DataLoader workers and DDP ranks; or an iterable of those, read as it comes (it
+            splits itself). Real items come out as the shards' samples do: ``image`` HWC uint8,
+            ``label`` int or None, ``__key__`` ``real-{index}``, ``meta`` ``{"source": "real", ...}``.
         synthetic: a ``ShardDataset`` yielding sample dicts.
         ratio: share of synthetic samples in [0, 1).
 

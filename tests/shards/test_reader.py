@@ -10,11 +10,15 @@ import numpy as np
 import pytest
 import torch
 import webdataset as wds
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from PIL import Image
 from torch.utils.data import DataLoader
 
 from augmentgen.shards.config import RunConfig
 from augmentgen.shards.distribute import write_shards
-from augmentgen.shards.reader import MixedDataset, collate, load, mix, shard_paths, split_key
+from augmentgen.shards.reader import MixedDataset, collate, load, mix, real_image, shard_paths, split_key
 
 from .toy import make_recipe, noise_dataset
 
@@ -92,6 +96,71 @@ def test_mixed_dataset_keeps_an_exact_ratio(shards: Path) -> None:
     assert sorted(s["meta"]["source_index"] for s in reals) == list(range(30))
     many = list(MixedDataset(noise_dataset(300, 16), load(shards), ratio=0.5))
     assert sum(s["meta"].get("source") != "real" for s in many) == 300  # the 80 synthetic samples cycle
+
+
+class _TupleDataset(torch.utils.data.Dataset[tuple[object, int]]):
+    """A torchvision-style map data set: item i is ``(image, label)``, the image as ``kind`` gives it."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, kind: str) -> None:
+        self.images, self.labels, self.kind = images, labels, kind
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> tuple[object, int]:
+        img = self.images[i]
+        if self.kind == "pil":
+            return Image.fromarray(img), int(self.labels[i])
+        chw = torch.from_numpy(img).permute(2, 0, 1)
+        return (chw.float() / 255.0 if self.kind == "float" else chw), int(self.labels[i])
+
+
+@pytest.mark.parametrize("kind", ["pil", "uint8", "float"])
+def test_mixed_dataset_takes_a_map_style_dataset_of_tuples_in_dataloader_workers(shards: Path, kind: str) -> None:
+    src = noise_dataset(30, 16, seed=5)
+    real = _TupleDataset(src.images, src.labels, kind)
+    mixed = MixedDataset(real, load(shards, shuffle=8), ratio=0.25, seed=1)
+    loader = DataLoader(mixed, batch_size=8, collate_fn=collate, num_workers=2)
+    seen: Counter[int] = Counter()
+    synthetic = 0
+    for batch in loader:
+        assert batch.image.dtype == torch.uint8 and tuple(batch.image.shape[1:]) == (3, 16, 16)
+        for r, prov in enumerate(batch.meta["provenance"]):
+            if prov.get("source") != "real":
+                synthetic += 1
+                continue
+            i = prov["source_index"]
+            seen[i] += 1
+            assert batch.meta["key"][r] == f"real-{i}" and int(batch.label[r]) == int(src.labels[i])
+            assert torch.equal(batch.image[r], torch.from_numpy(src.images[i]).permute(2, 0, 1))  # pixels kept exactly
+    assert sorted(seen) == list(range(30)) and max(seen.values()) == 1  # split across the workers, none twice
+    assert synthetic == 10  # each worker keeps a quarter of its own stream synthetic: 15 real + 5 each
+
+
+def test_mixed_dataset_reads_a_list_of_sample_dicts_and_names_a_bad_item(shards: Path) -> None:
+    src = noise_dataset(6, 16, seed=2)
+    gray = [{"image": src.images[i, :, :, 0], "label": int(src.labels[i])} for i in range(6)]
+    out = [s for s in MixedDataset(gray, load(shards), ratio=0.5) if s["meta"].get("source") == "real"]
+    assert sorted(s["meta"]["source_index"] for s in out) == list(range(6))
+    assert all(s["image"].shape == (16, 16, 1) and s["image"].dtype == np.uint8 for s in out)
+    with pytest.raises(TypeError, match=r"MixedDataset: real item 3: expected an image .*got str"):
+        list(MixedDataset([(src.images[0], 0)] * 3 + [("not an image", 1)], load(shards), ratio=0.0))
+    with pytest.raises(ValueError, match=r"real item 0: an image must be .* 1 or 3 channels, got shape \(16, 16, 4\)"):
+        list(MixedDataset(iter([(np.zeros((16, 16, 4), np.uint8), 0)]), load(shards), ratio=0.0))
+
+
+@given(
+    hnp.arrays(np.uint8, st.tuples(st.integers(1, 9), st.integers(1, 9), st.sampled_from([1, 3]))),
+)
+@settings(max_examples=60, deadline=None)
+def test_real_image_gives_the_same_pixels_for_every_form_of_an_image(img: np.ndarray) -> None:
+    chw = torch.from_numpy(img).permute(2, 0, 1)
+    forms = [img, chw, chw.float() / 255.0, Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img)]
+    if img.shape[2] == 1:
+        forms.append(img[:, :, 0])
+    for form in forms:
+        out = real_image(form, "x")
+        assert out.dtype == np.uint8 and out.flags.c_contiguous and np.array_equal(out, img)
 
 
 def test_mix_interleaves_two_streams() -> None:

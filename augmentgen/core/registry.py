@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import difflib
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+def did_you_mean(names: Iterable[str], known: Iterable[str]) -> str:
+    """``" (did you mean 'x'?)"`` for the first of ``names`` with a close match in ``known``, else ``""``.
+
+    Example:
+        >>> did_you_mean(["horizontal_flp"], ["horizontal_flip", "vertical_flip"])
+        " (did you mean 'horizontal_flip'?)"
+        >>> did_you_mean(["zzz"], ["steps"])
+        ''
+    """
+    pool = sorted(known)
+    for name in names:
+        close = difflib.get_close_matches(str(name), pool, n=1, cutoff=0.6)
+        if close:
+            return f" (did you mean {close[0]!r}?)"
+    return ""
 
 
 class Registry:
@@ -38,7 +56,8 @@ class Registry:
             return self._items[name]
         except KeyError:
             known = ", ".join(sorted(self._items)) or "(none)"
-            raise ValueError(f"unknown {self.kind} '{name}'; known: {known}") from None
+            hint = did_you_mean([name], self._items)
+            raise ValueError(f"unknown {self.kind} '{name}'{hint}; known: {known}") from None
 
     def names(self) -> list[str]:
         return sorted(self._items)

@@ -25,6 +25,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from augmentgen.core.registry import did_you_mean
+
 logger = logging.getLogger(__name__)
 
 FORMAT = "augmentgen"
@@ -48,7 +50,9 @@ def config_from_dict(cls: type[C], data: Mapping[str, Any], where: str) -> C:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown} for {cls.__name__}; allowed: {sorted(names)}")
+        raise ValueError(
+            f"{where}: unknown key(s) {unknown} for {cls.__name__}{did_you_mean(unknown, names)}; allowed: {sorted(names)}"
+        )
     kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()}
     try:
         return cls(**kwargs)

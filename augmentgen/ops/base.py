@@ -27,7 +27,7 @@ from torch import Tensor
 
 from augmentgen.core.batch import Batch, Sample
 from augmentgen.core.params import Params
-from augmentgen.core.registry import OPS
+from augmentgen.core.registry import OPS, did_you_mean
 from augmentgen.core.rng import RNG, Array, bernoulli
 from augmentgen.ops.functional import color as fcolor
 from augmentgen.ops.functional import warp as fwarp
@@ -192,8 +192,8 @@ class Op:
         unknown = sorted(set(body) - set(names))
         if unknown:
             raise ValueError(
-                f"{where or cls.registry_name}: unknown key(s) {unknown} for op '{cls.registry_name}'; "
-                f"allowed: {sorted(names)}"
+                f"{where or cls.registry_name}: unknown key(s) {unknown} for op '{cls.registry_name}'"
+                f"{did_you_mean(unknown, names)}; allowed: {sorted(names)}"
             )
         kwargs: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in body.items()}
         try:

@@ -22,6 +22,7 @@ import torch
 import yaml
 
 from augmentgen.core.batch import Batch, Sample
+from augmentgen.core.registry import did_you_mean
 from augmentgen.core.rng import RNG, Array, bernoulli, derive_seed, randint, sample_rng, torch_rng
 from augmentgen.ops.base import op_from_dict
 from augmentgen.ops.box_policy import BoxPolicy
@@ -324,10 +325,11 @@ class Pipeline(Composite):
             data = {"transforms": data}
         if not isinstance(data, dict):
             raise ValueError(f"{where}: expected a mapping or a list of stages, got {type(data).__name__}")
-        unknown = sorted(set(data) - {"transforms", "seed", "fuse", "name", "box_policy"})
+        unknown = sorted(set(data) - _PIPELINE_KEYS - {"name"})
         if unknown:
             raise ValueError(
-                f"{where}: unknown key(s) {unknown}; allowed: ['box_policy', 'fuse', 'seed', 'transforms']"
+                f"{where}: unknown key(s) {unknown}{did_you_mean(unknown, _PIPELINE_KEYS)}; "
+                "allowed: ['box_policy', 'fuse', 'seed', 'transforms']"
             )
         stages = [stage_from_dict(s, f"{where}.transforms[{i}]") for i, s in enumerate(data.get("transforms") or [])]
         s = data.get("seed", seed) if seed is None else seed
@@ -357,6 +359,7 @@ class Pipeline(Composite):
         return cls.from_dict(data, seed=seed, where=where)
 
 
+_PIPELINE_KEYS = {"box_policy", "fuse", "seed", "transforms"}
 _COMPOSITES: dict[str, type[Composite]] = {"one_of": OneOf, "some_of": SomeOf, "random_apply": RandomApply, "pipeline": Pipeline}
 
 
@@ -370,7 +373,8 @@ def stage_from_dict(data: Any, where: str) -> Stage:
         allowed = {"one_of": {"p", "weights"}, "some_of": {"n", "p"}, "random_apply": {"p"}, "pipeline": {"seed", "fuse"}}[name]
         extra = sorted(set(data) - allowed - {"name", "transforms"})
         if extra:
-            raise ValueError(f"{where}({name}): unknown key(s) {extra}; allowed: {sorted(allowed | {'transforms'})}")
+            ok = allowed | {"transforms"}
+            raise ValueError(f"{where}({name}): unknown key(s) {extra}{did_you_mean(extra, ok)}; allowed: {sorted(ok)}")
         kwargs: dict[str, Any] = {
             k: (tuple(v) if isinstance(v, list) and k == "n" else v) for k, v in data.items() if k in allowed
         }

@@ -120,12 +120,25 @@ def test_dump_then_load_is_equal(count: int, seeds: list[int], fmt: str, copies:
         # bad override: the field and the --set that gave it
         (MINIMAL, ["evaluate.seeds=abc"], ["evaluate.seeds (--set evaluate.seeds=abc)"]),
         (MINIMAL, ["shards.nope=1"], ["shards.nope (--set shards.nope=1)", "unknown key"]),
-        # unknown op in the pipeline
+        # unknown op in the pipeline: the item's line, and the op it was likely meant to be
         (
             MINIMAL + "pipeline:\n  transforms:\n    - {name: rotat}\n",
             [],
-            ["pipeline (line 3)", "unknown op 'rotat'"],
+            ["pipeline.transforms.0 (line 5)", "unknown op 'rotat' (did you mean 'rotate'?)"],
         ),
+        (
+            MINIMAL + "pipeline:\n  transforms:\n    - {name: affine, p: 1}\n    - {name: affine, degres: [1, 2]}\n",
+            [],
+            ["pipeline.transforms.1 (line 6)", "unknown key(s) ['degres'] for op 'affine' (did you mean 'degrees'?)"],
+        ),
+        # a misspelt key: the field it was likely meant to be, in a list item and through an override
+        (
+            "shards: {count: 2}\ngenerators:\n  - {name: g, kind: cvae, trian: {steps: 3}}\n",
+            [],
+            ["generators.0.trian (line 3)", "(did you mean 'train'?)"],
+        ),
+        (MINIMAL, ["evaluate.synthetic_shares=0.5"], ["(--set evaluate.synthetic_shares=0.5)", "did you mean 'synthetic_share'"]),
+        (MINIMAL, ["generators.0.train.stpes=3"], ["generators.0.train.stpes (--set", "did you mean 'steps'"]),
     ],
 )
 def test_malformed_recipe_names_field_and_line(text: str, overrides: list[str], expected: list[str]) -> None:

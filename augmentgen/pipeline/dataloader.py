@@ -42,13 +42,19 @@ def hwc_to_chw(arr: np.ndarray) -> Tensor:
     planes (~18 us at 224x224x3 here, against ~70 us for numpy's strided transpose copy).
     """
     if arr.ndim == 2:
-        return torch.from_numpy(np.ascontiguousarray(arr)).unsqueeze(0)
+        return _writable_tensor(np.ascontiguousarray(arr)).unsqueeze(0)
     h, w, c = arr.shape
     if _split_pays(h, w, c, arr.dtype):
         planes = np.empty((c, h, w), arr.dtype)
         cv2.split(np.ascontiguousarray(arr), [planes[k] for k in range(c)])
         return torch.from_numpy(planes)
-    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+    return _writable_tensor(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+
+
+def _writable_tensor(arr: np.ndarray) -> Tensor:
+    # A read-only array (``np.asarray`` of a PIL image) is copied: a tensor sharing it would let
+    # the training code write into memory it does not own, and torch warns about it in every worker.
+    return torch.from_numpy(arr if arr.flags.writeable else arr.copy())
 
 
 def stack_chw(images: Sequence[np.ndarray]) -> Tensor:

@@ -114,6 +114,23 @@ def test_hwc_to_chw_equals_the_transpose(dtype: type, shape: tuple[int, ...]) ->
         assert np.array_equal(t.numpy(), want)
 
 
+@pytest.mark.parametrize("shape", [(28, 28), (28, 28, 1), (28, 28, 3), (300, 300, 3)])
+def test_hwc_to_chw_of_a_read_only_array_copies_it_without_a_warning(shape: tuple[int, ...]) -> None:
+    """``np.asarray`` of a PIL image is read-only; sharing it would make torch warn in every worker."""
+    import warnings
+
+    from augmentgen.pipeline.dataloader import hwc_to_chw
+
+    a = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    a.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t = hwc_to_chw(a)
+    t += 1  # the tensor is the caller's to write
+    want = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+    assert np.array_equal(t.numpy(), (want + 1).astype(np.uint8))
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.int32])
 @pytest.mark.parametrize("shape", [(70, 90, 3), (70, 90, 4), (70, 90, 1), (70, 90), (8, 9, 3), (70, 90, 6)])
 def test_stack_chw_equals_stack_then_transpose(dtype: type, shape: tuple[int, ...]) -> None:

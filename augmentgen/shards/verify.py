@@ -69,7 +69,12 @@ def verify_shards(out: str | Path, *, decode: bool = True) -> VerifyReport:
         report.faults.append(Fault(MANIFEST, str(e)))
         return report
     if manifest is None:
-        report.faults.append(Fault(MANIFEST, f"no {MANIFEST} in {out}"))
+        why = (
+            f"{out} does not exist" if not out.exists()
+            else f"{out} is a file, not an output folder" if not out.is_dir()
+            else f"no {MANIFEST} in {out} (not an output folder of augmentgen generate)"
+        )  # fmt: skip
+        report.faults.append(Fault(MANIFEST, why))
         return report
     report.complete = manifest.complete
     listed: set[str] = set()

@@ -69,4 +69,7 @@ def test_manifest_problems(out: Path) -> None:
         and "not a valid augmentgen shard manifest" in _faults(out)[0]
     )
     (out / "manifest.json").unlink()
-    assert _faults(out) == [f"manifest.json: no manifest.json in {out}"]
+    assert _faults(out) == [f"manifest.json: no manifest.json in {out} (not an output folder of augmentgen generate)"]
+    assert _faults(out / "nope") == [f"manifest.json: {out / 'nope'} does not exist"]
+    shard = next(out.glob("*.tar"))
+    assert _faults(shard) == [f"manifest.json: {shard} is a file, not an output folder"]

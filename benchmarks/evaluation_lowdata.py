@@ -189,7 +189,9 @@ def main() -> None:
 
     def baseline(smooth_real: float) -> dict[int, float]:
         """Real + classical accuracy per seed, its rows learned with label smoothing ``smooth_real``."""
-        parts = [r.data.model_dump(mode="json"), r.pipeline, r.evaluate.classical_copies, kw]
+        # "layout": the classifier's weights are channels-last since 2026-11-30 (same values, other
+        # float rounding): baselines cached before it are not reused
+        parts = [r.data.model_dump(mode="json"), r.pipeline, r.evaluate.classical_copies, kw, {"layout": "channels_last"}]
         key = json.dumps(parts + ([smooth_real] if smooth_real else []), sort_keys=True, default=str)
         known = cache.setdefault(key, {})
         for seed in args.seeds:

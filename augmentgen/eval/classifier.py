@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from augmentgen.core.batch import Batch
 from augmentgen.core.rng import torch_rng
 from augmentgen.generators import checkpoint as ckpt
-from augmentgen.generators.layers import build, count_parameters
+from augmentgen.generators.layers import build, channels_last, count_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,10 @@ class ReferenceClassifier(nn.Module):
                 }
             )  # fmt: skip
 
-        self.net = build(make, rng if rng is not None else torch_rng(0, KIND, "init"))
+        # channels-last weights: oneDNN runs these small convolutions faster in that order (a
+        # training step of width 16, batch 64, one thread: 22 against 30 ms of CPU). The same
+        # weights; results agree to float rounding, not bit for bit, with the NCHW order.
+        self.net = channels_last(build(make, rng if rng is not None else torch_rng(0, KIND, "init")))
 
     @property
     def num_classes(self) -> int:

@@ -1,7 +1,7 @@
-"""The run's ``report.html``: stages, generators, shards, check verdicts (linked), the evaluation table and plot.
+"""The run's ``report.html``: stages, generators, shards, check verdicts (linked), samples, the evaluation.
 
-Self-contained (the plot is embedded); each generator's full check report stays in
-``checks/{name}/report.html`` and is linked.
+Self-contained (the plot and the sample grids are embedded); each generator's full check report
+stays in ``checks/{name}/report.html`` and is linked.
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
+
 from augmentgen.recipes import stages as st
 from augmentgen.recipes.load import dump_recipe
 from augmentgen.recipes.schema import Recipe
@@ -24,6 +27,7 @@ h2{margin-top:30px;border-bottom:1px solid #dde3ea;padding-bottom:4px;font-size:
 table{border-collapse:collapse;width:100%;font-size:.93em} td,th{padding:5px 9px;border-bottom:1px solid #e6eaef;text-align:left}
 th{background:#f5f7fa} .ok{color:#1e7b34;font-weight:600} .bad{color:#b3261e;font-weight:600}
 .muted{color:#6b7785;font-size:.9em} pre{background:#f5f7fa;padding:10px;font-size:.8em;overflow-x:auto}
+.wide{overflow-x:auto} .samples td{padding:3px 6px} .samples img{display:block}
 """
 
 ARM_LABELS = {
@@ -151,6 +155,87 @@ def _generator_table(out: Path, recipe: Recipe) -> str:
     return (note if acc is not None else "") + "<table>" + head + "".join(rows) + "</table>"
 
 
+# sample grids: at most this many classes (rows), images per cell, and pixels per image side
+MAX_CLASSES, REAL_PER_CLASS, GENERATED_PER_CLASS, TILE = 20, 4, 6, 56
+
+
+def _tiles(images: list[np.ndarray]) -> np.ndarray:
+    """HWC uint8 images of one size -> ``[N, t, t', C]`` uint8 scaled so the longer side is about ``TILE``."""
+    arr = np.stack(images)
+    h, w = arr.shape[1:3]
+    f = TILE / max(h, w)
+    if f >= 2:  # small images: whole-pixel nearest-neighbour enlargement keeps them crisp
+        k = int(f)
+        return arr.repeat(k, 1).repeat(k, 2)
+    if f < 1:
+        size = (max(1, round(w * f)), max(1, round(h * f)))
+        arr = np.stack([cv2.resize(a, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0], -1) for a in arr])
+    return arr
+
+
+def _cell(images: list[np.ndarray], alt: str) -> str:
+    if not images:
+        return "<td class=muted>none</td>"
+    from augmentgen.checks.plots import image_grid
+
+    png = image_grid(_tiles(images), ncol=len(images), scale=1, pad=1)
+    return f'<td><img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}"></td>'
+
+
+def _shard_samples(folder: Path, classes: int) -> dict[int, list[np.ndarray]]:
+    """The first ``GENERATED_PER_CLASS`` images of each class in a shard folder, in shard order."""
+    from augmentgen.shards.reader import load
+
+    picks: dict[int, list[np.ndarray]] = {}
+    for s in load(folder).samples():
+        c = -1 if s["label"] is None else int(s["label"])
+        got = picks.setdefault(c, [])
+        if len(got) < GENERATED_PER_CLASS:
+            got.append(s["image"])
+        if len(picks) >= classes and all(len(v) >= GENERATED_PER_CLASS for v in picks.values()):
+            break
+    return picks
+
+
+def _samples_section(out: Path, recipe: Recipe) -> str:
+    """Per class: real training images beside the first images of every generator's shards."""
+    folders = {g.name: out / "shards" / g.name for g in recipe.generators}
+    folders = {n: d for n, d in folders.items() if (d / "manifest.json").is_file()}
+    if not folders:
+        return "<p class=muted>No shards written.</p>"
+    note = ""
+    try:
+        from augmentgen.eval.train_job import load_data
+
+        train, _ = load_data(recipe.data)
+        names, real = list(train.classes), {c: list(train.images[train.labels == c][:REAL_PER_CLASS]) for c in range(train.num_classes)}
+    except Exception as e:  # noqa: BLE001 - the grids still show the generated images
+        names, real, note = [], {}, f"<p class=muted>Real images not shown: {html.escape(str(e))}</p>"
+    try:
+        drawn = {n: _shard_samples(d, max(1, len(names))) for n, d in folders.items()}
+    except ValueError as e:  # a shard that does not read back: verify names it; the report says so and goes on
+        return note + f"<p class=bad>Samples not shown: {html.escape(str(e))}</p>"
+    classes = sorted(set(real) | {c for d in drawn.values() for c in d})
+    if len(classes) > MAX_CLASSES:
+        note += f"<p class=muted>The first {MAX_CLASSES} of {len(classes)} classes.</p>"
+        classes = classes[:MAX_CLASSES]
+    head = "<tr><th>class</th>" + ("<th>real (training)</th>" if real else "") + "".join(
+        f"<th>{html.escape(n)}</th>" for n in drawn
+    ) + "</tr>"
+    rows = []
+    for c in classes:
+        name = names[c] if 0 <= c < len(names) else ("unlabelled" if c < 0 else str(c))
+        cells = _cell(real.get(c, []), f"real {name}") if real else ""
+        cells += "".join(_cell(d.get(c, []), f"{n} {name}") for n, d in drawn.items())
+        rows.append(f"<tr><td>{html.escape(name)}</td>{cells}</tr>")
+    return (
+        note + "<div class=wide><table class=samples>" + head + "".join(rows) + "</table></div>"
+        "<p class=muted>Real: the first training images of each"
+        " class (what the generators learned from); generated: the first of each class in the shards, after the"
+        " pipeline's classical ops.</p>"
+    )
+
+
 def _evaluation_section(out: Path) -> str:
     ev = _read(out / "evaluation.json")
     if ev is None:
@@ -187,6 +272,8 @@ def write_report(out: Path, recipe: Recipe, recipe_sha256: str) -> Path:
         _stage_table(out),
         "<h2>Generators, shards and checks</h2>",
         _generator_table(out, recipe),
+        "<h2>What the generators drew</h2>",
+        _samples_section(out, recipe),
         "<h2>Downstream evaluation</h2>",
         _evaluation_section(out),
         "<h2>Resolved recipe</h2>",

@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import numpy as np
+import pytest
 from PIL import Image
 
-from augmentgen.recipes.report import _evaluation_section, evaluation_title, plot_evaluation
+from augmentgen.recipes.report import _evaluation_section, _tiles, evaluation_title, plot_evaluation
 
 
 def _evaluation(gains: dict[str, float] | None) -> dict:
@@ -63,3 +65,19 @@ def test_title_and_section_give_the_paired_gain_and_its_verdict(tmp_path: Path) 
     html = _evaluation_section(tmp_path)
     assert "synthetic over classical: -0.21 points (per seed -0.11, -0.23, -0.28; paired std 0.09" in html
     assert "95% interval -0.42 to +0.01: within the seed noise)" in html
+
+
+@pytest.mark.parametrize(
+    ("shape", "tile"),
+    [((8, 8, 1), (56, 56, 1)), ((28, 28, 1), (56, 56, 1)), ((40, 30, 3), (40, 30, 3)), ((224, 112, 3), (56, 28, 3))],
+)
+def test_sample_tiles_are_enlarged_by_whole_pixels_or_shrunk_to_the_tile_size(
+    shape: tuple[int, int, int], tile: tuple[int, int, int]
+) -> None:
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(3)]
+    out = _tiles(images)
+    assert out.shape == (3, *tile) and out.dtype == np.uint8
+    if tile[0] >= shape[0]:  # enlarged (or kept): every source pixel is a k x k block
+        k = tile[0] // shape[0]
+        assert np.array_equal(out[:, ::k, ::k], np.stack(images))

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from augmentgen.recipes import load_recipe
 from augmentgen.recipes.run import RunResult, run_recipe
@@ -63,6 +68,50 @@ def test_end_to_end(tiny_run: RunResult) -> None:
     assert "synthetic over classical: " in page and "per seed" in page
     assert (out / "recipe.sha256").read_text().strip() == r.sha256()
     assert load_recipe(out / "recipe.yaml") == r
+
+
+def _cells(page: str) -> list[list[np.ndarray]]:
+    """The decoded images of the report's sample table, row by row (one row per class)."""
+    sec = page[page.index("What the generators drew") : page.index("Downstream evaluation")]
+    return [
+        [np.asarray(Image.open(io.BytesIO(base64.b64decode(m)))) for m in re.findall(r"base64,([A-Za-z0-9+/=]+)", row)]
+        for row in sec.split("<tr>")[2:]
+    ]
+
+
+def test_report_shows_real_and_generated_samples_of_every_class(tiny_run: RunResult) -> None:
+    from augmentgen.eval.train_job import load_data
+    from augmentgen.shards import load
+
+    r = load_recipe(TINY)
+    train, _ = load_data(r.data)
+    rows = _cells((tiny_run.out / "report.html").read_text())
+    assert len(rows) == train.num_classes and all(len(row) == 3 for row in rows)  # real, cvae, cgan
+    first = {g: {} for g in ("cvae", "cgan")}  # the first sample of each class in each generator's shards
+    for g, got in first.items():
+        for smp in load(tiny_run.out / "shards" / g).samples():
+            got.setdefault(smp["label"], smp["image"])
+    k = 56 // 8  # 8 px digits, enlarged 7 times
+    for c, (real, cvae, cgan) in enumerate(rows):
+        assert real.shape == (k * 8 + 2, 4 * (k * 8 + 1) + 1, 3) and cvae.shape == cgan.shape == (58, 6 * 57 + 1, 3)
+        for cell, want in ((real, train.images[train.labels == c][0]), (cvae, first["cvae"][c]), (cgan, first["cgan"][c])):
+            tile = cell[1 : 1 + k * 8 : k, 1 : 1 + k * 8 : k]  # the first tile, one pixel per source pixel
+            assert np.array_equal(tile, np.repeat(want, 3, axis=2)), f"class {c}"
+
+
+def test_report_names_a_shard_that_does_not_read_back(tiny_run: RunResult, tmp_path: Path) -> None:
+    import shutil
+
+    from augmentgen.recipes.report import _samples_section
+
+    shutil.copytree(tiny_run.out / "shards", tmp_path / "shards")
+    tar = sorted((tmp_path / "shards" / "cvae").glob("*.tar"))[0]
+    data = bytearray(tar.read_bytes())
+    start = data.index(b"\x89PNG")
+    data[start : start + 40] = bytes(40)
+    tar.write_bytes(bytes(data))
+    section = _samples_section(tmp_path, load_recipe(TINY))
+    assert "Samples not shown" in section and tar.name in section
 
 
 def test_rerun_skips_done_stages_and_keeps_shards(tiny_run: RunResult) -> None:

@@ -298,7 +298,7 @@ def _real_sample(item: Any, i: int, where: str) -> dict[str, Any]:
             raise ValueError(f"{where}: a sample dict needs an 'image' key, got keys {sorted(item)}")
         label = item.get("label")
         return {**item, "__key__": item.get("__key__", key), "image": real_image(item["image"], where),
-                "label": None if label is None else int(label), "meta": item.get("meta", meta)}  # fmt: skip
+                "label": None if label is None else int(label), "meta": {**meta, **(item.get("meta") or {})}}  # fmt: skip
     if isinstance(item, (tuple, list)):
         if not item:
             raise ValueError(f"{where}: an empty item")

@@ -143,6 +143,9 @@ def test_mixed_dataset_reads_a_list_of_sample_dicts_and_names_a_bad_item(shards:
     out = [s for s in MixedDataset(gray, load(shards), ratio=0.5) if s["meta"].get("source") == "real"]
     assert sorted(s["meta"]["source_index"] for s in out) == list(range(6))
     assert all(s["image"].shape == (16, 16, 1) and s["image"].dtype == np.uint8 for s in out)
+    own = [{"image": src.images[0], "label": 1, "meta": {"site": "a"}, "__key__": "mine"}]
+    (s,) = [s for s in MixedDataset(own, load(shards), ratio=0.0)]
+    assert s["__key__"] == "mine" and s["meta"] == {"source": "real", "source_index": 0, "site": "a"}
     with pytest.raises(TypeError, match=r"MixedDataset: real item 3: expected an image .*got str"):
         list(MixedDataset([(src.images[0], 0)] * 3 + [("not an image", 1)], load(shards), ratio=0.0))
     with pytest.raises(ValueError, match=r"real item 0: an image must be .* 1 or 3 channels, got shape \(16, 16, 4\)"):

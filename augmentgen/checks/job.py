@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import yaml
+from pydantic import ValidationError
 from torch import nn
 
 from augmentgen.checks.functional.stability import metric_spread
@@ -63,6 +64,10 @@ def load_check_config(path: str | Path | None, overrides: Mapping[str, Any] | No
             data[k] = v
     try:
         return CheckConfig.model_validate(data)
+    except ValidationError as e:  # each problem in one line, without pydantic's boilerplate
+        where = ".".join(str(x) for x in e.errors()[0]["loc"]) if len(e.errors()) == 1 else ""
+        msgs = "; ".join(str(err["msg"]).removeprefix("Value error, ") for err in e.errors())
+        raise ValueError(f"check config{' ' + str(path) if path else ''}: {where + ': ' if where else ''}{msgs}") from None
     except ValueError as e:
         raise ValueError(f"check config{' ' + str(path) if path else ''}: {e}") from e
 

@@ -39,6 +39,7 @@ from augmentgen.checks.gates import apply_gates, failed, parse_gates, result_key
 from augmentgen.checks.labels import LabelCheck
 from augmentgen.checks.memorization import MemorizationCheck
 from augmentgen.core.check import CheckResult
+from augmentgen.core.registry import did_you_mean
 from augmentgen.core.rng import derive_seed
 from augmentgen.data.sources import ArrayDataset
 
@@ -114,7 +115,12 @@ class CheckConfig(BaseModel):
         bad = sorted(set(self.checks) - set(ALL_CHECKS))
         if bad:
             raise ValueError(f"checks.checks: unknown check(s) {bad}; known: {list(ALL_CHECKS)}")
-        parse_gates(self.gates)  # fail early on a malformed gate
+        for gate in parse_gates(self.gates):  # fail early on a malformed gate or a metric no check measures
+            if gate.key not in METRICS:
+                raise ValueError(
+                    f"checks.gates: unknown metric {gate.key!r}{did_you_mean([gate.key], METRICS)}; "
+                    f"known: {', '.join(sorted(METRICS))}"
+                )
 
 
 @dataclass

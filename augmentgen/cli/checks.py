@@ -32,7 +32,8 @@ def _print_check(job: Any) -> None:
             f"[red]gate failed:[/red] {', '.join(r.details.get('gates', []))} (value {r.value:.4g})"
         )
     for key in run.unknown_gates:
-        console.print(f"[red]gate failed:[/red] '{key}' was not measured")
+        why = " (label checks and the Inception Score need --classifier)" if key.startswith(("label_", "inception")) else ""
+        console.print(f"[red]gate failed:[/red] '{key}' was not measured{why}")
     if job.paths:
         console.print(f"report: {job.paths['report']}  metrics: {job.paths['metrics']}")
 
@@ -71,13 +72,13 @@ def check(
         Path | None, typer.Option("--classifier", help="Reference classifier folder (label checks).")
     ] = None,
     n: Annotated[
-        int | None, typer.Option("--n", help="Generated samples (generators: 10000; shards: all).")
+        int | None, typer.Option("--n", min=2, help="Generated samples (generators: 10000; shards: all).")
     ] = None,
     n_real: Annotated[
-        int, typer.Option("--n-real", help="Real (and training) samples used, drawn under --seed.")
+        int, typer.Option("--n-real", min=2, help="Real (and training) samples used, drawn under --seed.")
     ] = 10_000,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of sampling, subsets and k-means.")] = None,
-    seeds: Annotated[int, typer.Option("--seeds", help="Generator seeds to measure the spread over.")] = 1,
+    seeds: Annotated[int, typer.Option("--seeds", min=1, help="Generator seeds to measure the spread over.")] = 1,
     device: Annotated[
         str, typer.Option("--device", help="cpu or cuda[:i] for features and generation.")
     ] = "cpu",

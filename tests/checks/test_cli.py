@@ -201,6 +201,10 @@ def test_cli_bad_input_exits_2(tmp_path: Path, shard_dir: Path) -> None:
         str(shard_dir), "--real", "digits", "--gate", "fid => 3", "--out", str(tmp_path / "r")
     )
     assert code == 2 and "gate" in text
+    code, _, text = _cli(str(shard_dir), "--real", "digits", "--gate", "recal >= 0.5", "--out", str(tmp_path / "r"))
+    assert code == 2 and "unknown metric 'recal' (did you mean 'recall'?)" in " ".join(text.split())
+    r = runner.invoke(app, ["check", str(shard_dir), "--real", "digits", "--n-real", "1", "--out", str(tmp_path / "r")])
+    assert r.exit_code == 2 and "--n-real" in r.stderr  # typer's usage error, before anything is loaded
 
 
 def test_job_measures_reconstruction_of_a_cvae(tmp_path: Path, real_small) -> None:

@@ -119,6 +119,10 @@ def test_config_rejects_unknown_keys_and_checks() -> None:
         CheckConfig(checks=["fid", "fidd"])
     with pytest.raises(ValueError, match="gate"):
         CheckConfig(gates=["fid =< 3"])
+    with pytest.raises(ValueError, match=r"unknown metric 'label_agreemnt' \(did you mean 'label_agreement'\?\)"):
+        CheckConfig(gates={"label_agreemnt": ">= 0.5"})
+    with pytest.raises(ValueError, match=r"unknown metric 'zz'; known: class_spread_ratio, "):
+        CheckConfig(gates=["zz <= 1"])
     assert set(CheckConfig().checks) == set(ALL_CHECKS)
 
 

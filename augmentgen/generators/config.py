@@ -22,6 +22,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from augmentgen.core.config_errors import format_validation_error
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
@@ -256,13 +258,17 @@ def load_train_recipe(path: str | Path, overrides: list[str] | None = None) -> T
     """Read a YAML train recipe, apply ``--set`` overrides, validate; errors name the file and field."""
     p = Path(path)
     try:
-        raw = yaml.safe_load(p.read_text()) or {}
+        text = p.read_text()
+        raw, root = yaml.safe_load(text) or {}, yaml.compose(text)
     except (OSError, yaml.YAMLError) as e:
         raise ValueError(f"recipe {p} cannot be read: {e}") from e
     if not isinstance(raw, dict):
         raise ValueError(f"recipe {p} must be a mapping at the top level, got {type(raw).__name__}")
-    raw = apply_overrides(raw, list(overrides or []))
+    try:
+        raw = apply_overrides(raw, list(overrides or []))
+    except ValueError as e:
+        raise ValueError(f"{p}: bad --set: {e}") from e
     try:
         return TrainRecipe.model_validate(raw)
     except ValidationError as e:
-        raise ValueError(f"recipe {p} is invalid:\n{e}") from e
+        raise ValueError(format_validation_error(e, str(p), TrainRecipe, root, list(overrides or []))) from None

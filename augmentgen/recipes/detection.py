@@ -36,6 +36,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from augmentgen.core.config_errors import format_validation_error
 from augmentgen.shards.config import DetectionSourceConfig, GenerateRecipe, RunConfig, ShardsConfig
 
 logger = logging.getLogger(__name__)
@@ -128,7 +129,8 @@ def load_detection_recipe(path: str | Path, overrides: Sequence[str] | None = No
 
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text())
+        text = p.read_text()
+        data, root = yaml.safe_load(text), yaml.compose(text)
     except (OSError, yaml.YAMLError) as e:
         raise ValueError(f"recipe {p}: cannot read: {e}") from e
     if not isinstance(data, dict):
@@ -146,8 +148,9 @@ def load_detection_recipe(path: str | Path, overrides: Sequence[str] | None = No
         if recipe.pipeline is not None:
             Pipeline.from_dict(recipe.pipeline, where=f"{p}: pipeline")
     except ValidationError as e:
-        lines = [f"  {'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors()]
-        raise ValueError(f"{p}: invalid detection recipe\n" + "\n".join(lines)) from None
+        raise ValueError(
+            format_validation_error(e, str(p), DetectionRecipe, root, list(overrides or []), "invalid detection recipe")
+        ) from None
     return recipe
 
 

@@ -26,6 +26,8 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from augmentgen.core.config_errors import format_validation_error
+
 logger = logging.getLogger(__name__)
 
 FORMATS = ("png", "jpg", "webp", "npy")
@@ -244,10 +246,10 @@ class GenerateRecipe(_Strict):
 SECTIONS = ("shards", "source", "pipeline", "run")
 
 
-def recipe_from_dict(data: Any, where: str = "recipe") -> GenerateRecipe:
+def recipe_from_dict(data: Any, where: str = "recipe", root: yaml.Node | None = None) -> GenerateRecipe:
     """Validate a recipe mapping; sections other than ``shards``/``source``/``pipeline``/``run`` are left to others.
 
-    Errors name ``where`` and the dotted path of each bad field.
+    Errors name ``where``, the dotted path of each bad field and, given the composed YAML ``root``, its line.
     """
     if not isinstance(data, dict):
         raise ValueError(f"{where}: expected a mapping with 'shards' and 'source', got {type(data).__name__}")
@@ -261,8 +263,7 @@ def recipe_from_dict(data: Any, where: str = "recipe") -> GenerateRecipe:
     try:
         return GenerateRecipe.model_validate(body)
     except ValidationError as e:
-        lines = [f"  {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()]
-        raise ValueError(f"{where}: invalid recipe\n" + "\n".join(lines)) from None
+        raise ValueError(format_validation_error(e, where, GenerateRecipe, root)) from None
 
 
 def load_recipe(path: str | Path) -> GenerateRecipe:
@@ -276,7 +277,8 @@ def load_recipe(path: str | Path) -> GenerateRecipe:
     if not p.is_file():
         raise ValueError(f"recipe file not found: {p}")
     try:
-        data = yaml.safe_load(p.read_text())
+        text = p.read_text()
+        data, root = yaml.safe_load(text), yaml.compose(text)
     except yaml.YAMLError as e:
         raise ValueError(f"{p}: not valid YAML: {e}") from e
-    return recipe_from_dict(data, where=str(p))
+    return recipe_from_dict(data, where=str(p), root=root)

@@ -55,6 +55,17 @@ def test_bad_recipes_name_the_field(tmp_path: Path, text: str, match: str) -> No
     assert str(p) in str(e.value)
 
 
+def test_bad_train_recipe_names_line_override_and_likely_field(tmp_path: Path) -> None:
+    p = tmp_path / "bad.yaml"
+    p.write_text("classifier:\n  stesp: 10\ngenerators: [{name: g, kind: cgan}]\n")
+    with pytest.raises(ValueError) as e:
+        load_train_recipe(p, ["generators.0.train.setps=3"])
+    msg = " ".join(str(e.value).split())
+    assert msg.startswith(f"{p}: invalid recipe")
+    assert "classifier.stesp (line 2): unknown key, not a field of this section (did you mean 'steps'?)" in msg
+    assert "generators.0.train.setps (--set generators.0.train.setps=3)" in msg and "did you mean 'steps'" in msg
+
+
 def test_overrides_errors() -> None:
     with pytest.raises(ValueError, match="a.b.c=value"):
         apply_overrides({}, ["novalue"])

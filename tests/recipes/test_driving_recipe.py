@@ -47,6 +47,7 @@ def test_recipe_loads_and_validates() -> None:
         ("checks.per_grid=0", "checks.per_grid"),
         ("pipeline.transforms=[{name: fogg}]", "unknown op 'fogg'"),
         ("shards.bogus=1", "shards.bogus"),
+        ("shards.cuont=1", r"shards.cuont \(--set shards.cuont=1\): unknown key, .*\(did you mean 'count'\?\)"),
     ],
 )
 def test_recipe_errors_name_the_field(override: str, message: str) -> None:

@@ -88,3 +88,13 @@ def test_the_example_recipe_validates_and_builds_its_pipeline() -> None:
     r = load_recipe(Path(__file__).resolve().parents[2] / "recipes" / "shards-fashion-mnist.yaml")
     assert (r.shards.count, r.shards.size, r.source.kind) == (60, 1000, "dataset")
     assert build_pipeline(r.pipeline) is not None
+
+
+def test_recipe_file_errors_name_the_line_and_the_likely_field(tmp_path: Path) -> None:
+    p = tmp_path / "bad.yaml"
+    p.write_text("shards:\n  count: 2\n  sise: 10\nsource:\n  kind: dataset\n  name: digits\n")
+    with pytest.raises(ValueError) as e:
+        load_recipe(p)
+    assert str(e.value) == (
+        f"{p}: invalid recipe\n  shards.sise (line 3): unknown key, not a field of this section (did you mean 'size'?)"
+    )

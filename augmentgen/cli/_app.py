@@ -39,6 +39,20 @@ def exit_on(*errors: type[BaseException], code: int = 2) -> Iterator[None]:
         raise typer.Exit(code) from e
 
 
+@contextmanager
+def on_interrupt(hint: str) -> Iterator[None]:
+    """Ctrl-C: ``interrupted: HINT`` and exit status 130 (128 + SIGINT), instead of a traceback.
+
+    The library writes every output whole under a temporary name or not at all, so what is
+    interrupted is lost and what finished stays; the hint says how to go on.
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted:[/yellow] {hint}")
+        raise typer.Exit(130) from None
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print ``error: message`` and return the exit to raise."""
     console.print(f"[red]error:[/red] {message}")

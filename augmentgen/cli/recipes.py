@@ -8,7 +8,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from augmentgen.cli._app import SetOption, app, console, exit_on, fail, load_recipe_or_exit
+from augmentgen.cli._app import SetOption, app, console, exit_on, fail, load_recipe_or_exit, on_interrupt
+
+# what Ctrl-C leaves of a run, and how to go on
+RUN_HINT = "the stages that finished are kept; run the same command again to go on from there"
 
 
 @app.command()
@@ -33,7 +36,7 @@ def run(
     r = load_recipe_or_exit(recipe, set_)
     out_dir = out if out is not None else Path("runs") / r.name
     try:
-        with exit_on(ValueError, TypeError, OSError):
+        with on_interrupt(RUN_HINT), exit_on(ValueError, TypeError, OSError):
             result = run_recipe(r, out_dir, console=None if quiet else console)
     except TrainingStopped as e:
         console.print(f"[red]training stopped ({e.reason}):[/red] {e}")
@@ -47,7 +50,7 @@ def run(
 def _run_detection(recipe: Path, out: Optional[Path], set_: Optional[list[str]], quiet: bool) -> None:
     from augmentgen.recipes.detection import load_detection_recipe, run_detection_recipe
 
-    with exit_on(ValueError, TypeError, OSError):
+    with on_interrupt(RUN_HINT), exit_on(ValueError, TypeError, OSError):
         r = load_detection_recipe(recipe, set_ or [])
         res = run_detection_recipe(r, out if out is not None else Path("runs") / r.name, console=None if quiet else console)
     console.print(f"report: {res.report}")
@@ -82,7 +85,7 @@ def evaluate(
     else:
         r = load_recipe_or_exit(target, set_)
         out_dir = out if out is not None else Path("runs") / r.name
-    with exit_on(ValueError, TypeError, OSError):
+    with on_interrupt(RUN_HINT), exit_on(ValueError, TypeError, OSError):
         run_recipe(r, out_dir, stages=("train", "evaluate", "report"), console=console)
     ev = json.loads((out_dir / "evaluation.json").read_text())
     table = Table("arm", "mean", "std", "train images")
@@ -140,7 +143,8 @@ def train(
     from augmentgen.generators.monitors import TrainingStopped
 
     try:
-        with exit_on(ValueError, code=1):
+        with on_interrupt("the last checkpoint of each generator is kept; add --resume to the same command to go on"), \
+                exit_on(ValueError, code=1):
             spec = load_train_recipe(recipe, set_ or [])
             report = run_train_recipe(spec, progress=not no_progress, resume=resume, only=only or None)
     except TrainingStopped as e:

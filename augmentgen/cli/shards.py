@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from augmentgen.cli._app import app, bench_app, console, exit_on, fail
+from augmentgen.cli._app import app, bench_app, console, exit_on, fail, on_interrupt
 
 
 class _ShardBar:
@@ -66,7 +66,8 @@ def generate(
 
     from augmentgen.shards import RunConfig, load_recipe, write_shards
 
-    with exit_on(OSError, code=3), exit_on(ValueError):
+    hint = "the shards that finished are kept; add --resume to the same command to write the rest"
+    with on_interrupt(hint), exit_on(OSError, code=3), exit_on(ValueError):
         r = load_recipe(recipe)
         overrides = {
             k: v

@@ -52,6 +52,9 @@ def fork_workers(workers: int | None, tasks: int, where: str = "workers") -> int
 def _child_init() -> None:
     global _IN_CHILD
     _IN_CHILD = True
+    # Ctrl-C reaches every process of the terminal's group: the caller handles it (it stops the
+    # pool and the children die with it, below); a child would only print a traceback of its own
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):  # not Linux: the child may outlive a killed caller

@@ -13,6 +13,7 @@ import contextlib
 import gc
 import logging
 import multiprocessing as mp
+import signal
 import time
 from collections import Counter, deque
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
@@ -145,6 +146,9 @@ def _settle_gc() -> None:
     processes do this: the caller's process keeps its collector as it was.
     """
     gc.freeze()
+    # Ctrl-C reaches every process of the terminal's group: the caller handles it, the worker
+    # finishes or drops the shard it holds as the pool shuts down, and prints no traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _write_forked(index: int, torch_threads: int) -> ShardRecord:

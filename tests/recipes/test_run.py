@@ -178,6 +178,31 @@ def test_killed_run_resumes_to_identical_shards(tiny_run: RunResult, tmp_path: P
     assert not list((out / "shards").rglob("*.tmp*"))
 
 
+def test_ctrl_c_stops_the_run_with_a_hint_and_a_rerun_finishes_it(tmp_path: Path) -> None:
+    """Ctrl-C reaches the whole process group (the caller and its forked workers): one line, exit 130,
+    no traceback from any process, no temporary file left, and the same command finishes the shards."""
+    ref = tmp_path / "ref"
+    run_recipe(load_recipe(TINY, KILL_SET), ref, stages=("train", "generate"))
+    out = tmp_path / "interrupted"
+    cmd = [sys.executable, "-m", "augmentgen.cli", "run", str(TINY), "--out", str(out)]
+    for s in KILL_SET:
+        cmd += ["--set", s]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:
+        if list((out / "shards" / "cvae").glob("*.tar*")):  # a worker is writing the first shard
+            os.killpg(proc.pid, signal.SIGINT)
+            break
+        time.sleep(0.005)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, output
+    assert "interrupted: the stages that finished are kept" in " ".join(output.split())
+    assert "Traceback" not in output
+    assert read_marker(out, "generate") is None and not list(out.rglob("*.tmp*"))
+    res = run_recipe(load_recipe(TINY, KILL_SET), out, stages=("train", "generate"))
+    assert res.skipped == ["train"] and _tars(out / "shards") == _tars(ref / "shards")
+
+
 def test_evaluate_command_on_a_run_folder(tiny_run: RunResult, tmp_path: Path) -> None:
     import shutil
 

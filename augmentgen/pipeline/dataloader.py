@@ -30,7 +30,7 @@ _SPLIT_MIN_PIXELS = 64 * 64
 _SPLIT_DTYPES = tuple(np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.float32, np.float64))
 
 
-def _split_pays(h: int, w: int, c: int, dtype: np.dtype) -> bool:
+def split_pays(h: int, w: int, c: int, dtype: np.dtype) -> bool:
     """Whether ``cv2.split`` into planes beats numpy's strided transpose copy for such an image."""
     return 2 <= c <= 4 and h * w >= _SPLIT_MIN_PIXELS and dtype in _SPLIT_DTYPES
 
@@ -44,7 +44,7 @@ def hwc_to_chw(arr: np.ndarray) -> Tensor:
     if arr.ndim == 2:
         return _writable_tensor(np.ascontiguousarray(arr)).unsqueeze(0)
     h, w, c = arr.shape
-    if _split_pays(h, w, c, arr.dtype):
+    if split_pays(h, w, c, arr.dtype):
         planes = np.empty((c, h, w), arr.dtype)
         cv2.split(np.ascontiguousarray(arr), [planes[k] for k in range(c)])
         return torch.from_numpy(planes)
@@ -73,17 +73,17 @@ def stack_chw(images: Sequence[np.ndarray]) -> Tensor:
     first = images[0]
     h, w = first.shape[:2]
     c = first.shape[2] if first.ndim == 3 else 1
-    if _split_pays(h, w, c, first.dtype):
+    if split_pays(h, w, c, first.dtype):
         out = np.empty((len(images), c, h, w), first.dtype)
         for i, im in enumerate(images):
             if im.shape != first.shape or im.dtype != first.dtype:
                 raise ValueError(f"stack_chw: image {i} is {im.shape} {im.dtype}, image 0 {first.shape} {first.dtype}")
             cv2.split(np.ascontiguousarray(im), [out[i, k] for k in range(c)])
         return torch.from_numpy(out)
-    try:
-        block = np.stack(images)
-    except ValueError as e:
-        raise ValueError(f"stack_chw: images must share one shape ({e})") from e
+    odd = next((i for i, im in enumerate(images) if im.shape != first.shape), None)
+    if odd is not None:
+        raise ValueError(f"stack_chw: image {odd} is {images[odd].shape}, image 0 {first.shape}: images must share one shape")
+    block = np.stack(images)
     if c == 1:  # [B, H, W(, 1)] and [B, 1, H, W] are the same bytes
         return torch.from_numpy(block).reshape(len(images), 1, h, w)
     return torch.from_numpy(np.ascontiguousarray(block.transpose(0, 3, 1, 2)))

@@ -18,7 +18,17 @@ from torch.utils.data import DataLoader
 
 from augmentgen.shards.config import RunConfig
 from augmentgen.shards.distribute import write_shards
-from augmentgen.shards.reader import MixedDataset, collate, load, mix, real_image, shard_paths, split_key
+from augmentgen.shards.encoders import EncodeSpec, encode_image
+from augmentgen.shards.reader import (
+    MixedDataset,
+    collate,
+    decode_batch,
+    load,
+    mix,
+    real_image,
+    shard_paths,
+    split_key,
+)
 
 from .toy import make_recipe, noise_dataset
 
@@ -164,6 +174,24 @@ def test_real_image_gives_the_same_pixels_for_every_form_of_an_image(img: np.nda
     for form in forms:
         out = real_image(form, "x")
         assert out.dtype == np.uint8 and out.flags.c_contiguous and np.array_equal(out, img)
+
+
+@pytest.mark.parametrize("size", [16, 72])  # stacked in one pass / split into the batch's planes one by one
+def test_batches_are_the_collated_samples_and_the_shuffle_keeps_its_order(tmp_path: Path, size: int) -> None:
+    out = tmp_path / "s"
+    write_shards(make_recipe(count=2, size=12, options={"n": 24, "size": size}), out, run=RunConfig(threads=1))
+    samples = list(load(out, shuffle=7, seed=2))
+    raws = list(load(out, shuffle=7, seed=2).raw_samples())  # the buffer shuffles encoded samples
+    assert [r["__key__"] for r in raws] == [s["__key__"] for s in samples]
+    batches = list(load(out, shuffle=7, seed=2, batch_size=10))
+    assert [b.batch_size for b in batches] == [10, 10, 4]
+    for k, b in enumerate(batches):
+        want = collate(samples[10 * k : 10 * k + 10])
+        assert torch.equal(b.image, want.image) and b.image.is_contiguous()
+        assert torch.equal(b.label, want.label) and b.meta == want.meta
+    mixed = [raws[0], {**raws[1], "image.png": encode_image(np.zeros((size, size + 1, 3), np.uint8), EncodeSpec("png"))}]
+    with pytest.raises(ValueError, match=rf"collate: .*{raws[1]['__key__']}.* is \({size}, {size + 1}, 3\)"):
+        decode_batch(mixed)
 
 
 def test_mix_interleaves_two_streams() -> None:

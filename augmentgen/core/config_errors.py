@@ -116,6 +116,7 @@ def format_validation_error(
         if deeper:
             dotted = ".".join(str(p) for p in deeper)
         ov = _override_for(deeper or loc, overrides)
-        place = f"--set {ov}" if ov is not None else f"line {node_line(root, deeper or loc)}"
-        lines.append(f"  {dotted} ({place}): {msg}{given}")
+        line = node_line(root, deeper or loc)
+        place = f" (--set {ov})" if ov is not None else f" (line {line})" if line is not None else ""
+        lines.append(f"  {dotted}{place}: {msg}{given}")
     return f"{where}: {title}\n" + "\n".join(lines)

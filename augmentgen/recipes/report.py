@@ -183,16 +183,21 @@ def _cell(images: list[np.ndarray], alt: str) -> str:
 
 
 def _shard_samples(folder: Path, classes: int) -> dict[int, list[np.ndarray]]:
-    """The first ``GENERATED_PER_CLASS`` images of each class in a shard folder, in shard order."""
-    from augmentgen.shards.reader import load
+    """The first ``GENERATED_PER_CLASS`` images of each class in a shard folder, in shard order.
+
+    Only the images kept are decoded, and the search stops after 50 samples per image wanted
+    (a class a generator never drew does not make the report read every shard).
+    """
+    from augmentgen.shards.reader import decode_sample, load
 
     picks: dict[int, list[np.ndarray]] = {}
-    for s in load(folder).samples():
-        c = -1 if s["label"] is None else int(s["label"])
+    for n, raw in enumerate(load(folder).raw_samples()):
+        c = int(raw["cls"]) if "cls" in raw else -1
         got = picks.setdefault(c, [])
         if len(got) < GENERATED_PER_CLASS:
-            got.append(s["image"])
-        if len(picks) >= classes and all(len(v) >= GENERATED_PER_CLASS for v in picks.values()):
+            got.append(decode_sample(raw)["image"])
+        full = len(picks) >= classes and all(len(v) >= GENERATED_PER_CLASS for v in picks.values())
+        if full or n >= 50 * GENERATED_PER_CLASS * max(1, classes):
             break
     return picks
 

@@ -2,7 +2,7 @@
 
 Shard ``i`` of a recipe is a pure function of ``(recipe, seed, i)``; see ``distribute`` for
 scale-out, ``writer`` for the encode pipeline, ``manifest`` for resume, ``reader`` and
-``verify`` for reading back.
+``verify`` for reading back, ``mixing`` for real and synthetic samples in one stream.
 """
 
 from augmentgen.shards.build import build_source
@@ -18,7 +18,8 @@ from augmentgen.shards.config import (
 )
 from augmentgen.shards.distribute import GenerateResult, ProgressHook, write_shards
 from augmentgen.shards.manifest import Manifest, ShardEntry, read_manifest
-from augmentgen.shards.reader import MixedDataset, ShardDataset, collate, decode_sample, load, mix
+from augmentgen.shards.mixing import MixedDataset, mix
+from augmentgen.shards.reader import ShardDataset, collate, decode_sample, load
 from augmentgen.shards.sources import DatasetSource, GeneratorSource, ShardSource, ShardTask
 from augmentgen.shards.verify import Fault, VerifyReport, verify_shards
 from augmentgen.shards.writer import ShardWriter

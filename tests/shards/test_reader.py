@@ -19,16 +19,8 @@ from torch.utils.data import DataLoader
 from augmentgen.shards.config import RunConfig
 from augmentgen.shards.distribute import write_shards
 from augmentgen.shards.encoders import EncodeSpec, encode_image
-from augmentgen.shards.reader import (
-    MixedDataset,
-    collate,
-    decode_batch,
-    load,
-    mix,
-    real_image,
-    shard_paths,
-    split_key,
-)
+from augmentgen.shards.mixing import MixedDataset, mix, real_image
+from augmentgen.shards.reader import collate, decode_batch, load, shard_paths, split_key
 
 from .toy import make_recipe, noise_dataset
 

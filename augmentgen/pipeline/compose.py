@@ -328,8 +328,7 @@ class Pipeline(Composite):
         unknown = sorted(set(data) - _PIPELINE_KEYS - {"name"})
         if unknown:
             raise ValueError(
-                f"{where}: unknown key(s) {unknown}{did_you_mean(unknown, _PIPELINE_KEYS)}; "
-                "allowed: ['box_policy', 'fuse', 'seed', 'transforms']"
+                f"{where}: unknown key(s) {unknown}{did_you_mean(unknown, _PIPELINE_KEYS)}; allowed: {sorted(_PIPELINE_KEYS)}"
             )
         stages = [stage_from_dict(s, f"{where}.transforms[{i}]") for i, s in enumerate(data.get("transforms") or [])]
         s = data.get("seed", seed) if seed is None else seed

@@ -38,7 +38,7 @@ from augmentgen.generators import checkpoint as ckpt
 from augmentgen.generators.common import condition_labels, draw_latents
 from augmentgen.generators.latent_prior import fit_class_mixture, sample_class_mixture
 from augmentgen.generators.layers import build, channels_last, count_parameters
-from augmentgen.generators.projected import FrozenTaps, feature_distance
+from augmentgen.generators.projected import FrozenTaps, TargetCache, feature_distance
 
 KIND = "cvae"
 
@@ -221,6 +221,7 @@ class ConditionalVAE(nn.Module):
         self.register_buffer("prior_fitted", torch.zeros((), dtype=torch.bool))
         # frozen ImageNet features for the perceptual term: loaded on first use, never saved
         self._taps = FrozenTaps(self.config.perceptual_size)
+        self._targets = TargetCache()  # the real images' features, computed once each
 
     @property
     def num_classes(self) -> int:
@@ -345,7 +346,8 @@ class ConditionalVAE(nn.Module):
         loss = (rec + w * kl).mean() / dims
         extra: dict[str, float] = {}
         if self.config.perceptual > 0:
-            perc = feature_distance(self._taps, self.mean_image(logits), x.float()).mean()
+            target = self._targets(self._taps, x.float())
+            perc = feature_distance(self._taps, self.mean_image(logits), x.float(), target).mean()
             loss = loss + self.config.perceptual * perc
             extra["perceptual"] = float(perc.detach())
         ctx.optimize("vae", loss)

@@ -10,7 +10,7 @@ import torch
 
 from augmentgen.core import Batch
 from augmentgen.generators import CGANConfig, ConditionalGAN, ConditionalVAE, CVAEConfig
-from augmentgen.generators.projected import FrozenTaps, ProjectedDiscriminator, feature_distance
+from augmentgen.generators.projected import FrozenTaps, ProjectedDiscriminator, TargetCache, feature_distance
 
 from .conftest import make_tiny_gan, make_tiny_vae
 
@@ -124,6 +124,35 @@ def test_cvae_perceptual_term_trains_without_saving_the_trunk(digits: Batch, tmp
     other = make_tiny_vae(image_size=8)
     plain = other.training_step(real, torch.Generator().manual_seed(0), _Ctx(other))
     assert "perceptual" not in plain
+
+
+def test_cached_targets_train_the_same_weights_and_compute_each_image_once(digits: Batch) -> None:
+    """The targets of a batch come from the cache only when every image of it is there, computed
+    in a batch of the same size: the trained weights are bit for bit those without a cache."""
+    real = Batch(digits.image[:24].float(), label=digits.label[:24])
+    drawn: set[bytes] = set()
+
+    def train(cache: TargetCache | None) -> ConditionalVAE:
+        vae = make_tiny_vae(image_size=8, perceptual=1.0)
+        if cache is None:
+            vae._targets = lambda taps, b: None  # type: ignore[assignment,method-assign]  # computed every step
+        else:
+            vae._targets = cache
+        ctx, g = _Ctx(vae), torch.Generator().manual_seed(0)
+        for step in range(1, 13):
+            ctx.step = step
+            pick = torch.randperm(24, generator=g)[:8]  # other neighbours in every batch
+            drawn.update(real.image[int(i)].numpy().tobytes() for i in pick)
+            vae.training_step(real.index(pick), g, ctx)
+        return vae
+
+    cache = TargetCache()
+    plain, cached = train(None), train(cache)
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), cached.state_dict().values(), strict=True))
+    assert {k[1] for k in cache.rows} == drawn and all(k[0] == 8 for k in cache.rows)  # each image once, at batch size 8
+    full = TargetCache(max_bytes=cache.bytes // 2)
+    train(full)
+    assert 0 < full.bytes <= cache.bytes // 2 and len(full.rows) < len(drawn)  # the cap holds
 
 
 @pytest.mark.parametrize("kw", [{"perceptual": -1.0}, {"perceptual_size": 40}])

@@ -7,7 +7,7 @@ samples do, so one collate function takes both.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -69,26 +69,28 @@ def _real_sample(item: Any, i: int, where: str) -> dict[str, Any]:
 def _real_samples(real: Any, seed: int, epoch: int) -> Iterator[dict[str, Any]]:
     """The real samples of one epoch for this reader: shuffled and split across consumers when ``real``
     can be indexed (an ``ArrayDataset``, a map-style ``Dataset``, a list); an iterable is read as it is."""
-    me, count = consumer()
-    if hasattr(real, "images") and hasattr(real, "labels"):
+    item: Callable[[int], dict[str, Any]]
+    if hasattr(real, "images") and hasattr(real, "labels"):  # an ArrayDataset: already HWC uint8
         n = len(real.images)
-        order = np.random.Generator(np.random.PCG64(derive_seed(seed, epoch, "real"))).permutation(n)
-        for i in order[me::count]:
-            yield {
-                "__key__": f"real-{int(i)}",
-                "image": real.images[i],
-                "label": int(real.labels[i]),
-                "meta": {"source": "real", "source_index": int(i)},
-            }
-        return
-    if hasattr(real, "__len__") and hasattr(real, "__getitem__"):
+
+        def item(i: int) -> dict[str, Any]:
+            meta = {"source": "real", "source_index": i}
+            return {"__key__": f"real-{i}", "image": real.images[i], "label": int(real.labels[i]), "meta": meta}
+
+    elif hasattr(real, "__len__") and hasattr(real, "__getitem__"):
         n = len(real)
-        order = np.random.Generator(np.random.PCG64(derive_seed(seed, epoch, "real"))).permutation(n)
-        for i in order[me::count]:
-            yield _real_sample(real[int(i)], int(i), f"MixedDataset: real item {int(i)}")
+
+        def item(i: int) -> dict[str, Any]:
+            return _real_sample(real[i], i, f"MixedDataset: real item {i}")
+
+    else:
+        for i, it in enumerate(real):
+            yield _real_sample(it, i, f"MixedDataset: real item {i}")
         return
-    for i, item in enumerate(real):
-        yield _real_sample(item, i, f"MixedDataset: real item {i}")
+    me, count = consumer()
+    order = np.random.Generator(np.random.PCG64(derive_seed(seed, epoch, "real"))).permutation(n)
+    for i in order[me::count]:
+        yield item(int(i))
 
 
 class MixedDataset(IterableDataset[dict[str, Any]]):
@@ -127,7 +129,7 @@ class MixedDataset(IterableDataset[dict[str, Any]]):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         syn_epoch = self.epoch
 
-        def synthetic() -> Iterator[dict[str, Any]]:
+        def synthetic() -> Iterator[dict[str, Any]]:  # endless: the next epoch's order when one runs out
             nonlocal syn_epoch
             while True:
                 self.synthetic.set_epoch(syn_epoch)
@@ -136,23 +138,11 @@ class MixedDataset(IterableDataset[dict[str, Any]]):
                     got = True
                     yield s
                 if not got:
-                    return
+                    raise ValueError("MixedDataset: the synthetic shards hold no samples for this reader")
                 syn_epoch += 1
 
-        syn, real = synthetic(), _real_samples(self.real, self.seed, self.epoch)
-        k = 0
-        while True:
-            # Output k is synthetic when floor((k + 1) * ratio) > floor(k * ratio): an exact running share.
-            if int((k + 1) * self.ratio) > int(k * self.ratio):
-                s = next(syn, None)
-                if s is None:
-                    raise ValueError("MixedDataset: the synthetic shards hold no samples for this reader")
-            else:
-                s = next(real, None)
-                if s is None:
-                    return
-            yield s
-            k += 1
+        # the synthetic stream never ends, so the mix ends with the real epoch
+        yield from mix(_real_samples(self.real, self.seed, self.epoch), synthetic(), self.ratio)
 
 
 def mix(

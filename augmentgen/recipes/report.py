@@ -17,6 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from augmentgen.data.sources import ArrayDataset
 from augmentgen.recipes import stages as st
 from augmentgen.recipes.load import dump_recipe
 from augmentgen.recipes.schema import Recipe
@@ -202,8 +203,9 @@ def _shard_samples(folder: Path, classes: int) -> dict[int, list[np.ndarray]]:
     return picks
 
 
-def _samples_section(out: Path, recipe: Recipe) -> str:
-    """Per class: real training images beside the first images of every generator's shards."""
+def _samples_section(out: Path, recipe: Recipe, train: ArrayDataset | None = None) -> str:
+    """Per class: real training images (``train``, else the recipe's data loaded here) beside the
+    first images of every generator's shards."""
     folders = {g.name: out / "shards" / g.name for g in recipe.generators}
     folders = {n: d for n, d in folders.items() if (d / "manifest.json").is_file()}
     if not folders:
@@ -212,7 +214,8 @@ def _samples_section(out: Path, recipe: Recipe) -> str:
     try:
         from augmentgen.eval.train_job import load_data
 
-        train, _ = load_data(recipe.data)
+        if train is None:
+            train, _ = load_data(recipe.data)
         names, real = list(train.classes), {c: list(train.images[train.labels == c][:REAL_PER_CLASS]) for c in range(train.num_classes)}
     except Exception as e:  # noqa: BLE001 - the grids still show the generated images
         names, real, note = [], {}, f"<p class=muted>Real images not shown: {html.escape(str(e))}</p>"
@@ -268,7 +271,7 @@ def _evaluation_section(out: Path) -> str:
     )
 
 
-def write_report(out: Path, recipe: Recipe, recipe_sha256: str) -> Path:
+def write_report(out: Path, recipe: Recipe, recipe_sha256: str, train: ArrayDataset | None = None) -> Path:
     """Write ``out/report.html`` from the stage markers and outputs; returns its path."""
     body = [
         f"<h1>augmentgen run: {html.escape(recipe.name)}</h1>",
@@ -278,7 +281,7 @@ def write_report(out: Path, recipe: Recipe, recipe_sha256: str) -> Path:
         "<h2>Generators, shards and checks</h2>",
         _generator_table(out, recipe),
         "<h2>What the generators drew</h2>",
-        _samples_section(out, recipe),
+        _samples_section(out, recipe, train),
         "<h2>Downstream evaluation</h2>",
         _evaluation_section(out),
         "<h2>Resolved recipe</h2>",

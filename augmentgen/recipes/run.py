@@ -407,7 +407,8 @@ def _stage_evaluate(ctx: _Ctx) -> dict[str, Any]:
 def _stage_report(ctx: _Ctx) -> dict[str, Any]:
     from augmentgen.recipes.report import write_report
 
-    path = write_report(ctx.out, ctx.recipe, ctx.sha)
+    # the real images the run has loaded already; a report of finished stages loads its own
+    path = write_report(ctx.out, ctx.recipe, ctx.sha, train=None if ctx._data is None else ctx._data[0])
     return {"report": str(path)}
 
 

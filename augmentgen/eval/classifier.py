@@ -13,7 +13,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,9 @@ from augmentgen.core.batch import Batch
 from augmentgen.core.rng import torch_rng
 from augmentgen.generators import checkpoint as ckpt
 from augmentgen.generators.layers import build, channels_last, count_parameters
+
+if TYPE_CHECKING:
+    from augmentgen.pipeline.label_mix import LabelMix
 
 logger = logging.getLogger(__name__)
 
@@ -228,6 +231,7 @@ def train_classifier(
     init: ReferenceClassifier | None = None,
     label_smoothing: Tensor | None = None,
     soft_targets: Tensor | None = None,
+    mix: LabelMix | None = None,
 ) -> ClassifierRun:
     """Train a reference classifier on ``data`` with Adam and a cosine schedule; deterministic under ``seed``.
 
@@ -245,6 +249,9 @@ def train_classifier(
             e.g. non-zero on generated rows only; ``None``: plain cross-entropy on every row.
         soft_targets: ``[N, K]`` a target distribution per row (each row sums to 1), e.g. a teacher's
             probabilities blended into the generated rows' labels; excludes ``label_smoothing``.
+        mix: MixUp / CutMix each batch after the shifts (``pipeline.LabelMix``, its draws seeded by
+            the mix's seed and the step) and learn the mixed targets; excludes ``label_smoothing``
+            and ``soft_targets`` (the mix has a ``label_smoothing`` of its own).
 
     Example:
         >>> run = train_classifier(load_digits("train").to_batch(), steps=200)  # doctest: +SKIP
@@ -269,6 +276,8 @@ def train_classifier(
         sums = soft_targets.float().sum(1)
         if not (bool((soft_targets >= 0).all()) and torch.allclose(sums, torch.ones_like(sums), atol=1e-4)):
             raise ValueError("train_classifier: every row of soft_targets must be a distribution (>= 0, sums to 1)")
+    if mix is not None and (label_smoothing is not None or soft_targets is not None):
+        raise ValueError("train_classifier: mix excludes label_smoothing and soft_targets (LabelMix smooths itself)")
     if init is not None:
         config = init.config
     if config is None:
@@ -313,9 +322,14 @@ def train_classifier(
         )
         for g in opt.param_groups:
             g["lr"] = lr * f
+        mixed: Tensor | None = None
+        if mix is not None:
+            x, mixed = mix(x, y, epoch=0, step=step)
         logits = model(x, torch_rng(seed, "classifier-dropout", step, device=device))
         loss: Tensor
-        if soft_targets is not None:
+        if mixed is not None:
+            loss = -(mixed.to(logits) * logits.float().log_softmax(1)).sum(1).mean()
+        elif soft_targets is not None:
             loss = -(soft_targets[idx].to(logits) * logits.float().log_softmax(1)).sum(1).mean()
         elif label_smoothing is None:
             loss = F.cross_entropy(logits, y)

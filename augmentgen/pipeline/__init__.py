@@ -9,11 +9,13 @@ from augmentgen.pipeline.dataloader import (
     collate_batch,
     make_loader,
 )
+from augmentgen.pipeline.label_mix import CutMix, LabelMix, LabelMixParams, MixUp
 from augmentgen.pipeline.plan import Step, Trace
 from augmentgen.pipeline.synthesize import Synthesize, SyntheticDataset
 
 __all__ = [
-    "AlbumentationsStage", "AugmentedDataset", "BatchAugment", "EpochSampler", "OneOf", "Pipeline",
+    "AlbumentationsStage", "AugmentedDataset", "BatchAugment", "CutMix", "EpochSampler", "LabelMix",
+    "LabelMixParams", "MixUp", "OneOf", "Pipeline",
     "RandomApply", "SomeOf", "Step", "Synthesize", "SyntheticDataset", "Trace", "TorchvisionStage",
     "collate_batch", "make_loader", "stage_from_dict",
 ]

@@ -140,3 +140,20 @@ def test_soft_targets_equal_to_smoothed_labels_train_the_same_and_bad_rows_are_e
         train_classifier(data, soft_targets=target * 2, **kw)
     with pytest.raises(ValueError, match="not both"):
         train_classifier(data, soft_targets=target, label_smoothing=eps, **kw)
+
+
+def test_label_mix_trains_on_mixed_targets_deterministically(digits_train: Batch) -> None:
+    from augmentgen.pipeline import LabelMix
+
+    data = digits_train.index(torch.arange(256))
+    kw = {"config": SMALL, "steps": 10, "batch_size": 64, "seed": 0, "augment": False}
+    plain = train_classifier(data, **kw).model.state_dict()
+    # a mix that mixes no row learns one-hot targets: plain cross-entropy up to the formula's rounding
+    idle = train_classifier(data, mix=LabelMix(10, p=0.0), **kw).model.state_dict()
+    assert all(torch.allclose(plain[k].float(), idle[k].float(), atol=1e-4) for k in plain)
+    mixed = train_classifier(data, mix=LabelMix(10, seed=1), **kw).model.state_dict()
+    again = train_classifier(data, mix=LabelMix(10, seed=1), **kw).model.state_dict()
+    assert all(torch.equal(mixed[k], again[k]) for k in mixed)
+    assert not all(torch.allclose(plain[k].float(), mixed[k].float(), atol=1e-4) for k in plain)
+    with pytest.raises(ValueError, match="mix excludes"):
+        train_classifier(data, mix=LabelMix(10), label_smoothing=torch.zeros(256), **kw)

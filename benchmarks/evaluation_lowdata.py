@@ -32,6 +32,10 @@ with a real + classical baseline on the same seeds:
 - ``pool``: a CVAE's latents: this share of each class's draws comes from a kernel density over
   the latents of every class's real images (decoded with the class's label: the other classes'
   poses, sizes and brightness carried over), the rest from the class's own fitted prior.
+- ``mix``: MixUp / CutMix on every training batch in both arms (``pipeline.LabelMix``; the real +
+  classical baseline is trained again with it): ``none``, ``mixup`` (alpha 0.2), ``cutmix``
+  (alpha 1) or ``both`` (MixUp 0.8 or CutMix 1.0, half the rows each, as DeiT trains). Excludes
+  ``smooth``, ``smooth_real`` and ``soft``.
 - ``control``: 1 replaces the generated rows by as many real + classical rows drawn again at
   random (seeded): the same training set size and step budget with no generated image, to tell
   the images' effect from that of a longer, reshuffled training set.
@@ -77,8 +81,22 @@ from augmentgen.eval.train_job import _classifier_kwargs, load_data
 from augmentgen.generators import ConditionalVAE, load_generator
 from augmentgen.generators.checkpoint import write_json_atomic
 from augmentgen.generators.latent_prior import fit_class_mixture
-from augmentgen.pipeline import Pipeline
+from augmentgen.pipeline import LabelMix, Pipeline
 from augmentgen.recipes import load_recipe
+
+# the ``mix`` variant's LabelMix settings
+MIXES: dict[str, dict[str, float] | None] = {
+    "none": None,
+    "mixup": {"mixup_alpha": 0.2, "cutmix_alpha": 0.0},
+    "cutmix": {"mixup_alpha": 0.0, "cutmix_alpha": 1.0},
+    "both": {"mixup_alpha": 0.8, "cutmix_alpha": 1.0},
+}
+
+
+def label_mix(name: str, k: int, seed: int) -> LabelMix | None:
+    """The ``mix`` variant ``name`` for ``k`` classes, its draws seeded by the evaluation seed."""
+    spec = MIXES[name]
+    return None if spec is None else LabelMix(k, seed=seed, **spec)
 
 
 def parse_variant(text: str) -> dict[str, Any]:
@@ -99,19 +117,24 @@ def parse_variant(text: str) -> dict[str, Any]:
         "teacher": "run",
         "pool": 0.0,
         "control": 0,
+        "mix": "none",
     }
     for part in filter(None, text.split(",")):
         key, _, value = part.partition("=")
         if key not in v:
             raise ValueError(f"--variant {text!r}: unknown key {key!r}; known: {sorted(v)}")
         kind = float if key in ("smooth", "smooth_real", "soft", "soft_t", "pool") else int
-        v[key] = value if key in ("gens", "share", "temp", "schedule", "select", "teacher") else kind(value)
+        v[key] = value if key in ("gens", "share", "temp", "schedule", "select", "teacher", "mix") else kind(value)
     if v["select"] not in ("confident", "hard"):
         raise ValueError(f"--variant {text!r}: select must be 'confident' or 'hard', got {v['select']!r}")
     if (v["smooth"] or v["smooth_real"] or v["soft"]) and v["schedule"] != "mix":
         raise ValueError(f"--variant {text!r}: label smoothing and soft labels need schedule=mix")
     if v["soft"] and (v["smooth"] or v["smooth_real"]):
         raise ValueError(f"--variant {text!r}: soft labels exclude label smoothing")
+    if v["mix"] not in MIXES:
+        raise ValueError(f"--variant {text!r}: mix must be one of {sorted(MIXES)}, got {v['mix']!r}")
+    if v["mix"] != "none" and (v["smooth"] or v["smooth_real"] or v["soft"]):
+        raise ValueError(f"--variant {text!r}: mix excludes label smoothing and soft labels")
     if v["teacher"] not in ("run", "base"):
         raise ValueError(f"--variant {text!r}: teacher must be 'run' or 'base', got {v['teacher']!r}")
     return v
@@ -187,34 +210,37 @@ def main() -> None:
     cache_path = args.run / "evaluation_lowdata_baseline.json"
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
 
-    def baseline(smooth_real: float) -> dict[int, float]:
-        """Real + classical accuracy per seed, its rows learned with label smoothing ``smooth_real``."""
+    def baseline(smooth_real: float, mix: str = "none") -> dict[int, float]:
+        """Real + classical accuracy per seed, its rows learned with label smoothing ``smooth_real``
+        and the ``mix`` variant's MixUp / CutMix."""
         # "layout": the classifier's weights are channels-last since 2026-11-30 (same values, other
         # float rounding): baselines cached before it are not reused
         parts = [r.data.model_dump(mode="json"), r.pipeline, r.evaluate.classical_copies, kw, {"layout": "channels_last"}]
-        key = json.dumps(parts + ([smooth_real] if smooth_real else []), sort_keys=True, default=str)
+        extra = ([smooth_real] if smooth_real else []) + ([{"mix": MIXES[mix]}] if mix != "none" else [])
+        key = json.dumps(parts + extra, sort_keys=True, default=str)
         known = cache.setdefault(key, {})
         for seed in args.seeds:
             if str(seed) not in known:
                 rc = classical[seed]
                 eps = torch.full((rc.batch_size,), smooth_real) if smooth_real else None
-                run = train_classifier(rc, seed=seed, test=test_b, label_smoothing=eps, **kw)
+                run = train_classifier(rc, seed=seed, test=test_b, label_smoothing=eps, mix=label_mix(mix, k, seed), **kw)
                 known[str(seed)] = float(run.test_accuracy or 0.0)
                 save_baseline(cache_path, key, seed, known[str(seed)])
         acc = {seed: float(known[str(seed)]) for seed in args.seeds}
         print(json.dumps({"variant": "real_classical", "steps": kw["steps"], "pipeline": r.pipeline,
-                          "smooth_real": smooth_real, "accuracy": acc, "mean": statistics.fmean(acc.values())}),
+                          "smooth_real": smooth_real, "mix": mix, "accuracy": acc, "mean": statistics.fmean(acc.values())}),
               flush=True)  # fmt: skip
         return acc
 
-    bases = {0.0: baseline(0.0)}
+    bases = {(0.0, "none"): baseline(0.0)}
 
     for text in args.variant:
         v = parse_variant(text)
         c0 = time.process_time()
-        if v["smooth_real"] not in bases:
-            bases[v["smooth_real"]] = baseline(v["smooth_real"])
-        base = bases[v["smooth_real"]]
+        bkey = (v["smooth_real"], v["mix"])
+        if bkey not in bases:
+            bases[bkey] = baseline(*bkey)
+        base = bases[bkey]
         chosen = {name: gens[name] for name in v["gens"].split("+")}
         if v["pool"]:
             chosen = {name: pooled(g, real, v["pool"]) for name, g in chosen.items()}
@@ -251,8 +277,9 @@ def main() -> None:
                     [torch.full((rows.batch_size,), v["smooth_real"]), torch.full((syn.batch_size,), v["smooth"])]
                 )
             run = train_with_synthetic(
-                both, rc, v["schedule"], seed=seed, test=test_b, label_smoothing=smoothing, soft_targets=soft, **kw
-            )
+                both, rc, v["schedule"], seed=seed, test=test_b, label_smoothing=smoothing, soft_targets=soft,
+                mix=label_mix(v["mix"], k, seed), **kw,
+            )  # fmt: skip
             acc = float(run.test_accuracy or 0.0)
             accs.append(acc)
             gains.append(acc - base[seed])

@@ -34,9 +34,13 @@ def test_readme_python_blocks_run(tiny_run: RunResult, tmp_path: Path, monkeypat
     # the same code with two epochs and two workers (the README trains for 10 on 4)
     assert "range(10)" in dataloader and "num_workers=4" in dataloader
     exec(dataloader.replace("range(10)", "range(2)").replace("num_workers=4", "num_workers=2"), ns)  # noqa: S102
-    images, labels = ns["images"], ns["labels"]
-    assert isinstance(images, torch.Tensor) and images.dtype == torch.uint8 and images.shape[1:] == (3, 32, 32)
+    images, labels, targets = ns["images"], ns["labels"], ns["targets"]
+    assert isinstance(images, torch.Tensor) and images.dtype == torch.float32 and images.shape[1:] == (3, 32, 32)
     assert isinstance(labels, torch.Tensor) and labels.shape == (images.shape[0],)
+    assert isinstance(targets, torch.Tensor) and targets.shape == (images.shape[0], 10)
+    assert torch.allclose(targets.sum(1), torch.ones(len(targets)))
+    # every row keeps part of its own label (a CutMix box never covers a whole image)
+    assert bool((targets.gather(1, labels[:, None].long()) > 0).all())
     exec(shards, ns)  # noqa: S102
     assert len(list((tmp_path / "shards" / "cgan").glob("*.tar"))) == 6
     mixed = list(ns["mixed"])  # type: ignore[call-overload]

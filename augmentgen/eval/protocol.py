@@ -34,11 +34,13 @@ from augmentgen.core.rng import derive_seed, torch_rng
 from augmentgen.eval.cas import generate_dataset
 from augmentgen.eval.classifier import DEFAULT_STEPS, ClassifierRun, train_classifier
 from augmentgen.eval.forked import fork_workers, run_forked
+from augmentgen.pipeline.label_mix import LabelMix
 
 logger = logging.getLogger(__name__)
 
 ARMS = ("real", "real_classical", "real_classical_synthetic", "synthetic")
 SCHEDULES = ("mix", "pretrain")
+CLASSICAL_ARMS = ("real_classical", "real_classical_synthetic")  # the arms a LabelMix trains on
 PipelineFn = Callable[..., Any]
 
 
@@ -267,6 +269,7 @@ def evaluate_arms(
     workers: int | None = None,
     synthetic_oversample: int = 1,
     confidence: Callable[[Tensor], Tensor] | None = None,
+    label_mix: Mapping[str, Any] | None = None,
 ) -> Evaluation:
     """Train the reference classifier in every arm and seed; accuracy on ``test``.
 
@@ -289,6 +292,9 @@ def evaluate_arms(
         confidence: images -> logits of a classifier trained on ``real`` only (the run's reference
             classifier); needed when ``synthetic_oversample`` > 1.
         classifier_kwargs: ``train_classifier`` settings shared by every arm (steps, batch_size, lr, config, augment).
+        label_mix: ``LabelMix`` settings (mixup_alpha, cutmix_alpha, ...): the classical arms
+            (``real_classical``, ``real_classical_synthetic``) learn MixUp / CutMix batches, seeded
+            per evaluation seed; ``real`` and ``synthetic`` are trained as they are.
         on_step: called with ``(arm, seed)`` after each classifier is trained (progress), in
             the order they finish.
         workers: processes training classifiers at once (forked from this one, see
@@ -331,8 +337,11 @@ def evaluate_arms(
             "test_images": test.batch_size,
             "generators": sorted(generators),
             "classifier": {k: v for k, v in kw.items() if k != "config"},
+            "label_mix": dict(label_mix) if label_mix else None,
         }
     )
+    if label_mix:
+        LabelMix(num_classes, **label_mix)  # bad settings fail here, not in a forked worker
     real_u8 = _concat(real)
 
     def one(arm: str, seed: int) -> tuple[float, int, float]:
@@ -353,10 +362,11 @@ def evaluate_arms(
                 parts = [repeat_to_share(rc, syn.batch_size, synthetic_share)]
             parts.append(syn)
         data = _concat(*parts)
+        mix = LabelMix(num_classes, seed=seed, **label_mix) if label_mix and arm in CLASSICAL_ARMS else None
         if rc is not None:
-            run = train_with_synthetic(data, rc, synthetic_schedule, seed=seed, test=test, **kw)
+            run = train_with_synthetic(data, rc, synthetic_schedule, seed=seed, test=test, mix=mix, **kw)
         else:
-            run = train_classifier(data, seed=seed, test=test, **kw)
+            run = train_classifier(data, seed=seed, test=test, mix=mix, **kw)
         return float(run.test_accuracy or 0.0), data.batch_size, time.perf_counter() - t0
 
     tasks = [(arm, seed) for arm in arms for seed in seeds]

@@ -385,6 +385,7 @@ def _stage_evaluate(ctx: _Ctx) -> dict[str, Any]:
             on_step=lambda arm, seed: progress.update(task, advance=1),
             synthetic_oversample=ev.synthetic_oversample,
             confidence=ctx.classifier().predict_logits if ev.synthetic_oversample > 1 else None,
+            label_mix=ev.label_mix.model_dump() if ev.label_mix else None,
         )  # fmt: skip
     body = {
         **result.to_dict(),

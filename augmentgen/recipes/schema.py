@@ -193,6 +193,27 @@ class ChecksSpec(CheckConfig):
         return CheckConfig.model_validate(self.model_dump(exclude={"enabled", "n_real", "n_generated"}))
 
 
+class LabelMixSpec(_Strict):
+    """MixUp / CutMix on every training batch of the classical arms (``pipeline.LabelMix``)."""
+
+    mixup_alpha: float = Field(default=1.0, ge=0, description="MixUp's Beta(alpha, alpha) weight; 0: no MixUp")
+    cutmix_alpha: float = Field(
+        default=1.0, ge=0, description="CutMix's Beta(alpha, alpha) weight (box of about 1 - weight); 0: no CutMix"
+    )
+    switch_prob: float = Field(default=0.5, ge=0, le=1, description="with both on: the share of rows that use CutMix")
+    p: float = Field(default=1.0, ge=0, le=1, description="the share of rows mixed at all")
+    label_smoothing: float = Field(default=0.0, ge=0, le=1, description="smoothing of the targets before mixing")
+    per_sample: bool = Field(
+        default=True, description="a draw per row (false: one per batch, as torchvision's MixUp / CutMix)"
+    )
+
+    @model_validator(mode="after")
+    def _something_mixes(self) -> LabelMixSpec:
+        if self.mixup_alpha == 0 and self.cutmix_alpha == 0:
+            raise ValueError("mixup_alpha and cutmix_alpha are both 0, so nothing would be mixed")
+        return self
+
+
 class EvaluateSpec(_Strict):
     """The downstream protocol: the reference classifier trained per arm and seed, tested on real test data.
 
@@ -250,6 +271,14 @@ class EvaluateSpec(_Strict):
         description=(
             "real_classical_synthetic: 'mix' trains on all of it at once; 'pretrain' spends half "
             "the steps on all of it, then fine-tunes on real + classical for the other half"
+        ),
+    )
+    label_mix: LabelMixSpec | None = Field(
+        default=None,
+        description=(
+            "MixUp / CutMix on every training batch of real_classical and real_classical_synthetic "
+            "(the classical arms; real and synthetic stay unmixed), seeded per evaluation seed "
+            "(null: none)"
         ),
     )
 

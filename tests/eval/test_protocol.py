@@ -375,3 +375,24 @@ def test_keep_confident_keeps_the_most_confident_per_class(
                 assert max(prob[mine]) <= min(prob[dropped])
             else:
                 assert min(prob[mine]) >= max(prob[dropped])
+
+
+def test_label_mix_trains_the_classical_arms_only(digits_train: Batch, digits_test: Batch) -> None:
+    real = digits_train.index(torch.arange(200))
+    common: dict[str, Any] = {
+        "num_classes": 10, "pipeline": _shift, "generators": {"a": _Repeat(digits_train)}, "seeds": [0],
+        "classical_copies": 2, "synthetic_per_class": 5, "classifier_kwargs": KW, "workers": 1,
+    }  # fmt: skip
+    plain = evaluate_arms(real, digits_test, **common)
+    mix = {"mixup_alpha": 0.4, "cutmix_alpha": 1.0}
+    mixed = evaluate_arms(real, digits_test, label_mix=mix, **common)
+    again = evaluate_arms(real, digits_test, label_mix=mix, **common)
+    acc = lambda ev: {arm: a.accuracy for arm, a in ev.arms.items()}  # noqa: E731
+    assert acc(mixed) == acc(again)
+    for arm in ("real", "synthetic"):  # trained as they are
+        assert mixed.arms[arm].accuracy == plain.arms[arm].accuracy
+    for arm in ("real_classical", "real_classical_synthetic"):
+        assert mixed.arms[arm].accuracy != plain.arms[arm].accuracy
+    assert mixed.settings["label_mix"] == mix and plain.settings["label_mix"] is None
+    with pytest.raises(ValueError, match="both 0"):
+        evaluate_arms(real, digits_test, label_mix={"mixup_alpha": 0, "cutmix_alpha": 0}, **common)

@@ -139,6 +139,13 @@ def test_dump_then_load_is_equal(count: int, seeds: list[int], fmt: str, copies:
         ),
         (MINIMAL, ["evaluate.synthetic_shares=0.5"], ["(--set evaluate.synthetic_shares=0.5)", "did you mean 'synthetic_share'"]),
         (MINIMAL, ["generators.0.train.stpes=3"], ["generators.0.train.stpes (--set", "did you mean 'steps'"]),
+        # MixUp / CutMix in the evaluation: a bad weight, and nothing to mix
+        (
+            MINIMAL + "evaluate:\n  label_mix:\n    cutmix_alpha: -1\n",
+            [],
+            ["evaluate.label_mix.cutmix_alpha (line 5)", "greater than or equal to 0"],
+        ),
+        (MINIMAL, ["evaluate.label_mix={mixup_alpha: 0, cutmix_alpha: 0}"], ["evaluate.label_mix", "both 0"]),
     ],
 )
 def test_malformed_recipe_names_field_and_line(text: str, overrides: list[str], expected: list[str]) -> None:
@@ -210,3 +217,11 @@ def test_every_recipe_field_says_what_it_does() -> None:
 
     undocumented = [key for key, tname, _, doc in reference_rows() if not doc.strip()]
     assert undocumented == [], f"fields with no description (Field(description=...) or Args:): {undocumented}"
+
+
+def test_label_mix_is_set_from_the_command_line() -> None:
+    r = recipe_from_text(MINIMAL, overrides=["evaluate.label_mix={cutmix_alpha: 1.0, mixup_alpha: 0}"])
+    assert r.evaluate.label_mix is not None and r.evaluate.label_mix.mixup_alpha == 0.0
+    assert r.evaluate.label_mix.switch_prob == 0.5 and r.evaluate.label_mix.per_sample
+    assert recipe_from_text(MINIMAL).evaluate.label_mix is None
+    assert recipe_from_text(dump_recipe(r)) == r

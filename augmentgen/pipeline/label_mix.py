@@ -108,8 +108,8 @@ class LabelMix:
     def sample_params(self, n: int, size: tuple[int, int], rng: np.random.Generator) -> LabelMixParams:
         """Draw the pairing, weights, modes and boxes of ``n`` rows of ``size`` = (H, W).
 
-        Every draw is made whatever the settings (in a fixed order), so changing ``p`` or
-        ``switch_prob`` does not shift the other draws of the stream.
+        The draws come in a fixed order and number, so changing ``p`` or ``switch_prob`` does not
+        shift the other draws of the stream.
         """
         h, w = size
         k = n if self.per_sample else 1
@@ -267,6 +267,8 @@ def _float_images(images: Tensor) -> Tensor:
     if not isinstance(images, Tensor) or images.ndim != 4:
         shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
         raise ValueError(f"LabelMix: images must be a [B, C, H, W] tensor, got {shape}")
+    if images.shape[2] == 0 or images.shape[3] == 0:
+        raise ValueError(f"LabelMix: images have no pixels, shape {tuple(images.shape)}")
     if images.dtype == torch.uint8:
         return images.float().div_(255.0)
     if not images.dtype.is_floating_point:

@@ -225,6 +225,7 @@ def test_batch_in_batch_out_and_empty_batches():
         (lambda m: m(torch.rand(3, 4, 4), torch.tensor([0, 1, 2])), r"\[B, C, H, W\]"),
         (lambda m: m(torch.randint(0, 9, (2, 3, 4, 4)), torch.tensor([0, 1])), "float or uint8"),
         (lambda m: m(torch.rand(2, 3, 4, 4)), "pass the labels"),
+        (lambda m: m(torch.rand(2, 3, 0, 4), torch.tensor([0, 1])), "no pixels"),
         (lambda m: m(Batch(torch.rand(2, 3, 4, 4))), "no labels"),
         (
             lambda m: m(

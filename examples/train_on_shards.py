@@ -2,8 +2,8 @@
 
 Reads the shards of ``examples/generate_shards.py`` (or a run folder's ``shards/{generator}/``
 from ``augmentgen run``), interleaves them with a balanced real subset at an exact synthetic
-share (``MixedDataset``), trains a small CNN through a plain ``DataLoader`` and tests it on the
-full real test split. Checks that the stream holds the requested share of synthetic samples
+share (``MixedDataset``), trains a small CNN through a plain ``DataLoader`` (optionally on
+MixUp / CutMix batches with soft targets: ``--mix``) and tests it on the full real test split. Checks that the stream holds the requested share of synthetic samples
 and that the classifier beats chance by a clear margin.
 
 Run::
@@ -11,6 +11,7 @@ Run::
     .venv/bin/python examples/generate_shards.py --out /tmp/sx
     .venv/bin/python examples/train_on_shards.py --shards /tmp/sx/shards
     .venv/bin/python examples/train_on_shards.py --shards runs/main/shards/cgan --per-class 100 --ratio 0.5
+    .venv/bin/python examples/train_on_shards.py --shards /tmp/sx/shards --mix cutmix
 
 Exits non-zero when a check fails; the last line is a JSON summary.
 """
@@ -29,6 +30,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from augmentgen.data.sources import ArrayDataset, load_digits, load_fashion_mnist, subset_per_class
+from augmentgen.pipeline import LabelMix
 from augmentgen.shards import MixedDataset, collate, load
 
 
@@ -81,6 +83,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--workers", type=int, default=0, help="DataLoader workers")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--mix", choices=["none", "mixup", "cutmix", "both"], default="none",
+                    help="MixUp / CutMix each batch (LabelMix) and learn its soft targets")  # fmt: skip
     ap.add_argument("--min-accuracy", type=float, default=None,
                     help="fail below this test accuracy (default: chance + 0.3)")  # fmt: skip
     args = ap.parse_args(argv)
@@ -102,15 +106,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     loader = DataLoader(mixed, batch_size=args.batch_size, collate_fn=collate, num_workers=args.workers)
     net = small_cnn(real.image_shape[0], real.num_classes, torch.Generator().manual_seed(args.seed))
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    alphas = {"mixup": (0.2, 0.0), "cutmix": (0.0, 1.0), "both": (0.8, 1.0)}
+    mix = None
+    if args.mix != "none":
+        mix = LabelMix(real.num_classes, *alphas[args.mix], seed=args.seed)
     seen = {"real": 0, "synthetic": 0}
     for epoch in range(args.epochs):
         mixed.set_epoch(epoch)  # a new real order and shard order each epoch
-        for batch in loader:  # Batch: image [B, C, H, W] uint8, label [B], meta["key"]
+        for step, batch in enumerate(loader):  # Batch: image [B, C, H, W] uint8, label [B], meta["key"]
             n_real = sum(k.startswith("real-") for k in batch.meta["key"])
             seen["real"] += n_real
             seen["synthetic"] += batch.batch_size - n_real
-            x = batch.image.float() / 255.0
-            loss = nn.functional.cross_entropy(net(x), batch.label)
+            x, target = batch.image.float() / 255.0, batch.label
+            if mix is not None:  # mixed images, [B, K] soft targets (cross_entropy takes them as they are)
+                x, target = mix(x, batch.label, epoch=epoch, step=step)
+            loss = nn.functional.cross_entropy(net(x), target)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -127,6 +137,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     summary = {
         "dataset": dataset,
+        "mix": args.mix,
         "real_images": len(real),
         "samples_seen": seen,
         "synthetic_share": round(share, 4),

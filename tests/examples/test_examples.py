@@ -70,12 +70,13 @@ def test_generate_shards_verify_and_read_back_balanced(shards: tuple[Path, dict[
 
 
 @pytest.mark.slow
-def test_train_on_shards_beats_chance(shards: tuple[Path, dict[str, Any]]) -> None:
+@pytest.mark.parametrize("mix", ["none", "cutmix"])
+def test_train_on_shards_beats_chance(shards: tuple[Path, dict[str, Any]], mix: str) -> None:
     folder, _ = shards
     out = summary(
-        run_example("train_on_shards.py", "--shards", str(folder), "--per-class", "30", "--epochs", "10")
+        run_example("train_on_shards.py", "--shards", str(folder), "--per-class", "30", "--epochs", "10", "--mix", mix)
     )
-    assert out["dataset"] == "digits" and out["real_images"] == 300
+    assert out["dataset"] == "digits" and out["real_images"] == 300 and out["mix"] == mix
     assert out["samples_seen"]["real"] == 10 * 300
     assert abs(out["synthetic_share"] - 0.5) < 0.01
     assert out["test_accuracy"] >= out["chance"] + 0.3

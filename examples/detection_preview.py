@@ -1,4 +1,4 @@
-"""Draw docs/img/detection-mix.jpg: the driving-coco fixture through geometry + weather, mosaic, copy-paste.
+"""Draw docs/img/detection-mix.jpg: the driving-coco fixture through geometry + weather, mosaic, copy-paste, mixup.
 
 Each tile shows the instance masks (green) and the boxes with their category names, after
 ``compact_instances`` (dropped boxes and their pixels removed). Run from the repository root:
@@ -35,6 +35,7 @@ ROWS = {
     ),
     "mosaic": ({"transforms": [{"name": "mosaic", "p": 1.0, "min_visibility": 0.3}]}, 3),
     "copy-paste": ({"transforms": [{"name": "copy_paste", "p": 1.0, "paste_fraction": 1.0}]}, 5),
+    "mixup": ({"transforms": [{"name": "mixup", "p": 1.0}]}, 7),
 }
 
 

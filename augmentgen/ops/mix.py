@@ -1,4 +1,4 @@
-"""Batch ops for detection: mosaic and copy-paste. Each output row mixes several rows of the batch.
+"""Batch ops for detection: mosaic, copy-paste and mixup. Each output row mixes several rows of the batch.
 
 Both work on a ``Batch`` (any device) whose boxes are padded ``[B, N, 4]`` and whose
 masks, when present, are ONE instance-id plane per image (pixel value ``k + 1`` is box
@@ -45,6 +45,12 @@ class MosaicParams(Params):
 class CopyPasteParams(Params):
     source: Array  # [B] int64 row whose objects are pasted
     seed: Array  # [B] int64 seed of the row's per-object draws (N is unknown until apply)
+
+
+@dataclass(frozen=True)
+class BoxMixUpParams(Params):
+    source: Array  # [B] int64 row blended in
+    weight: Array  # [B] float64 weight of the row's own image (1: untouched)
 
 
 def _batch_only(name: str) -> ValueError:
@@ -301,3 +307,100 @@ class CopyPaste(Op):
             )
         boxes = Boxes(xyxy.to(bx.xyxy.dtype), valid, labels)
         return batch.replace(image=image, masks=masks, boxes=boxes)
+
+
+@register("mixup")
+@dataclass(kw_only=True)
+class BoxMixUp(Op):
+    """YOLO-style MixUp for detection: blend row ``i`` with another row, keep both rows' boxes.
+
+    The image becomes ``w * image_i + (1 - w) * image_j`` with ``w ~ Beta(alpha, alpha)``
+    (YOLOv5's alpha 32 keeps ``w`` near 0.5) and a partner ``j != i`` drawn from the batch; the
+    boxes are row ``i``'s in slots ``0..N-1`` and row ``j``'s in slots ``N..2N-1`` (invalid, with
+    label -1, where the row is not mixed), so the slot count never depends on the draw. Both
+    objects stay labelled: a detector learns to find each through the other. Masks are merged:
+    a pixel keeps the object of the image that weighs more there (its own where ``w >= 0.5``),
+    the other's where only that one has an object; instance ids of row ``j`` move to its new
+    slots (``k + 1 + N``).
+
+    A batch with class labels and no boxes is refused (its labels would stay one-hot on a
+    blended image): for class labels use ``pipeline.LabelMix`` after collate, which mixes the
+    targets too. Keypoints are refused (a row holds a fixed number of them).
+
+    Args:
+        alpha: the Beta distribution's parameter (both shapes); larger keeps ``w`` nearer 0.5.
+        instance_masks: masks are instance-id planes (ids renumbered to the new slots); False
+            merges mask values as they are (class-id maps).
+
+    Example:
+        >>> BoxMixUp(alpha=8.0).alpha
+        8.0
+    """
+
+    kind: ClassVar[str] = "mix"
+    alpha: float = 32.0
+    instance_masks: bool = True
+
+    def validate(self) -> None:
+        if not (float(self.alpha) > 0 and np.isfinite(float(self.alpha))):
+            raise ValueError(f"BoxMixUp.alpha must be a finite number > 0, got {self.alpha!r}")
+
+    def draw(self, n: int, size: tuple[int, int], rng: RNG, applied: Array) -> BoxMixUpParams:
+        if isinstance(rng, np.random.Generator):
+            raise _batch_only("BoxMixUp")
+        u = block(rng, n, 1)[0]
+        off = int_below(u, 1, max(n - 1, 1))  # j != i when B > 1
+        source = (torch.arange(n, device=off.device) + off) % n
+        # Beta has no torch sampler that takes a generator: one seed from the stream, numpy's Beta
+        seed = int(torch.randint(0, 2**62, (1,), generator=rng, device=rng.device))
+        weight = torch.from_numpy(np.random.default_rng(seed).beta(self.alpha, self.alpha, n))
+        return BoxMixUpParams(applied=torch.as_tensor(applied) & (n > 1), source=source, weight=weight)
+
+    def apply_sample(self, sample: Sample, params: Params) -> Sample:
+        raise _batch_only("BoxMixUp")
+
+    def apply(self, batch: Batch, params: Params) -> Batch:
+        p = expect(params, BoxMixUpParams, "BoxMixUp.apply").to_torch("cpu")
+        if batch.boxes is None and batch.label is not None:
+            raise ValueError(
+                "mixup (BoxMixUp) blends images and keeps both rows' boxes; this batch has class labels "
+                "and no boxes, which it would leave one-hot on blended images: to mix class labels use "
+                "pipeline.LabelMix after collate (soft targets)"
+            )
+        if batch.keypoints is not None:
+            raise ValueError("mixup (BoxMixUp) cannot carry keypoints: a row holds a fixed number of them")
+        dev = batch.device
+        applied = torch.as_tensor(p.applied).to(torch.bool)
+        src = torch.as_tensor(p.source).to(torch.int64).to(dev)
+        w = torch.where(applied, torch.as_tensor(p.weight).to(torch.float64), 1.0)
+        on = applied.to(dev)
+        boxes, n = None, 0
+        if batch.boxes is not None:
+            bx = batch.boxes
+            n = int(bx.xyxy.shape[1])
+            other_valid = bx.valid[src] & on[:, None]
+            boxes = Boxes(
+                torch.cat([bx.xyxy, bx.xyxy[src]], 1),
+                torch.cat([bx.valid, other_valid], 1),
+                torch.cat([bx.labels, torch.where(other_valid, bx.labels[src], -1)], 1),
+            )
+        if not bool(applied.any()):
+            return batch.replace(boxes=boxes)
+        masks = batch.masks
+        if masks is not None:
+            inst = self.instance_masks and masks.shape[1] == 1
+            if inst:
+                _check_masks(batch, 2 * n, "BoxMixUp")
+            other = masks[src]
+            if inst:
+                other = torch.where(other > 0, other + n, other)
+            own_wins = (masks > 0) & ((other == 0) | (w >= 0.5).to(dev).view(-1, 1, 1, 1))
+            merged = torch.where(own_wins | (other == 0), masks, other)
+            masks = torch.where(on.view(-1, 1, 1, 1), merged, masks)
+        x = batch.image
+        keep = (1.0 - w).to(dev).view(-1, 1, 1, 1)
+        if x.dtype == torch.uint8:  # blend in float, round back (the CPU path's images)
+            image = torch.lerp(x.float(), x[src].float(), keep.float()).round_().clamp_(0, 255).to(torch.uint8)
+        else:
+            image = torch.lerp(x, x[src], keep.to(x.dtype))
+        return batch.replace(image=image, boxes=boxes, masks=masks)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import augmentgen.ops  # noqa: F401
 from augmentgen.core.batch import Batch, Boxes, Sample
 from augmentgen.core.rng import torch_rng
-from augmentgen.ops.mix import CopyPaste, CopyPasteParams, Mosaic, MosaicParams
+from augmentgen.ops.mix import BoxMixUp, BoxMixUpParams, CopyPaste, CopyPasteParams, Mosaic, MosaicParams
 from augmentgen.pipeline import Pipeline
 
 
@@ -203,3 +203,100 @@ def test_mosaic_box_slots_do_not_depend_on_the_draw() -> None:
     assert out.boxes.xyxy.shape == (4, 4 * n, 4)
     assert torch.equal(out.boxes.xyxy[:, :n], batch.boxes.xyxy) and torch.equal(out.boxes.valid[:, :n], batch.boxes.valid)
     assert not out.boxes.valid[:, n:].any() and (out.boxes.labels[:, n:] == -1).all()
+
+
+def _boxes_batch(seed: int, b: int, n: int, uint8: bool = False) -> Batch:
+    g = np.random.default_rng(seed)
+    image = torch.from_numpy(g.random((b, 3, 6, 7))).float()
+    if uint8:
+        image = (image * 255).round().to(torch.uint8)
+    xy = g.random((b, n, 2)) * 4
+    wh = 0.5 + g.random((b, n, 2)) * 2
+    boxes = [torch.from_numpy(np.concatenate([xy[r], xy[r] + wh[r]], 1)).float() for r in range(b)]
+    labels = [torch.from_numpy(g.integers(0, 5, n)) for _ in range(b)]
+    bx = Boxes.from_list(boxes, labels)
+    drop = torch.from_numpy(g.random((b, n)) < 0.2)  # some slots already invalid
+    return Batch(image, boxes=Boxes(bx.xyxy, bx.valid & ~drop, torch.where(drop, -1, bx.labels)))
+
+
+def test_mixup_golden_blend_and_boxes() -> None:
+    batch = Batch(
+        torch.stack([torch.full((1, 2, 2), 0.2), torch.full((1, 2, 2), 0.8)]),
+        boxes=Boxes.from_list([torch.tensor([[0.0, 0, 1, 1]]), torch.tensor([[1.0, 1, 2, 2]])],
+                              [torch.tensor([3]), torch.tensor([7])]),
+    )  # fmt: skip
+    params = BoxMixUpParams(
+        applied=torch.tensor([True, False]), source=torch.tensor([1, 0]), weight=torch.tensor([0.25, 0.9], dtype=torch.float64)
+    )
+    out = BoxMixUp().apply(batch, params)
+    assert torch.allclose(out.image[0], torch.full((1, 2, 2), 0.25 * 0.2 + 0.75 * 0.8))
+    assert torch.equal(out.image[1], batch.image[1])  # not applied: bit for bit
+    assert out.boxes is not None
+    assert out.boxes.xyxy[0].tolist() == [[0.0, 0, 1, 1], [1.0, 1, 2, 2]]
+    assert out.boxes.labels.tolist() == [[3, 7], [7, -1]] and out.boxes.valid.tolist() == [[True, True], [True, False]]
+
+
+@settings(max_examples=40)
+@given(b=st.integers(1, 5), n=st.integers(0, 3), p=st.floats(0, 1), seed=st.integers(0, 10_000), uint8=st.booleans())
+def test_mixup_keeps_both_rows_boxes(b: int, n: int, p: float, seed: int, uint8: bool) -> None:
+    batch = _boxes_batch(seed, b, n, uint8)
+    op = BoxMixUp(p=p, alpha=2.0)
+    params = op.sample_params(batch, torch_rng(seed))
+    out = op.apply(batch, params)
+    assert batch.boxes is not None and out.boxes is not None
+    assert out.boxes.xyxy.shape == (b, 2 * n, 4) and out.image.dtype == batch.image.dtype
+    for i in range(b):
+        j, w, on = int(params.source[i]), float(params.weight[i]), bool(params.applied[i])
+        assert b == 1 or j != i
+        assert torch.equal(out.boxes.xyxy[i, :n], batch.boxes.xyxy[i])
+        assert torch.equal(out.boxes.valid[i, :n], batch.boxes.valid[i])
+        assert torch.equal(out.boxes.valid[i, n:], batch.boxes.valid[j] & on)
+        assert torch.equal(out.boxes.labels[i, n:], torch.where(out.boxes.valid[i, n:], batch.boxes.labels[j], -1))
+        if on:
+            want = w * batch.image[i].double() + (1 - w) * batch.image[j].double()
+            assert torch.allclose(out.image[i].double(), want, atol=0.5 if uint8 else 1e-6)
+        else:
+            assert torch.equal(out.image[i], batch.image[i])
+
+
+@settings(max_examples=25)
+@given(seed=st.integers(0, 10_000), alpha=st.sampled_from([0.3, 1.0, 32.0]))
+def test_mixup_merges_instance_masks_with_the_boxes(seed: int, alpha: float) -> None:
+    batch = _scene_batch(seed)
+    op = BoxMixUp(alpha=alpha)
+    params = op.sample_params(batch, torch_rng(seed))
+    out = op.apply(batch, params)
+    _assert_boxes_match_masks(out, exact=False)
+    assert batch.masks is not None and out.masks is not None and batch.boxes is not None
+    n = batch.boxes.xyxy.shape[1]
+    for i in range(batch.batch_size):
+        j, w = int(params.source[i]), float(params.weight[i])
+        own, other = batch.masks[i, 0], batch.masks[j, 0]
+        got = out.masks[i, 0]
+        # where one image has an object, it is there; where both do, the heavier one's
+        assert torch.equal(got[(own > 0) & (other == 0)], own[(own > 0) & (other == 0)])
+        assert torch.equal(got[(own == 0) & (other > 0)], other[(own == 0) & (other > 0)] + n)
+        both = (own > 0) & (other > 0)
+        assert torch.equal(got[both], own[both] if w >= 0.5 else other[both] + n)
+
+
+def test_mixup_in_a_pipeline_is_seeded_and_refuses_what_it_cannot_carry() -> None:
+    batch = _boxes_batch(0, 4, 2)
+    pipe = Pipeline.from_dict([{"name": "mosaic"}, {"name": "mixup", "p": 0.5}])
+    a, b, c = (pipe(batch, rng=torch_rng(s)) for s in (1, 1, 2))
+    assert torch.equal(a.image, b.image) and torch.equal(a.boxes.xyxy, b.boxes.xyxy)
+    assert not torch.equal(a.image, c.image)
+    assert a.boxes.xyxy.shape == (4, 16, 4)  # mosaic 4N, then mixup doubles
+    op = BoxMixUp()
+    labelled = Batch(torch.rand(2, 3, 4, 4), label=torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="class labels.*LabelMix"):
+        op.apply(labelled, op.sample_params(labelled, torch_rng(0)))
+    unlabelled = Batch(torch.rand(2, 3, 4, 4))  # images only: blended
+    assert not torch.equal(op.apply(unlabelled, op.sample_params(unlabelled, torch_rng(0))).image, unlabelled.image)
+    pts = Batch(torch.rand(2, 3, 4, 4), keypoints=torch.zeros(2, 1, 2))
+    with pytest.raises(ValueError, match="cannot carry keypoints"):
+        op.apply(pts, op.sample_params(pts, torch_rng(0)))
+    with pytest.raises(ValueError, match="no per-sample path"):
+        Pipeline.from_dict([{"name": "mixup"}])(Sample(np.zeros((8, 8, 3), np.uint8)), rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match="alpha must be a finite number > 0"):
+        BoxMixUp(alpha=0.0)

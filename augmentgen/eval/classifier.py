@@ -8,6 +8,7 @@ the Classification Accuracy Score. Saved and loaded like the generators
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import time
@@ -216,6 +217,42 @@ def smoothed_cross_entropy(logits: Tensor, target: Tensor, smoothing: Tensor) ->
     return ((1.0 - e) * nll - e * logp.mean(1)).mean()
 
 
+PRECISIONS = ("float32", "bfloat16", "auto")
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_flags() -> frozenset[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux
+        return frozenset()
+    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
+    return frozenset(line.partition(":")[2].split())
+
+
+def native_bf16(device: torch.device | str = "cpu") -> bool:
+    """Whether ``device`` computes bfloat16 natively: CUDA with bf16 support, or a CPU with
+    AVX512-BF16 or AMX-BF16 (elsewhere oneDNN emulates it, slower than float32)."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    return dev.type == "cpu" and bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
+
+
+def resolve_precision(precision: str, device: torch.device | str = "cpu") -> str:
+    """``float32`` or ``bfloat16``: ``auto`` picks bfloat16 where ``native_bf16(device)``.
+
+    Example:
+        >>> resolve_precision("float32")
+        'float32'
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"classifier precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        return "bfloat16" if native_bf16(device) else "float32"
+    return precision
+
+
 def train_classifier(
     data: Batch,
     *,
@@ -232,6 +269,7 @@ def train_classifier(
     label_smoothing: Tensor | None = None,
     soft_targets: Tensor | None = None,
     mix: LabelMix | None = None,
+    precision: str = "float32",
 ) -> ClassifierRun:
     """Train a reference classifier on ``data`` with Adam and a cosine schedule; deterministic under ``seed``.
 
@@ -249,6 +287,9 @@ def train_classifier(
             e.g. non-zero on generated rows only; ``None``: plain cross-entropy on every row.
         soft_targets: ``[N, K]`` a target distribution per row (each row sums to 1), e.g. a teacher's
             probabilities blended into the generated rows' labels; excludes ``label_smoothing``.
+        precision: ``float32``, ``bfloat16`` (the forward pass under ``torch.autocast``: convolutions
+            and linear layers in bfloat16, the loss, weights and optimizer in float32) or ``auto``
+            (bfloat16 where the device computes it natively, see ``native_bf16``). Test passes stay float32.
         mix: MixUp / CutMix each batch after the shifts (``pipeline.LabelMix``, its draws seeded by
             the mix's seed and the step) and learn the mixed targets; excludes ``label_smoothing``
             and ``soft_targets`` (the mix has a ``label_smoothing`` of its own).
@@ -276,6 +317,7 @@ def train_classifier(
         sums = soft_targets.float().sum(1)
         if not (bool((soft_targets >= 0).all()) and torch.allclose(sums, torch.ones_like(sums), atol=1e-4)):
             raise ValueError("train_classifier: every row of soft_targets must be a distribution (>= 0, sums to 1)")
+    precision = resolve_precision(precision, device)
     if mix is not None and (label_smoothing is not None or soft_targets is not None):
         raise ValueError("train_classifier: mix excludes label_smoothing and soft_targets (LabelMix smooths itself)")
     if init is not None:
@@ -325,7 +367,9 @@ def train_classifier(
         mixed: Tensor | None = None
         if mix is not None:
             x, mixed = mix(x, y, epoch=0, step=step)
-        logits = model(x, torch_rng(seed, "classifier-dropout", step, device=device))
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bfloat16"):
+            logits = model(x, torch_rng(seed, "classifier-dropout", step, device=device))
+        logits = logits.float()
         loss: Tensor
         if mixed is not None:
             loss = -(mixed.to(logits) * logits.float().log_softmax(1)).sum(1).mean()

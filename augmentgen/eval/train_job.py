@@ -29,7 +29,12 @@ from augmentgen.data.sources import (
     train_val_split,
 )
 from augmentgen.eval.cas import classification_accuracy_score, generate_dataset, label_agreement
-from augmentgen.eval.classifier import ClassifierConfig, ReferenceClassifier, train_classifier
+from augmentgen.eval.classifier import (
+    ClassifierConfig,
+    ReferenceClassifier,
+    resolve_precision,
+    train_classifier,
+)
 from augmentgen.eval.forked import fork_workers, run_forked
 from augmentgen.generators import checkpoint as ckpt
 from augmentgen.generators.config import ClassifierSpec, DataSpec, GeneratorSpec, TrainRecipe
@@ -99,6 +104,8 @@ def _classifier_kwargs(spec: ClassifierSpec, train: ArrayDataset) -> dict[str, A
         "batch_size": spec.batch_size,
         "lr": spec.lr,
         "augment": spec.augment,
+        # resolved here, so what the arms trained with is recorded (evaluation.json, the checkpoint's meta)
+        "precision": resolve_precision(spec.precision),
     }
 
 
@@ -168,6 +175,7 @@ def _train_or_load_classifier(
         "train_cpu_seconds": run.cpu_seconds,
         "parameters": count_parameters(run.model),
         "steps": recipe.classifier.steps,
+        "precision": kw["precision"],
     }
     run.model.save_pretrained(cdir, meta=meta)
     return run.model, meta

@@ -197,6 +197,14 @@ class ClassifierSpec(_Strict):
     dropout: float = Field(default=0.2, ge=0, lt=1, description="dropout before each linear layer")
     augment: bool = Field(default=True, description="random 2-pixel shifts while training")
     seed: int = Field(default=0, description="seeds the initial weights, the batch order, the shifts and the dropout")
+    precision: Literal["auto", "float32", "bfloat16"] = Field(
+        default="auto",
+        description=(
+            "training steps' compute type: bfloat16 runs the forward pass under autocast (weights, loss "
+            "and optimizer stay float32); auto picks it where the device computes bfloat16 natively "
+            "(CUDA with bf16, a CPU with AVX512-BF16 or AMX), else float32. Test passes are float32"
+        ),
+    )
 
 
 class EvalSpec(_Strict):

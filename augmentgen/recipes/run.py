@@ -130,6 +130,7 @@ def _stage_train(ctx: _Ctx) -> dict[str, Any]:
             "test_accuracy": run.test_accuracy,
             "train_seconds": run.seconds,
             "parameters": count_parameters(run.model),
+            "precision": kw["precision"],
             "recipe_sha256": ctx.sha,
         }
         run.model.save_pretrained(cdir, meta=meta)

@@ -157,3 +157,25 @@ def test_label_mix_trains_on_mixed_targets_deterministically(digits_train: Batch
     assert not all(torch.allclose(plain[k].float(), mixed[k].float(), atol=1e-4) for k in plain)
     with pytest.raises(ValueError, match="mix excludes"):
         train_classifier(data, mix=LabelMix(10), label_smoothing=torch.zeros(256), **kw)
+
+
+def test_bfloat16_training_is_deterministic_and_auto_follows_the_hardware(
+    digits_train: Batch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from augmentgen.eval import classifier as C
+
+    data = digits_train.index(torch.arange(256))
+    kw = {"config": SMALL, "steps": 10, "batch_size": 64, "seed": 0, "augment": False}
+    plain = train_classifier(data, **kw).model.state_dict()
+    half = train_classifier(data, precision="bfloat16", **kw).model.state_dict()
+    again = train_classifier(data, precision="bfloat16", **kw).model.state_dict()
+    assert all(torch.equal(half[k], again[k]) for k in half)
+    assert all(half[k].dtype == plain[k].dtype for k in half)  # weights stay float32
+    assert not all(torch.equal(plain[k], half[k]) for k in plain)  # bf16 rounding: other weights, close ones
+    assert all(torch.allclose(plain[k].float(), half[k].float(), atol=0.05) for k in plain)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        train_classifier(data, precision="float16", **kw)
+    monkeypatch.setattr(C, "_cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    assert C.resolve_precision("auto") == "bfloat16" and C.resolve_precision("float32") == "float32"
+    monkeypatch.setattr(C, "_cpu_flags", lambda: frozenset({"avx2"}))
+    assert C.resolve_precision("auto") == "float32" and C.resolve_precision("bfloat16") == "bfloat16"

@@ -8,7 +8,6 @@ the Classification Accuracy Score. Saved and loaded like the generators
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import math
 import time
@@ -22,6 +21,7 @@ from torch import Tensor, nn
 
 from augmentgen.core.batch import Batch
 from augmentgen.core.rng import torch_rng
+from augmentgen.core.system import native_bf16
 from augmentgen.generators import checkpoint as ckpt
 from augmentgen.generators.layers import build, channels_last, count_parameters
 
@@ -218,25 +218,6 @@ def smoothed_cross_entropy(logits: Tensor, target: Tensor, smoothing: Tensor) ->
 
 
 PRECISIONS = ("float32", "bfloat16", "auto")
-
-
-@functools.lru_cache(maxsize=1)
-def _cpu_flags() -> frozenset[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:  # not Linux
-        return frozenset()
-    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
-    return frozenset(line.partition(":")[2].split())
-
-
-def native_bf16(device: torch.device | str = "cpu") -> bool:
-    """Whether ``device`` computes bfloat16 natively: CUDA with bf16 support, or a CPU with
-    AVX512-BF16 or AMX-BF16 (elsewhere oneDNN emulates it, slower than float32)."""
-    dev = torch.device(device)
-    if dev.type == "cuda":
-        return bool(torch.cuda.is_bf16_supported())
-    return dev.type == "cpu" and bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
 
 
 def resolve_precision(precision: str, device: torch.device | str = "cpu") -> str:

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from augmentgen.core.batch import Batch
 from augmentgen.core.rng import torch_rng
+from augmentgen.core.system import native_bf16
 from augmentgen.generators import checkpoint as ckpt
 from augmentgen.generators.config import TrainSpec
 from augmentgen.generators.images import save_curves, save_grid
@@ -165,13 +166,13 @@ class Trainer:
             augment = Pipeline.from_dict(spec.augment, where="train.augment")
         self.augment = augment
         # float16 needs CUDA (and loss scaling); bfloat16 has float32's range, so no scaling, and
-        # runs on CUDA or on a CPU with bf16 units (oneDNN, e.g. AMX)
+        # runs on CUDA or on a CPU with bf16 units (AVX512-BF16, AMX): elsewhere oneDNN emulates
+        # it, slower than float32, so the recipe stays portable and trains in float32 there
         bf16 = spec.amp_dtype == "bfloat16"
-        amp = spec.amp and (self.device.type == "cuda" or (bf16 and self.device.type == "cpu"))
+        amp = spec.amp and (self.device.type == "cuda" or (bf16 and native_bf16(self.device)))
         if spec.amp and not amp:
-            logger.warning(
-                "amp=True needs CUDA for %s; training in float32 on %s", spec.amp_dtype, self.device
-            )
+            need = "a device that computes bfloat16 natively" if bf16 else "CUDA"
+            logger.warning("amp=True needs %s for %s; training in float32 on %s", need, spec.amp_dtype, self.device)
         self.amp = amp
         self.amp_dtype = torch.bfloat16 if bf16 else torch.float16
         scale = amp and not bf16

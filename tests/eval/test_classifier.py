@@ -162,6 +162,7 @@ def test_label_mix_trains_on_mixed_targets_deterministically(digits_train: Batch
 def test_bfloat16_training_is_deterministic_and_auto_follows_the_hardware(
     digits_train: Batch, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from augmentgen.core import system as hardware
     from augmentgen.eval import classifier as C
 
     data = digits_train.index(torch.arange(256))
@@ -175,7 +176,7 @@ def test_bfloat16_training_is_deterministic_and_auto_follows_the_hardware(
     assert all(torch.allclose(plain[k].float(), half[k].float(), atol=0.05) for k in plain)
     with pytest.raises(ValueError, match="precision must be one of"):
         train_classifier(data, precision="float16", **kw)
-    monkeypatch.setattr(C, "_cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
     assert C.resolve_precision("auto") == "bfloat16" and C.resolve_precision("float32") == "float32"
-    monkeypatch.setattr(C, "_cpu_flags", lambda: frozenset({"avx2"}))
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: frozenset({"avx2"}))
     assert C.resolve_precision("auto") == "float32" and C.resolve_precision("bfloat16") == "bfloat16"

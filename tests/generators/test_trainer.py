@@ -173,9 +173,20 @@ def test_amp_needs_cuda(
     assert t.model.decoder.fc.weight.dtype == torch.float32
 
 
+def test_bfloat16_amp_falls_back_to_float32_without_native_bf16(
+    tmp_path: Path, digits: Batch, tiny_vae: Callable[..., ConditionalVAE], caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setattr("augmentgen.generators.trainer.native_bf16", lambda device: False)
+    t = Trainer(tiny_vae(), digits, spec(steps=2, amp=True, amp_dtype="bfloat16", device="cpu"), tmp_path)
+    assert not t.amp and "needs a device that computes bfloat16 natively" in caplog.text
+
+
 def test_bfloat16_amp_trains_on_cpu(
-    tmp_path: Path, digits: Batch, tiny_gan: Callable[..., ConditionalGAN]
+    tmp_path: Path, digits: Batch, tiny_gan: Callable[..., ConditionalGAN], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # as on a CPU with AVX512-BF16 or AMX (this one may emulate it: slower, the same arithmetic)
+    monkeypatch.setattr("augmentgen.generators.trainer.native_bf16", lambda device: True)
     t = Trainer(tiny_gan(), digits, spec(steps=12, amp=True, amp_dtype="bfloat16", device="cpu"), tmp_path)
     assert t.amp and t.amp_dtype == torch.bfloat16
     assert not any(s.is_enabled() for s in t.scalers.values())  # bfloat16 needs no loss scaling

@@ -327,3 +327,27 @@ def test_bad_hyperparameters_are_named(cls: type, kwargs: dict[str, Any], match:
 def test_color_affine_rejects_other_channel_counts() -> None:
     with pytest.raises(ValueError, match="1 or 3 channels"):
         fc.color_affine(torch.rand(1, 4, 2, 2), torch.eye(3, 4)[None])
+
+
+def test_a_pipeline_first_run_under_inference_mode_still_backpropagates_later() -> None:
+    """The ops' cached constant tensors are made outside inference mode: shard writing runs ops under
+    ``torch.inference_mode`` first, and a GAN's DiffAugment later backpropagates through the same ops
+    in the same process (this failed with 'Inference tensors cannot be saved for backward')."""
+    from augmentgen.core.rng import torch_rng
+    from augmentgen.ops.functional import noise as fn
+    from augmentgen.ops.functional import precipitation as fp
+    from augmentgen.pipeline import Pipeline
+
+    for cached in (fc._basis_t, fn._bank_torch, fp._ubank_torch):
+        cached.cache_clear()
+    pipe = Pipeline.from_dict([{"name": "contrast", "contrast": 0.5}, {"name": "saturation", "saturation": 0.5},
+                               {"name": "gaussian_noise"}, {"name": "rain"}])  # fmt: skip
+    with torch.inference_mode():
+        pipe(Batch(torch.rand(2, 3, 16, 16)), rng=torch_rng(0))
+    x = torch.rand(2, 3, 16, 16, requires_grad=True)
+    out = Pipeline.from_dict([{"name": "contrast", "contrast": 0.5}])(Batch(x), rng=torch_rng(1))
+    out.image.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert not fc._basis_t(x.device).is_inference()
+    assert fn._bank_torch.cache_info().currsize and fp._ubank_torch.cache_info().currsize  # made under inference_mode
+    assert not fp._ubank_torch(x.device).is_inference()

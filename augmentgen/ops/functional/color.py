@@ -69,7 +69,10 @@ _TO_U8 = np.array([1.0, 1.0, 1.0, 255.0], np.float32)  # offset column in 0..255
 
 @lru_cache(maxsize=16)
 def _basis_t(device: torch.device) -> Tensor:
-    return torch.as_tensor(_BASIS12_F32, device=device)
+    # a normal tensor even when first asked for under inference_mode: the cache outlives that
+    # block, and an inference tensor would break autograd through the op later (DiffAugment)
+    with torch.inference_mode(False):
+        return torch.as_tensor(_BASIS12_F32, device=device)
 
 
 def _cos_sin(x: Scalar) -> tuple[Scalar, Scalar]:

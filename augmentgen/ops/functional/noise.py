@@ -70,7 +70,8 @@ def _bank_np(ext: int) -> np.ndarray:
 
 @lru_cache(maxsize=8)
 def _bank_torch(device: torch.device, ext: int) -> Tensor:
-    return torch.from_numpy(np.array(_bank_np(ext))).to(device)
+    with torch.inference_mode(False):  # cached past any inference_mode block (see color._basis_t)
+        return torch.from_numpy(np.array(_bank_np(ext))).to(device)
 
 
 def noise_bank() -> np.ndarray:

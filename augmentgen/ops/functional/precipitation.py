@@ -38,7 +38,8 @@ def ubank_np() -> np.ndarray:
 
 @lru_cache(maxsize=8)
 def _ubank_torch(device: torch.device) -> Tensor:
-    return torch.from_numpy(np.array(ubank_np())).to(device)
+    with torch.inference_mode(False):  # cached past any inference_mode block (see color._basis_t)
+        return torch.from_numpy(np.array(ubank_np())).to(device)
 
 
 # ---- rain and snow: exact streak rasterization ------------------------------------------

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,25 +46,11 @@ def on_interrupt(hint: str) -> Iterator[None]:
     The library writes every output whole under a temporary name or not at all, so what is
     interrupted is lost and what finished stays; the hint says how to go on.
     """
-    from augmentgen.core.system import note_interrupt, reset_interrupt
-
-    # remember a Ctrl-C even if some library swallows its KeyboardInterrupt: the run checks the
-    # note between stages (only in the main thread, and only over Python's own handler)
-    ours = threading.current_thread() is threading.main_thread() and (
-        signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    )
-    reset_interrupt()
-    if ours:
-        signal.signal(signal.SIGINT, note_interrupt)
     try:
         yield
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted:[/yellow] {hint}")
         raise typer.Exit(130) from None
-    finally:
-        reset_interrupt()
-        if ours:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

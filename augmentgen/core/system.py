@@ -1,14 +1,10 @@
-"""What the machine gives this process: the cores it may run on, whether it computes bfloat16
-natively, and whether Ctrl-C was pressed."""
+"""What the machine gives this process: the cores it may run on, and whether it computes bfloat16 natively."""
 
 from __future__ import annotations
 
 import functools
 import os
-import signal
-import threading
 from pathlib import Path
-from types import FrameType
 
 import torch
 
@@ -49,27 +45,3 @@ def native_bf16(device: torch.device | str = "cpu") -> bool:
     if dev.type == "cuda":
         return bool(torch.cuda.is_bf16_supported())
     return dev.type == "cpu" and bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
-
-
-_INTERRUPTED = threading.Event()
-
-
-def note_interrupt(signum: int, frame: FrameType | None) -> None:
-    """A SIGINT handler: remember the interrupt, then raise ``KeyboardInterrupt`` as Python's own does.
-
-    A library that catches and drops the exception (one CI run saw a Ctrl-C vanish in the middle
-    of a stage) cannot drop the note: ``raise_if_interrupted`` raises it again at the next check.
-    """
-    _INTERRUPTED.set()
-    signal.default_int_handler(signum, frame)
-
-
-def raise_if_interrupted() -> None:
-    """Raise ``KeyboardInterrupt`` if ``note_interrupt`` saw a Ctrl-C (a check between units of work)."""
-    if _INTERRUPTED.is_set():
-        raise KeyboardInterrupt
-
-
-def reset_interrupt() -> None:
-    """Forget a noted Ctrl-C (a command starts and ends with a clean slate)."""
-    _INTERRUPTED.clear()

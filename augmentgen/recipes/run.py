@@ -31,7 +31,6 @@ from typing import Any
 import torch
 from rich.console import Console
 
-from augmentgen.core.system import raise_if_interrupted
 from augmentgen.data.sources import ArrayDataset
 from augmentgen.recipes import stages as st
 from augmentgen.recipes.load import dump_recipe
@@ -470,7 +469,6 @@ def run_recipe(
     result = RunResult(out=out)
     todo = [s for s in st.STAGES if s in stages]
     for k, s in enumerate(todo, 1):
-        raise_if_interrupted()
         h = ctx.hashes[s]
         if st.is_done(out, s, h) and s != "report":
             ctx.say(f"[{k}/{len(todo)}] {s}: done earlier for this recipe, skipped")
@@ -480,7 +478,6 @@ def run_recipe(
             ctx.say(f"[bold][{k}/{len(todo)}] {s}[/bold]")
             t0, c0 = time.perf_counter(), _cpu_seconds()
             info = _RUNNERS[s](ctx)
-            raise_if_interrupted()  # a Ctrl-C some library swallowed: the stage is not marked done
             result.seconds[s] = time.perf_counter() - t0
             cpu = _cpu_seconds() - c0
             st.write_marker(out, s, h, ctx.sha, seconds=result.seconds[s], cpu_seconds=cpu, info=info)

@@ -304,34 +304,3 @@ def test_generators_trained_side_by_side_are_the_ones_trained_in_turn(
         trained_cpu += done["train_cpu_seconds"]
     marker = read_marker(tmp_path / "c2", "train")
     assert marker is not None and marker["cpu_seconds"] >= trained_cpu  # the children's CPU is the stage's too
-
-
-def test_a_swallowed_ctrl_c_still_stops_the_run_before_the_stage_is_marked(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import typer
-
-    from augmentgen.cli._app import on_interrupt
-    from augmentgen.core import system
-    from augmentgen.recipes import run as R
-
-    def swallowing(ctx: object) -> dict[str, object]:
-        try:  # Ctrl-C in the middle of the stage, and a library that catches and drops it
-            system.note_interrupt(signal.SIGINT, None)
-        except KeyboardInterrupt:
-            pass
-        return {}
-
-    monkeypatch.setitem(R._RUNNERS, "train", swallowing)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            run_recipe(load_recipe(TINY), tmp_path / "r", stages=("train",))
-    finally:
-        system.reset_interrupt()
-    assert read_marker(tmp_path / "r", "train") is None  # not marked done: a rerun does it again
-    # the CLI's guard installs the noting handler for the command only, and starts clean
-    with pytest.raises(typer.Exit), on_interrupt("hint"):
-        assert signal.getsignal(signal.SIGINT) is system.note_interrupt
-        raise KeyboardInterrupt
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    system.raise_if_interrupted()  # nothing noted any more

@@ -352,10 +352,9 @@ def train_classifier(
             logits = model(x, torch_rng(seed, "classifier-dropout", step, device=device))
         logits = logits.float()
         loss: Tensor
-        if mixed is not None:
-            loss = -(mixed.to(logits) * logits.float().log_softmax(1)).sum(1).mean()
-        elif soft_targets is not None:
-            loss = -(soft_targets[idx].to(logits) * logits.float().log_softmax(1)).sum(1).mean()
+        soft = mixed if mixed is not None else None if soft_targets is None else soft_targets[idx]
+        if soft is not None:  # a distribution per row: the mix's targets, or the given ones
+            loss = -(soft.to(logits) * logits.log_softmax(1)).sum(1).mean()
         elif label_smoothing is None:
             loss = F.cross_entropy(logits, y)
         else:

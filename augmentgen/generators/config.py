@@ -97,7 +97,7 @@ class TrainSpec(_Strict):
     )
     amp_dtype: Literal["float16", "bfloat16"] = Field(
         default="float16",
-        description="float16: CUDA only, with grad scaling; bfloat16: CUDA or a CPU with bf16 units (AMX), no scaling",
+        description="float16: CUDA only, with grad scaling; bfloat16: CUDA or a CPU with native bf16 (AVX512-BF16, AMX), no scaling; float32 with a warning elsewhere",
     )
     seed: int = Field(
         default=0,

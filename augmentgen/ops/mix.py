@@ -1,6 +1,6 @@
 """Batch ops for detection: mosaic, copy-paste and mixup. Each output row mixes several rows of the batch.
 
-Both work on a ``Batch`` (any device) whose boxes are padded ``[B, N, 4]`` and whose
+They work on a ``Batch`` (any device) whose boxes are padded ``[B, N, 4]`` and whose
 masks, when present, are ONE instance-id plane per image (pixel value ``k + 1`` is box
 slot ``k``, as ``data.detection`` builds them). Boxes, labels and masks follow the pixels:
 a mixed row has more box slots than its input (mosaic ``4N``, copy-paste ``2N``), dropped
@@ -51,6 +51,12 @@ class CopyPasteParams(Params):
 class BoxMixUpParams(Params):
     source: Array  # [B] int64 row blended in
     weight: Array  # [B] float64 weight of the row's own image (1: untouched)
+
+
+def _partners(rng: torch.Generator, n: int) -> Tensor:
+    """``[n]`` int64: for each row another row ``j != i`` (when ``n`` > 1), from one uniform draw per row."""
+    off = torch.as_tensor(int_below(block(rng, n, 1)[0], 1, max(n - 1, 1)))  # an offset in [1, n)
+    return (torch.arange(n, device=off.device) + off) % n
 
 
 def _batch_only(name: str) -> ValueError:
@@ -238,10 +244,7 @@ class CopyPaste(Op):
     def draw(self, n: int, size: tuple[int, int], rng: RNG, applied: Array) -> CopyPasteParams:
         if isinstance(rng, np.random.Generator):
             raise _batch_only("CopyPaste")
-        u = block(rng, n, 1)[0]
-        # j != i: an offset in [1, B) when B > 1
-        off = int_below(u, 1, max(n - 1, 1))
-        source = (torch.arange(n, device=off.device) + off) % n
+        source = _partners(rng, n)
         seed = torch.randint(0, 2**62, (n,), generator=rng, device=rng.device)
         return CopyPasteParams(applied=torch.as_tensor(applied) & (n > 1), source=source, seed=seed)
 
@@ -348,9 +351,7 @@ class BoxMixUp(Op):
     def draw(self, n: int, size: tuple[int, int], rng: RNG, applied: Array) -> BoxMixUpParams:
         if isinstance(rng, np.random.Generator):
             raise _batch_only("BoxMixUp")
-        u = block(rng, n, 1)[0]
-        off = int_below(u, 1, max(n - 1, 1))  # j != i when B > 1
-        source = (torch.arange(n, device=off.device) + off) % n
+        source = _partners(rng, n)
         # Beta has no torch sampler that takes a generator: one seed from the stream, numpy's Beta
         seed = int(torch.randint(0, 2**62, (1,), generator=rng, device=rng.device))
         weight = torch.from_numpy(np.random.default_rng(seed).beta(self.alpha, self.alpha, n))

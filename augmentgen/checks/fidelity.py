@@ -9,7 +9,15 @@ from torch import Tensor
 
 from augmentgen.checks.base import FeatureCheck, as_tensor_2d, make_result
 from augmentgen.checks.features import FeatureExtractor
-from augmentgen.checks.functional.fidelity import frechet_distance, gaussian_stats, kid, prdc
+from augmentgen.checks.functional.fidelity import (
+    frechet_distance,
+    frechet_distance_low_rank,
+    gaussian_stats,
+    kid,
+    low_rank_pays,
+    prdc,
+    scaled_centred,
+)
 from augmentgen.core.check import CheckResult
 from augmentgen.core.registry import CHECKS
 from augmentgen.core.rng import derive_seed
@@ -37,12 +45,23 @@ class FIDCheck(FeatureCheck):
 
     def __init__(self, extractor: FeatureExtractor | None, real: Tensor, **kw: Any) -> None:
         super().__init__(extractor, **kw)
-        self.real_stats = gaussian_stats(as_tensor_2d(real, "real features"))
-        self.n_real = int(real.shape[0])
+        real = as_tensor_2d(real, "real features")
+        self.n_real, self.dim = int(real.shape[0]), int(real.shape[1])
+        # fewer rows than dimensions (pixel features): keep the [N, D] factor, not a singular [D, D] covariance
+        self.real_mean, self.real_factor = scaled_centred(real)
+        self.real_cov = None if self.n_real < self.dim else self.real_factor.T @ self.real_factor
+        if self.real_cov is not None:
+            self.real_factor = None
 
     def measure(self) -> list[CheckResult]:
         fake = self.features()
-        value = frechet_distance(*self.real_stats, *gaussian_stats(fake))
+        if self.real_factor is not None and low_rank_pays(self.n_real, int(fake.shape[0]), self.dim):
+            value = frechet_distance_low_rank(self.real_mean, self.real_factor, *scaled_centred(fake))
+        else:
+            if self.real_cov is None:
+                assert self.real_factor is not None
+                self.real_cov = self.real_factor.T @ self.real_factor
+            value = frechet_distance(self.real_mean, self.real_cov, *gaussian_stats(fake))
         return [make_result("fid", value, self.space, n_real=self.n_real, n_fake=int(fake.shape[0]))]
 
 

@@ -10,7 +10,7 @@ from augmentgen.checks.base import METRICS, make_result
 from augmentgen.checks.diversity import ClassSpreadCheck, DuplicateCheck, ModeCoverageCheck, VendiCheck
 from augmentgen.checks.features import PixelFeatures, extract_features
 from augmentgen.checks.fidelity import FIDCheck, KIDCheck, PRDCCheck
-from augmentgen.checks.functional.fidelity import fid, fidelity_pass
+from augmentgen.checks.functional.fidelity import fid, fidelity_pass, frechet_distance, gaussian_stats
 from augmentgen.checks.labels import LabelCheck
 from augmentgen.checks.memorization import MemorizationCheck
 from augmentgen.checks.reconstruction import ReconstructionCheck
@@ -79,6 +79,19 @@ def test_results_are_named_by_catalogue_and_space(px, heldout_small, tiny_classi
             if c.name != "labels" and key != "exact_duplicate_fraction":  # exact bytes: no feature space
                 assert "pixels" in r.name
         assert c.compute().details["key"] == c.compute_all()[0].details["key"]
+
+
+def test_fid_check_fewer_real_rows_than_dims_both_routes() -> None:
+    """A check built on 40 real rows of 200-d features: factor route for 60 fakes, covariance route for 300."""
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(40, 200, generator=g, dtype=torch.float64)
+    for n_fake in (60, 300):
+        fake = torch.randn(n_fake, 200, generator=g, dtype=torch.float64) * 1.5 + 0.1
+        c = FIDCheck(None, real, space="toy")
+        c.update_features(fake)
+        want = frechet_distance(*gaussian_stats(real), *gaussian_stats(fake))
+        # the eigen route on a singular covariance carries ~1e-8 relative rounding of its own
+        assert c.compute().value == pytest.approx(want, rel=1e-7)
 
 
 def test_check_values_equal_functional(px, heldout_small) -> None:

@@ -18,10 +18,12 @@ from augmentgen.checks.functional.fidelity import (
     fid,
     fidelity_pass,
     frechet_distance,
+    frechet_distance_low_rank,
     gaussian_stats,
     kid,
     mmd2_poly_unbiased,
     prdc,
+    scaled_centred,
 )
 
 
@@ -87,6 +89,46 @@ def test_fid_zero_on_identical_sets_and_handles_singular_covariance() -> None:
     x = _features(50, 80, 3)  # fewer samples than dims: singular covariance
     assert abs(fid(x, x.clone())) < 1e-6
     assert fid(x, x + 1.0) == pytest.approx(80.0, rel=1e-6)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(2, 40),
+    m=st.integers(2, 40),
+    d=st.integers(1, 60),
+    seed=st.integers(0, 10_000),
+    shift=st.floats(0.0, 2.0),
+)
+def test_low_rank_frechet_equals_the_covariance_route(n: int, m: int, d: int, seed: int, shift: float) -> None:
+    """The factor route (singular values of a b^T) is the same number as the D x D eigen route, any shapes."""
+    a, b = _features(n, d, seed), _features(m, d, seed + 1, shift)
+    full = frechet_distance(*gaussian_stats(a), *gaussian_stats(b))
+    low = frechet_distance_low_rank(*scaled_centred(a), *scaled_centred(b))
+    scale = float(gaussian_stats(a)[1].trace() + gaussian_stats(b)[1].trace()) + 1.0
+    assert low == pytest.approx(full, abs=1e-7 * scale)
+    assert low >= -1e-9 * scale
+
+
+def test_fid_with_fewer_rows_than_dims_matches_torchmetrics() -> None:
+    """3072-d features of 48 real and 240 generated rows (a 32 px RGB image folder's pixel check)."""
+    real, fake = _features(48, 3072, 0), _features(240, 3072, 1, 0.2)
+    tm = FrechetInceptionDistance(feature=_Identity(3072))
+    tm.update(real, real=True)
+    tm.update(fake, real=False)
+    ref = float(tm.compute())
+    assert fid(real, fake) == pytest.approx(ref, rel=1e-6)
+
+
+def test_low_rank_frechet_golden_and_bad_shapes() -> None:
+    # two points each in 3-d: a = [[0,0,0],[2,0,0]] -> var 2 on x; b = [[0,0,0],[0,4,0]] -> var 8 on y
+    mu1, a = scaled_centred(torch.tensor([[0.0, 0.0, 0.0], [2.0, 0.0, 0.0]]))
+    mu2, b = scaled_centred(torch.tensor([[0.0, 0.0, 0.0], [0.0, 4.0, 0.0]]))
+    # orthogonal covariances: tr sqrt term 0; |mu1 - mu2|^2 = 1 + 4 = 5; traces 2 + 8
+    assert frechet_distance_low_rank(mu1, a, mu2, b) == pytest.approx(15.0)
+    with pytest.raises(ValueError, match="shape mismatch"):
+        frechet_distance_low_rank(mu1, a, mu2[:2], b[:, :2])
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        scaled_centred(torch.zeros(1, 3))
 
 
 @settings(max_examples=20, deadline=None)

@@ -23,6 +23,7 @@ from augmentgen.checks.functional.duplicates import (
 from augmentgen.checks.functional.fidelity import (
     fid,
     frechet_distance,
+    frechet_distance_low_rank,
     gaussian_stats,
     kid,
     mmd2_poly_unbiased,
@@ -42,6 +43,7 @@ __all__ = [
     "duplicate_fraction",
     "fid",
     "frechet_distance",
+    "frechet_distance_low_rank",
     "gaussian_stats",
     "hamming_distances",
     "inception_score",

@@ -6,6 +6,8 @@ References: FID, Heusel et al. 2017 (https://arxiv.org/abs/1706.08500); KID, Bin
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -68,6 +70,67 @@ def frechet_distance(mu1: Tensor, sigma1: Tensor, mu2: Tensor, sigma2: Tensor) -
     return float(d)
 
 
+def scaled_centred(features: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean and the centred rows over ``sqrt(N - 1)`` in float64: ``a`` with ``a.T @ a`` the covariance.
+
+    The Gaussian of a feature set in ``N x D`` numbers instead of ``D x D``: what the Frechet
+    distance needs when the set has fewer rows than dimensions (pixel features).
+
+    Shape:
+        features ``[N, D]`` -> mean ``[D]``, a ``[N, D]``.
+
+    Example:
+        >>> mu, a = scaled_centred(torch.tensor([[0.0], [2.0]]))
+        >>> float(mu), float((a.T @ a)[0, 0])
+        (1.0, 2.0)
+    """
+    _check_2d(features, "features")
+    if features.shape[0] < 2:
+        raise ValueError(f"scaled_centred needs at least 2 rows, got {features.shape[0]}")
+    f = features.to(torch.float64)
+    mu = f.mean(0)
+    return mu, (f - mu) / math.sqrt(f.shape[0] - 1)
+
+
+def frechet_distance_low_rank(mu1: Tensor, a: Tensor, mu2: Tensor, b: Tensor) -> float:
+    """``frechet_distance`` with the covariances given as factors: ``sigma1 = a.T a``, ``sigma2 = b.T b``.
+
+    The nonzero eigenvalues of ``sigma1 sigma2`` are those of ``C C.T`` with ``C = a b.T``
+    (``[N, M]``), so ``tr((sigma1^1/2 sigma2 sigma1^1/2)^1/2)`` is the sum of ``C``'s singular
+    values: exact, and no ``D x D`` matrix is formed (3072-d pixel features of 300 images:
+    milliseconds instead of two ``3072 x 3072`` eigendecompositions).
+
+    Shape:
+        mu ``[D]``, a ``[N, D]``, b ``[M, D]`` (``scaled_centred``'s output).
+
+    Example:
+        >>> mu, a = scaled_centred(torch.tensor([[0.0], [2.0]]))
+        >>> frechet_distance_low_rank(mu, a, mu + 1, a)
+        1.0
+    """
+    mu1, mu2, a, b = (t.to(torch.float64) for t in (mu1, mu2, a, b))
+    if a.ndim != 2 or b.ndim != 2 or not (a.shape[1] == b.shape[1] == mu1.shape[0] == mu2.shape[0]):
+        raise ValueError(
+            f"shape mismatch: mu1 {tuple(mu1.shape)}, a {tuple(a.shape)}, mu2 {tuple(mu2.shape)}, b {tuple(b.shape)}"
+        )
+    tr_sqrt = torch.linalg.svdvals(a @ b.T).sum()
+    d = (mu1 - mu2).square().sum() + a.square().sum() + b.square().sum() - 2 * tr_sqrt
+    return float(d)
+
+
+def low_rank_pays(n: int, m: int, d: int) -> bool:
+    """Whether the Frechet distance of ``n`` and ``m`` rows in ``d`` dimensions is cheaper through factors.
+
+    Both sets have fewer rows than dimensions (each covariance is singular, and the ``N x M``
+    route costs less than two ``D x D`` eigendecompositions).
+
+    Example:
+        >>> low_rank_pays(48, 240, 3072), low_rank_pays(2000, 10000, 1280)
+        (True, False)
+    """
+    return max(n, m) < d
+
+
 def fid(real: Tensor, fake: Tensor) -> float:
     """Frechet distance between the Gaussians fitted to two feature sets.
 
@@ -82,6 +145,10 @@ def fid(real: Tensor, fake: Tensor) -> float:
         >>> fid(torch.randn(500, 4, generator=g), torch.randn(500, 4, generator=g)) < 0.1
         True
     """
+    _check_2d(real, "real")
+    _check_2d(fake, "fake")
+    if low_rank_pays(real.shape[0], fake.shape[0], real.shape[1]):
+        return frechet_distance_low_rank(*scaled_centred(real), *scaled_centred(fake))
     return frechet_distance(*gaussian_stats(real), *gaussian_stats(fake))
 
 

@@ -48,10 +48,9 @@ class FIDCheck(FeatureCheck):
         real = as_tensor_2d(real, "real features")
         self.n_real, self.dim = int(real.shape[0]), int(real.shape[1])
         # fewer rows than dimensions (pixel features): keep the [N, D] factor, not a singular [D, D] covariance
-        self.real_mean, self.real_factor = scaled_centred(real)
-        self.real_cov = None if self.n_real < self.dim else self.real_factor.T @ self.real_factor
-        if self.real_cov is not None:
-            self.real_factor = None
+        self.real_mean, factor = scaled_centred(real)
+        self.real_factor: Tensor | None = factor if self.n_real < self.dim else None
+        self.real_cov: Tensor | None = None if self.n_real < self.dim else factor.T @ factor
 
     def measure(self) -> list[CheckResult]:
         fake = self.features()

@@ -4,6 +4,7 @@ from augmentgen.data.idx import read_idx, write_idx
 from augmentgen.data.sources import (
     FASHION_MNIST_CLASSES,
     ArrayDataset,
+    conform,
     load_digits,
     load_fashion_mnist,
     load_image_folder,
@@ -14,6 +15,7 @@ from augmentgen.data.sources import (
 __all__ = [
     "FASHION_MNIST_CLASSES",
     "ArrayDataset",
+    "conform",
     "load_digits",
     "load_fashion_mnist",
     "load_image_folder",

@@ -318,11 +318,47 @@ def load_image_folder(
         if arrays and a.shape != arrays[0].shape:
             raise ValueError(
                 f"load_image_folder: {f} is {a.shape[1]}x{a.shape[0]}, {files[0][0]} is "
-                f"{arrays[0].shape[1]}x{arrays[0].shape[0]}; pass size=(H, W) to resize"
+                f"{arrays[0].shape[1]}x{arrays[0].shape[0]}; pass size=(H, W) to resize (a recipe: data.image_size)"
             )
         arrays.append(a)
     labels = np.array([c for _, c in files], dtype=np.int64)
     return ArrayDataset(np.stack(arrays), labels, classes, f"folder:{root.name}")
+
+
+def conform(ds: ArrayDataset, *, size: int | None = None, mode: str | None = None) -> ArrayDataset:
+    """``ds`` with its images resized to ``size x size`` and/or converted to ``mode`` ("L" or "RGB").
+
+    Downscaling averages pixel areas (OpenCV ``INTER_AREA``, no aliasing); upscaling is bilinear.
+    Gray from RGB uses ITU-R 601 weights (as PIL's ``convert("L")``); RGB from gray repeats the
+    plane. Returns ``ds`` itself when nothing changes.
+
+    Example:
+        >>> ds = conform(load_digits("test"), size=12, mode="RGB")
+        >>> ds.image_shape
+        (3, 12, 12)
+    """
+    import cv2
+
+    if mode not in (None, "L", "RGB"):
+        raise ValueError(f"conform: mode must be 'L', 'RGB' or None, got {mode!r}")
+    if size is not None and size < 1:
+        raise ValueError(f"conform: size must be >= 1, got {size}")
+    images = ds.images
+    _, h, w, c = images.shape
+    if size is not None and (h, w) != (size, size):
+        interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_LINEAR
+        out = np.empty((len(images), size, size, c), np.uint8)
+        for i, im in enumerate(images):
+            r = cv2.resize(im, (size, size), interpolation=interp)
+            out[i] = r.reshape(size, size, c)
+        images = out
+    if mode == "L" and c == 3:
+        images = np.stack([cv2.cvtColor(im, cv2.COLOR_RGB2GRAY) for im in images])[..., None]
+    elif mode == "RGB" and c == 1:
+        images = np.repeat(images, 3, axis=-1)
+    if images is ds.images:
+        return ds
+    return ArrayDataset(np.ascontiguousarray(images), ds.labels.copy(), list(ds.classes), ds.name)
 
 
 # ---- subsets and splits -------------------------------------------------------------------------

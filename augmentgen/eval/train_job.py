@@ -22,6 +22,7 @@ from augmentgen.core.registry import GENERATORS
 from augmentgen.core.rng import torch_rng
 from augmentgen.data.sources import (
     ArrayDataset,
+    conform,
     load_digits,
     load_fashion_mnist,
     load_image_folder,
@@ -87,7 +88,28 @@ def load_data(spec: DataSpec) -> tuple[ArrayDataset, ArrayDataset]:
     elif spec.source == "digits":
         train, test = load_digits("train"), load_digits("test")
     else:
-        train, test = train_val_split(load_image_folder(str(spec.root)), 0.2, seed=0)
+        size = None if spec.image_size is None else (spec.image_size, spec.image_size)
+        folder = load_image_folder(str(spec.root), mode=spec.mode, size=size)
+        if spec.test_root is None:
+            train, test = train_val_split(folder, spec.test_fraction, seed=0)
+        else:
+            # the test folder in the training folder's mode, so both have the same channels
+            mode = spec.mode or ("L" if folder.image_shape[0] == 1 else "RGB")
+            train, test = folder, load_image_folder(str(spec.test_root), mode=mode, size=size)
+            if test.classes != train.classes:
+                raise ValueError(
+                    f"data.test_root {spec.test_root}: class folders {test.classes} differ from "
+                    f"data.root's {train.classes}"
+                )
+    train = conform(train, size=spec.image_size, mode=spec.mode)
+    test = conform(test, size=spec.image_size, mode=spec.mode)
+    c, h, w = train.image_shape
+    if h != w or h % 4 or h < 8 or test.image_shape != train.image_shape:
+        raise ValueError(
+            f"data: the {spec.source} images are {w}x{h} (test {test.image_shape[2]}x{test.image_shape[1]}); "
+            "the generators and the reference classifier take one square side, a multiple of 4 and "
+            f">= 8: set data.image_size (e.g. {max(8, -(-max(h, w) // 4) * 4)})"
+        )
     if spec.n_per_class is not None:
         train = subset_per_class(train, spec.n_per_class, seed=spec.subset_seed)
     return train, test

@@ -177,6 +177,26 @@ class DataSpec(_Strict):
         description="fashion_mnist: a folder of its four idx files (null: $AUGMENTGEN_DATA, then the "
         "Debian package's); image_folder: the folder of class subfolders (required)",
     )
+    test_root: str | None = Field(
+        default=None,
+        description="image_folder: a second folder of the same class subfolders, the test set (null: a "
+        "stratified test_fraction of root, seed 0)",
+    )
+    test_fraction: float = Field(
+        default=0.2, gt=0, lt=1, description="image_folder without test_root: the share of root held out as the test set"
+    )
+    image_size: int | None = Field(
+        default=None,
+        ge=8,
+        description="resize every image (train and test) to this square side, a multiple of 4 (area "
+        "averaging down, bilinear up); null keeps the source's size, which must then be square with a "
+        "side that is a multiple of 4 (what the generators and the reference classifier take)",
+    )
+    mode: Literal["L", "RGB"] | None = Field(
+        default=None,
+        description="L (gray) or RGB: convert every image; null keeps the source's (an image folder is "
+        "gray when every file is)",
+    )
     n_per_class: int | None = Field(default=None, ge=1, description="train on a balanced low-data subset")
     subset_seed: int = Field(default=0, description="which images the low-data subset draws")
 
@@ -184,6 +204,10 @@ class DataSpec(_Strict):
     def _folder_needs_root(self) -> DataSpec:
         if self.source == "image_folder" and not self.root:
             raise ValueError("data.root is required when data.source is 'image_folder'")
+        if self.test_root is not None and self.source != "image_folder":
+            raise ValueError(f"data.test_root is for data.source 'image_folder', not {self.source!r}")
+        if self.image_size is not None and self.image_size % 4:
+            raise ValueError(f"data.image_size must be a multiple of 4, got {self.image_size}")
         return self
 
 

@@ -12,6 +12,7 @@ from PIL import Image
 from augmentgen.core import Batch
 from augmentgen.data import (
     ArrayDataset,
+    conform,
     load_digits,
     load_fashion_mnist,
     load_image_folder,
@@ -187,3 +188,52 @@ def test_image_folder_size_mismatch_named(tmp_path: Path) -> None:
 def test_image_folder_empty(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no class subfolders"):
         load_image_folder(tmp_path)
+
+
+def test_conform_golden_resize_and_modes() -> None:
+    # 4x4 -> 2x2 by area: each output pixel the mean of its 2x2 block
+    img = np.arange(16, dtype=np.uint8).reshape(1, 4, 4, 1) * 10
+    ds = ArrayDataset(img, np.array([0]), ["a"], "g")
+    small = conform(ds, size=2)
+    assert small.images[0, :, :, 0].tolist() == [[25, 45], [105, 125]]
+    # gray from RGB: ITU-R 601 weights, as PIL's convert("L")
+    rgb = np.zeros((1, 4, 4, 3), np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 200, 100, 50
+    gray = conform(ArrayDataset(rgb, np.array([0]), ["a"]), mode="L")
+    want = np.asarray(Image.fromarray(rgb[0]).convert("L"))
+    assert gray.image_shape == (1, 4, 4)
+    assert np.abs(gray.images[0, :, :, 0].astype(int) - want.astype(int)).max() <= 1
+    back = conform(gray, mode="RGB", size=8)  # RGB from gray repeats the plane; up is bilinear
+    assert back.image_shape == (3, 8, 8) and (back.images == back.images[..., :1]).all()
+    assert conform(ds) is ds and conform(ds, size=4, mode="L") is ds  # nothing to change
+    with pytest.raises(ValueError, match="mode"):
+        conform(ds, mode="CMYK")
+
+
+def _folder(root: Path, classes: tuple[str, ...], n: int, hw: tuple[int, int], seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    for c in classes:
+        for i in range(n):
+            _write_png(root / c / f"{i}.png", rng.integers(0, 256, (*hw, 3), dtype=np.uint8))
+
+
+def test_recipe_data_section_resizes_an_image_folder_and_names_the_fix(tmp_path: Path) -> None:
+    from augmentgen.eval.train_job import load_data
+    from augmentgen.generators.config import DataSpec
+
+    _folder(tmp_path / "train", ("a", "b", "c"), 10, (30, 40))
+    spec = DataSpec(source="image_folder", root=str(tmp_path / "train"))
+    with pytest.raises(ValueError, match=r"40x30.*set data.image_size \(e.g. 40\)"):
+        load_data(spec)
+    train, test = load_data(spec.model_copy(update={"image_size": 16, "n_per_class": 5}))
+    assert train.image_shape == test.image_shape == (3, 16, 16)
+    assert train.class_counts().tolist() == [5, 5, 5] and len(test) == 6  # 20% of 30, stratified
+    train, test = load_data(spec.model_copy(update={"image_size": 16, "mode": "L", "test_fraction": 0.5}))
+    assert train.image_shape == (1, 16, 16) and len(train) == len(test) == 15
+    # a separate test folder: all of root trains, the test set is that folder in the same size and mode
+    _folder(tmp_path / "test", ("a", "b", "c"), 4, (20, 20), seed=1)
+    train, test = load_data(spec.model_copy(update={"image_size": 16, "test_root": str(tmp_path / "test")}))
+    assert len(train) == 30 and len(test) == 12 and test.image_shape == (3, 16, 16)
+    _folder(tmp_path / "other", ("a", "b", "d"), 2, (16, 16))
+    with pytest.raises(ValueError, match=r"data.test_root .*other.*differ"):
+        load_data(spec.model_copy(update={"image_size": 16, "test_root": str(tmp_path / "other")}))

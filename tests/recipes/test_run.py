@@ -309,3 +309,39 @@ def test_generators_trained_side_by_side_are_the_ones_trained_in_turn(
         trained_cpu += done["train_cpu_seconds"]
     marker = read_marker(tmp_path / "c2", "train")
     assert marker is not None and marker["cpu_seconds"] >= trained_cpu  # the children's CPU is the stage's too
+
+
+def test_an_rgb_image_folder_of_another_size_runs_through_every_stage(tmp_path: Path) -> None:
+    """Your own photos: 3 classes of 40x30 RGB crops of the scikit-image photos, resized by data.image_size."""
+    import cv2
+    import skimage.data
+
+    from augmentgen.recipes import Recipe
+    from augmentgen.shards import load
+
+    rng = np.random.default_rng(0)
+    for name in ("astronaut", "coffee", "chelsea"):
+        photo = getattr(skimage.data, name)()
+        (tmp_path / "photos" / name).mkdir(parents=True)
+        for i in range(24):
+            y, x = rng.integers(0, photo.shape[0] - 120), rng.integers(0, photo.shape[1] - 160)
+            crop = cv2.resize(photo[y : y + 120, x : x + 160], (40, 30), interpolation=cv2.INTER_AREA)
+            cv2.imwrite(str(tmp_path / "photos" / name / f"{i:02d}.png"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+    data = load_recipe(TINY).resolved()
+    data["data"] = {"source": "image_folder", "root": str(tmp_path / "photos"), "image_size": 16, "n_per_class": 16}
+    data["evaluate"].update(seeds=[0], synthetic_per_class=10)
+    data["checks"]["n_real"] = 48
+    res = run_recipe(Recipe.model_validate(data), tmp_path / "run")
+    assert res.gates_passed
+    for g in ("cvae", "cgan"):
+        rep = verify_shards(tmp_path / "run" / "shards" / g, decode=True)
+        assert rep.ok and rep.samples == data["shards"]["count"] * data["shards"]["size"]
+        smp = next(iter(load(tmp_path / "run" / "shards" / g).samples()))
+        assert smp["image"].shape == (16, 16, 3) and 0 <= smp["label"] < 3
+        metrics = json.loads((tmp_path / "run" / "checks" / g / "metrics.json").read_text())
+        assert np.isfinite(metrics["metrics"]["fid"]["value"]) and metrics["n_real"] == 15  # the held-out 20%: 5 a class
+    ev = json.loads((tmp_path / "run" / "evaluation.json").read_text())
+    assert set(ev["arms"]) == {"real", "real_classical", "real_classical_synthetic", "synthetic"}
+    assert ev["arms"]["real"]["train_images"] == 48
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert all(name in html for name in ("astronaut", "coffee", "chelsea"))  # the folders name the classes

@@ -29,7 +29,7 @@ from augmentgen.checks.inputs import (
 from augmentgen.checks.reconstruction import ReconstructionCheck
 from augmentgen.checks.report import write_outputs
 from augmentgen.checks.suite import CheckConfig, CheckRun, run_checks
-from augmentgen.data.sources import ArrayDataset
+from augmentgen.data.sources import ArrayDataset, conform
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +91,29 @@ class CheckJob:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
+def _match_shapes(
+    generated: ArrayDataset, real: ArrayDataset, train: ArrayDataset | None, say: Callable[[str], None]
+) -> tuple[ArrayDataset, ArrayDataset | None]:
+    """Real (and training) images resized and converted to the generated images' shape, said when they change.
+
+    A generator trained through a recipe's ``data.image_size`` makes images of that size; its
+    real folder may still hold the originals. Pixel features need one shape, and a feature
+    network would resize both anyway.
+    """
+    _, h, w, c = generated.images.shape
+    mode = "L" if c == 1 else "RGB"
+    out: list[ArrayDataset | None] = []
+    for ds in (real, train):
+        if ds is None or ds.images.shape[1:] == generated.images.shape[1:]:
+            out.append(ds)
+            continue
+        _, rh, rw, rc = ds.images.shape
+        say(f"  '{ds.name}': {rw}x{rh}x{rc} images resized to the generated {w}x{h}x{c}")
+        out.append(conform(ds, size=(h, w), mode=mode))
+    assert out[0] is not None
+    return out[0], out[1]
+
+
 def run_check_job(
     sources: Sequence[str | Path],
     real: ArrayDataset,
@@ -144,6 +167,7 @@ def run_check_job(
             else:
                 generated = load_generated(src, real.classes, n=n, seed=seed, device=device)
             say(f"{src}{f' seed {seed}' if is_gen else ''}: {len(generated)} generated vs {len(real)} real")
+            real, train = _match_shapes(generated, real, train, say)
             run = run_checks(
                 generated,
                 real,

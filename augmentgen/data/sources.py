@@ -325,8 +325,8 @@ def load_image_folder(
     return ArrayDataset(np.stack(arrays), labels, classes, f"folder:{root.name}")
 
 
-def conform(ds: ArrayDataset, *, size: int | None = None, mode: str | None = None) -> ArrayDataset:
-    """``ds`` with its images resized to ``size x size`` and/or converted to ``mode`` ("L" or "RGB").
+def conform(ds: ArrayDataset, *, size: int | tuple[int, int] | None = None, mode: str | None = None) -> ArrayDataset:
+    """``ds`` with its images resized to ``size`` (a side, or ``(H, W)``) and/or converted to ``mode`` ("L" or "RGB").
 
     Downscaling averages pixel areas (OpenCV ``INTER_AREA``, no aliasing); upscaling is bilinear.
     Gray from RGB uses ITU-R 601 weights (as PIL's ``convert("L")``); RGB from gray repeats the
@@ -341,16 +341,16 @@ def conform(ds: ArrayDataset, *, size: int | None = None, mode: str | None = Non
 
     if mode not in (None, "L", "RGB"):
         raise ValueError(f"conform: mode must be 'L', 'RGB' or None, got {mode!r}")
-    if size is not None and size < 1:
+    hw = (size, size) if isinstance(size, int) else size
+    if hw is not None and min(hw) < 1:
         raise ValueError(f"conform: size must be >= 1, got {size}")
     images = ds.images
     _, h, w, c = images.shape
-    if size is not None and (h, w) != (size, size):
-        interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_LINEAR
-        out = np.empty((len(images), size, size, c), np.uint8)
+    if hw is not None and (h, w) != hw:
+        interp = cv2.INTER_AREA if hw[0] * hw[1] < h * w else cv2.INTER_LINEAR
+        out = np.empty((len(images), *hw, c), np.uint8)
         for i, im in enumerate(images):
-            r = cv2.resize(im, (size, size), interpolation=interp)
-            out[i] = r.reshape(size, size, c)
+            out[i] = cv2.resize(im, (hw[1], hw[0]), interpolation=interp).reshape(*hw, c)
         images = out
     if mode == "L" and c == 3:
         images = np.stack([cv2.cvtColor(im, cv2.COLOR_RGB2GRAY) for im in images])[..., None]

@@ -221,3 +221,20 @@ def test_job_measures_reconstruction_of_a_cvae(tmp_path: Path, real_small) -> No
     assert {"fid", "psnr", "ssim"} <= set(res)
     assert res["psnr"].passed and not res["ssim"].passed  # an untrained CVAE reconstructs badly
     assert -1.0 <= res["ssim"].value < 0.99
+
+
+def test_job_resizes_real_images_to_the_generated_shape(gen_dir: Path, real_small) -> None:
+    """A generator of 28 px gray images checked against 32 px RGB real images (a folder of originals)."""
+    import augmentgen.generators  # noqa: F401
+    from augmentgen.data import conform
+
+    big = conform(real_small, size=32, mode="RGB")
+    cfg = load_check_config(None, {"features": "pixels", "checks": ["fid", "memorization"]})
+    said: list[str] = []
+    job = run_check_job([gen_dir], big, config=cfg, out_dir=None, n=50, train=big, log=said.append)
+    same = run_check_job([gen_dir], real_small, config=cfg, out_dir=None, n=50)
+    assert sum("32x32x3 images resized to the generated 28x28x1" in s for s in said) == 2  # real and train
+    got = {r.details["key"]: r.value for r in job.run.results}
+    want = {r.details["key"]: r.value for r in same.run.results}
+    # round trip 28 -> 32 -> 28 and gray -> RGB -> gray: close to, not equal to, the originals' figures
+    assert got.keys() == want.keys() and got["fid"] == pytest.approx(want["fid"], rel=0.1)

@@ -236,20 +236,36 @@ def _policy_spec(group: list[Step], policy: BoxPolicy | None) -> fwarp.WarpSpec:
     return _spec(group) if policy is None else policy.spec(_spec(group))
 
 
+def _named(e: ValueError | TypeError, group: list[Step]) -> Exception:
+    """``e`` with the stages it came from in front ("stage 2 (color_jitter): ..."; a fused run: "stages 1, 2"), once.
+
+    Only plain ValueError / TypeError are rewritten (a subclass may carry fields of its own);
+    an error already naming its stage, from a nested pipeline, is passed on as it is.
+    """
+    if type(e) not in (ValueError, TypeError) or str(e).startswith(("stage ", "stages ")):
+        return e
+    names = ", ".join(getattr(s.leaf, "registry_name", "") or type(s.leaf).__name__ for s in group)
+    paths = ", ".join(s.path for s in group)
+    return type(e)(f"{'stage' if len(group) == 1 else 'stages'} {paths} ({names}): {e}")
+
+
 def apply_trace_batch(batch: Batch, trace: Trace, fuse: bool = True, box_policy: BoxPolicy | None = None) -> Batch:
     """Apply ``trace`` to a Batch (torch backend); ``box_policy`` overrides every warp's box thresholds."""
     groups = _group(trace.steps) if fuse else [[s] for s in trace.steps]
     for g in groups:
         k = _kind(g[0].leaf)
-        if k == "geometric" and (len(g) > 1 or box_policy is not None):
-            mat, out = _fused_matrix(g, batch.size, "torch", batch.device)
-            batch = fwarp.warp_batch(batch, torch.as_tensor(mat), out, _policy_spec(g, box_policy))
-        elif len(g) > 1 and k == "color":
-            if not any(bool(torch.as_tensor(s.params.applied).any()) for s in g):
-                continue
-            batch = batch.replace(image=_fused_color_torch(g, batch.image))
-        else:
-            batch = g[0].leaf.apply(batch, g[0].params)
+        try:
+            if k == "geometric" and (len(g) > 1 or box_policy is not None):
+                mat, out = _fused_matrix(g, batch.size, "torch", batch.device)
+                batch = fwarp.warp_batch(batch, torch.as_tensor(mat), out, _policy_spec(g, box_policy))
+            elif len(g) > 1 and k == "color":
+                if not any(bool(torch.as_tensor(s.params.applied).any()) for s in g):
+                    continue
+                batch = batch.replace(image=_fused_color_torch(g, batch.image))
+            else:
+                batch = g[0].leaf.apply(batch, g[0].params)
+        except (ValueError, TypeError) as e:
+            raise _named(e, g) from e
     return batch
 
 
@@ -258,11 +274,14 @@ def apply_trace_sample(sample: Sample, trace: Trace, fuse: bool = True, box_poli
     groups = _group(trace.steps) if fuse else [[s] for s in trace.steps]
     for g in groups:
         k = _kind(g[0].leaf)
-        if k == "geometric" and (len(g) > 1 or box_policy is not None):
-            mat, out = _fused_matrix(g, sample.size, "numpy", None)
-            sample = fwarp.warp_sample(sample, np.asarray(mat)[0], out, _policy_spec(g, box_policy))
-        elif len(g) > 1 and k == "color":
-            sample = sample.replace(image=_fused_color_np(g, sample.image))
-        else:
-            sample = g[0].leaf.apply_sample(sample, g[0].params)
+        try:
+            if k == "geometric" and (len(g) > 1 or box_policy is not None):
+                mat, out = _fused_matrix(g, sample.size, "numpy", None)
+                sample = fwarp.warp_sample(sample, np.asarray(mat)[0], out, _policy_spec(g, box_policy))
+            elif len(g) > 1 and k == "color":
+                sample = sample.replace(image=_fused_color_np(g, sample.image))
+            else:
+                sample = g[0].leaf.apply_sample(sample, g[0].params)
+        except (ValueError, TypeError) as e:
+            raise _named(e, g) from e
     return sample

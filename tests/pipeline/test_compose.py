@@ -195,3 +195,23 @@ def test_boxes_follow_a_flip_through_the_pipeline() -> None:
     out = pipe(Batch(torch.rand(1, 3, 16, 20), boxes=boxes), rng=torch_rng(0))
     assert torch.allclose(out.boxes.xyxy[0, 0], torch.tensor([10.0, 3.0, 18.0, 7.0]), atol=1e-4)
     assert int(out.boxes.labels[0, 0]) == 5 and bool(out.boxes.valid[0, 0])
+
+
+def test_an_op_that_refuses_the_input_is_named_with_its_stage() -> None:
+    """An RGBA image reaches color ops that need 1 or 3 channels: the error says which stage, on both backends."""
+    pipe = Pipeline.from_dict(
+        [
+            {"name": "affine", "degrees": [-10, 10]},
+            {"name": "color_jitter", "brightness": 0.2},
+            {"name": "grayscale"},
+            {"name": "horizontal_flip"},
+        ]
+    )
+    with pytest.raises(ValueError, match=r"^stages 1, 2 \(color_jitter, grayscale\): .*1 or 3 channels"):
+        pipe(np.zeros((8, 8, 4), np.uint8))
+    with pytest.raises(ValueError, match=r"^stages 1, 2 \(color_jitter, grayscale\): .*1 or 3 channels"):
+        pipe(torch.rand(2, 4, 8, 8))
+    nested = Pipeline.from_dict([{"name": "one_of", "transforms": [{"name": "brightness", "brightness": 0.2}]}])
+    with pytest.raises(ValueError, match=r"^stage 0\.0 \(brightness\): .*1 or 3 channels"):
+        nested(np.zeros((8, 8, 4), np.uint8))
+    assert pipe(np.zeros((8, 8, 3), np.uint8)).shape == (8, 8, 3)  # what the ops take passes

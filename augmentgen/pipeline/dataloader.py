@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from augmentgen.core.batch import Batch
 from augmentgen.core.rng import derive_seed, reused_sample_rng, torch_rng
@@ -257,6 +257,33 @@ def collate_batch(items: Sequence[Any]) -> Batch:
     return Batch(images, label=labels)
 
 
+def _image_shape(item: Any) -> tuple[int, ...] | None:
+    img = item.get("image") if isinstance(item, dict) else item[0] if isinstance(item, tuple) else item
+    shape = getattr(img, "shape", None)
+    return None if shape is None else tuple(shape)
+
+
+def default_collate_named(items: Sequence[Any]) -> Any:
+    """torch's ``default_collate``, with images of several sizes in one batch named as such.
+
+    What ``make_loader`` collates with unless given ``collate_fn``: torch's own message ("stack
+    expects each tensor to be equal size") names neither the images nor the fix.
+    """
+    try:
+        return default_collate(list(items))
+    except RuntimeError as e:
+        shapes = [_image_shape(it) for it in items]
+        first = shapes[0]
+        odd = next((i for i, sh in enumerate(shapes) if sh != first), None)
+        if odd is None or "equal size" not in str(e):
+            raise
+        raise ValueError(
+            f"make_loader: image {odd} of the batch is {shapes[odd]}, image 0 {first}: a batch needs one "
+            "size; end the pipeline with resize, center_crop, random_crop or random_resized_crop to one "
+            "size (or pass collate_fn= to keep them apart)"
+        ) from e
+
+
 def make_loader(
     dataset: Any,
     pipeline: Pipeline,
@@ -277,6 +304,6 @@ def make_loader(
         batch_size=batch_size,
         sampler=sampler,
         num_workers=num_workers,
-        collate_fn=collate_fn,
+        collate_fn=collate_fn or default_collate_named,
         **loader_kwargs,
     )

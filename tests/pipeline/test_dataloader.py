@@ -148,3 +148,19 @@ def test_stack_chw_equals_stack_then_transpose(dtype: type, shape: tuple[int, ..
         stack_chw([images[0], images[0][:-1]])
     with pytest.raises(ValueError, match="stack_chw"):
         stack_chw([])
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_batch_of_several_sizes_names_the_images_and_the_fix(workers: int) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    sizes = [(31, 31), (41, 31), (31, 31), (31, 52)]
+    data = [(Image.fromarray(rng.integers(0, 256, (*hw, 3), dtype=np.uint8)), i) for i, hw in enumerate(sizes)]
+    flip = Pipeline.from_dict([{"name": "horizontal_flip"}])
+    loader = make_loader(data, flip, seed=0, batch_size=4, shuffle=False, num_workers=workers)
+    with pytest.raises(ValueError, match=r"image 1 of the batch is \(3, 41, 31\), image 0 \(3, 31, 31\).*random_resized_crop"):
+        next(iter(loader))
+    crop = Pipeline.from_dict([{"name": "random_resized_crop", "size": [24, 24]}, {"name": "horizontal_flip"}])
+    x, y = next(iter(make_loader(data, crop, seed=0, batch_size=4, shuffle=False, num_workers=workers)))
+    assert x.shape == (4, 3, 24, 24) and y.tolist() == [0, 1, 2, 3]

@@ -1,14 +1,14 @@
 """What ``augmentgen check`` reads: a shard folder or a generator folder (generated side), a named source (real side).
 
-Shards are read with plain ``webdataset`` (members ``*.png``/``*.jpg`` image, ``cls``
-label); a folder with ``manifest.json`` contributes only the shards it lists as done.
+Shards are read by ``augmentgen.data.webdataset`` with plain ``webdataset`` (members
+``*.png``/``*.jpg`` image, ``cls`` label); a folder with ``manifest.json`` contributes only
+the shards it lists as done.
 A generator folder (``config.json`` + ``model.safetensors``) is loaded through
 ``core.registry.GENERATORS`` by its ``kind`` and sampled class-balanced under a seed.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 from pathlib import Path
@@ -16,15 +16,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from augmentgen.core.registry import GENERATORS
 from augmentgen.core.rng import torch_rng
 from augmentgen.data.sources import ArrayDataset, load_digits, load_fashion_mnist, load_image_folder
+from augmentgen.data.webdataset import read_webdataset
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTS = ("png", "jpg", "jpeg", "webp")
 
 
 def load_real(spec: str) -> ArrayDataset:
@@ -51,32 +50,6 @@ def load_real(spec: str) -> ArrayDataset:
     )
 
 
-def _done_shards(folder: Path) -> list[Path]:
-    manifest = folder / "manifest.json"
-    if manifest.is_file():
-        try:
-            m = json.loads(manifest.read_text())
-            shards = m.get("shards", {})
-            files = [
-                folder / shards[k]["file"]
-                for k in sorted(shards, key=int)
-                if shards[k].get("state") == "done"
-            ]
-        except (ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"{manifest}: cannot read the list of shards ({e})") from e
-        return files
-    return sorted(folder.glob("*.tar"))
-
-
-def _decode(data: bytes, where: str) -> np.ndarray:
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            arr = np.asarray(im.convert("L") if im.mode in ("L", "LA", "I;16", "1") else im.convert("RGB"))
-    except OSError as e:
-        raise ValueError(f"{where}: image does not decode ({e})") from e
-    return arr[..., None] if arr.ndim == 2 else arr
-
-
 def read_shards(folder: str | Path, *, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Images ``[N, H, W, C]`` uint8 and labels ``[N]`` int64 from the WebDataset tars of ``folder``.
 
@@ -84,35 +57,7 @@ def read_shards(folder: str | Path, *, limit: int | None = None) -> tuple[np.nda
         folder: an output folder of ``augmentgen run`` (or any folder of ``.tar`` shards).
         limit: stop after this many samples.
     """
-    import webdataset as wds
-
-    root = Path(folder)
-    files = _done_shards(root)
-    if not files:
-        raise ValueError(f"{root}: no shards (*.tar, or done entries in manifest.json)")
-    images: list[np.ndarray] = []
-    labels: list[int] = []
-    ds = wds.WebDataset([str(f) for f in files], shardshuffle=False, empty_check=False)
-    for sample in ds:
-        key = f"{sample.get('__url__', root)}:{sample.get('__key__', '?')}"
-        ext = next(
-            (k for k in sample if k.rsplit(".", 1)[-1] in IMAGE_EXTS and not k.startswith("mask")), None
-        )
-        if ext is None:
-            raise ValueError(f"{key}: sample has no image member (members: {sorted(sample)})")
-        if "cls" not in sample:
-            raise ValueError(f"{key}: sample has no 'cls' member; checks need the conditioning label")
-        try:
-            labels.append(int(sample["cls"]))
-        except ValueError as e:
-            raise ValueError(f"{key}: 'cls' is not an integer ({sample['cls']!r})") from e
-        images.append(_decode(sample[ext], f"{key}.{ext}"))
-        if limit is not None and len(images) >= limit:
-            break
-    shapes = {a.shape for a in images}
-    if len(shapes) > 1:
-        raise ValueError(f"{root}: shards hold images of several shapes {sorted(shapes)}")
-    return np.stack(images), np.asarray(labels, dtype=np.int64)
+    return read_webdataset(folder, limit=limit)
 
 
 def is_generator_folder(path: str | Path) -> bool:

@@ -81,6 +81,16 @@ def rss_mib() -> float | None:
 # ---- data ------------------------------------------------------------------------------------------
 
 
+def _load_folder(spec: DataSpec, root: str, mode: str | None) -> ArrayDataset:
+    """An image folder or a folder of WebDataset tars, resized to ``data.image_size`` as it loads."""
+    if spec.source == "webdataset":
+        from augmentgen.data.webdataset import load_webdataset
+
+        return load_webdataset(root, size=spec.image_size, mode=mode, classes=spec.classes)
+    size = None if spec.image_size is None else (spec.image_size, spec.image_size)
+    return load_image_folder(root, mode=mode, size=size)
+
+
 def load_data(spec: DataSpec) -> tuple[ArrayDataset, ArrayDataset]:
     """(train, test) for a recipe's ``data`` section; a low-data subset of train when ``n_per_class`` is set."""
     if spec.source == "fashion_mnist":
@@ -88,19 +98,20 @@ def load_data(spec: DataSpec) -> tuple[ArrayDataset, ArrayDataset]:
     elif spec.source == "digits":
         train, test = load_digits("train"), load_digits("test")
     else:
-        size = None if spec.image_size is None else (spec.image_size, spec.image_size)
-        folder = load_image_folder(str(spec.root), mode=spec.mode, size=size)
+        folder = _load_folder(spec, str(spec.root), spec.mode)
         if spec.test_root is None:
             train, test = train_val_split(folder, spec.test_fraction, seed=0)
         else:
             # the test folder in the training folder's mode, so both have the same channels
             mode = spec.mode or ("L" if folder.image_shape[0] == 1 else "RGB")
-            train, test = folder, load_image_folder(str(spec.test_root), mode=mode, size=size)
-            if test.classes != train.classes:
+            train, test = folder, _load_folder(spec, spec.test_root, mode)
+            if spec.source == "image_folder" and test.classes != train.classes:
                 raise ValueError(
                     f"data.test_root {spec.test_root}: class folders {test.classes} differ from "
                     f"data.root's {train.classes}"
                 )
+            if spec.source == "webdataset":
+                test = ArrayDataset(test.images, test.labels, train.classes, test.name)  # labels beyond: named there
     train = conform(train, size=spec.image_size, mode=spec.mode)
     test = conform(test, size=spec.image_size, mode=spec.mode)
     c, h, w = train.image_shape

@@ -167,23 +167,33 @@ class GeneratorSpec(_Strict):
 class DataSpec(_Strict):
     """Where the real training data comes from."""
 
-    source: Literal["fashion_mnist", "digits", "image_folder"] = Field(
+    source: Literal["fashion_mnist", "digits", "image_folder", "webdataset"] = Field(
         default="fashion_mnist",
         description="fashion_mnist (idx files; the Debian package dataset-fashion-mnist), digits "
-        "(scikit-learn's 8x8), image_folder (root/CLASS/*.png|jpg, 80/20 train/test split)",
+        "(scikit-learn's 8x8), image_folder (root/CLASS/*.png|jpg), webdataset (root/*.tar, each "
+        "sample an image member and an integer cls)",
     )
     root: str | None = Field(
         default=None,
         description="fashion_mnist: a folder of its four idx files (null: $AUGMENTGEN_DATA, then the "
-        "Debian package's); image_folder: the folder of class subfolders (required)",
+        "Debian package's); image_folder: the folder of class subfolders; webdataset: the folder of "
+        "tars (those its manifest.json lists as done, if it has one). Required for both",
     )
     test_root: str | None = Field(
         default=None,
-        description="image_folder: a second folder of the same class subfolders, the test set (null: a "
+        description="image_folder / webdataset: a second folder like root, the test set (null: a "
         "stratified test_fraction of root, seed 0)",
     )
     test_fraction: float = Field(
-        default=0.2, gt=0, lt=1, description="image_folder without test_root: the share of root held out as the test set"
+        default=0.2,
+        gt=0,
+        lt=1,
+        description="image_folder / webdataset without test_root: the share of root held out as the test set",
+    )
+    classes: list[str] | None = Field(
+        default=None,
+        description="webdataset: the class names, in label order (null: 0, 1, ...); image_folder names "
+        "them after its subfolders",
     )
     image_size: int | None = Field(
         default=None,
@@ -202,10 +212,13 @@ class DataSpec(_Strict):
 
     @model_validator(mode="after")
     def _folder_needs_root(self) -> DataSpec:
-        if self.source == "image_folder" and not self.root:
-            raise ValueError("data.root is required when data.source is 'image_folder'")
-        if self.test_root is not None and self.source != "image_folder":
-            raise ValueError(f"data.test_root is for data.source 'image_folder', not {self.source!r}")
+        folders = ("image_folder", "webdataset")
+        if self.source in folders and not self.root:
+            raise ValueError(f"data.root is required when data.source is {self.source!r}")
+        if self.test_root is not None and self.source not in folders:
+            raise ValueError(f"data.test_root is for data.source 'image_folder' or 'webdataset', not {self.source!r}")
+        if self.classes is not None and self.source != "webdataset":
+            raise ValueError(f"data.classes is for data.source 'webdataset' (the others name their classes), not {self.source!r}")
         if self.image_size is not None and self.image_size % 4:
             raise ValueError(f"data.image_size must be a multiple of 4, got {self.image_size}")
         return self

@@ -44,6 +44,8 @@ def test_round_trip_through_yaml() -> None:
         ("data: {source: cifar}", "source"),
         ("data: {source: image_folder}", "data.root is required"),
         ("data: {source: digits, test_root: x}", "data.test_root is for data.source 'image_folder'"),
+        ("data: {source: webdataset}", "data.root is required when data.source is 'webdataset'"),
+        ("data: {source: digits, classes: [a, b]}", "data.classes is for data.source 'webdataset'"),
         ("data: {source: digits, image_size: 30}", "data.image_size must be a multiple of 4"),
         ("data: {source: digits, mode: CMYK}", "mode"),
         ("generators: [{name: g, kind: cgan, train: {steps: 0}}]", "steps"),

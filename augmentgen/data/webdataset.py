@@ -1,0 +1,120 @@
+"""Labelled images from WebDataset tar shards: real data kept as shards, and the shards augmentgen writes.
+
+Read with the ``webdataset`` library itself. A sample needs one image member (``png``,
+``jpg``, ``jpeg``, ``webp``, under any prefix: ``image.png``, ``jpg``, ...; a ``mask*`` member
+is not the image) and a ``cls`` member holding an integer label. A folder with a
+``manifest.json`` (one ``augmentgen generate`` wrote) contributes only the shards it lists as
+done; any other folder, every ``*.tar`` in it, in name order.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from augmentgen.data.sources import ArrayDataset
+
+IMAGE_EXTS = ("png", "jpg", "jpeg", "webp")
+
+
+def shard_files(folder: str | Path) -> list[Path]:
+    """The tars of ``folder``: those ``manifest.json`` lists as done, else every ``*.tar`` by name."""
+    root = Path(folder)
+    manifest = root / "manifest.json"
+    if manifest.is_file():
+        try:
+            m = json.loads(manifest.read_text())
+            shards = m.get("shards", {})
+            return [root / shards[k]["file"] for k in sorted(shards, key=int) if shards[k].get("state") == "done"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{manifest}: cannot read the list of shards ({e})") from e
+    return sorted(root.glob("*.tar"))
+
+
+def decode_image_bytes(data: bytes, where: str) -> np.ndarray:
+    """PNG / JPEG / WebP bytes -> ``[H, W, 1]`` (gray sources) or ``[H, W, 3]`` uint8; a ValueError naming ``where``."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            arr = np.asarray(im.convert("L") if im.mode in ("L", "LA", "I;16", "1") else im.convert("RGB"))
+    except OSError as e:
+        raise ValueError(f"{where}: image does not decode ({e})") from e
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
+def read_webdataset(
+    source: str | Path | Sequence[str | Path],
+    *,
+    limit: int | None = None,
+    size: int | None = None,
+    mode: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``[N, H, W, C]`` uint8 and labels ``[N]`` int64 from WebDataset tars.
+
+    Args:
+        source: a folder (``shard_files``) or a list of tar paths.
+        limit: stop after this many samples.
+        size: resize every image to ``size x size`` as it is decoded (shards of several sizes).
+        mode: ``"L"`` or ``"RGB"``: convert every image; None keeps what each decodes to.
+
+    Example:
+        >>> images, labels = read_webdataset("runs/main/shards/cgan")  # doctest: +SKIP
+    """
+    import webdataset as wds
+
+    from augmentgen.data.sources import conform
+
+    files = shard_files(source) if isinstance(source, (str, Path)) else [Path(f) for f in source]
+    if not files:
+        raise ValueError(f"{source}: no shards (*.tar, or done entries in manifest.json)")
+    images: list[np.ndarray] = []
+    labels: list[int] = []
+    ds = wds.WebDataset([str(f) for f in files], shardshuffle=False, empty_check=False)
+    for sample in ds:
+        key = f"{sample.get('__url__', source)}:{sample.get('__key__', '?')}"
+        ext = next((k for k in sample if k.rsplit(".", 1)[-1] in IMAGE_EXTS and not k.startswith("mask")), None)
+        if ext is None:
+            raise ValueError(f"{key}: sample has no image member (members: {sorted(sample)})")
+        if "cls" not in sample:
+            raise ValueError(f"{key}: sample has no 'cls' member (the integer label)")
+        try:
+            labels.append(int(sample["cls"]))
+        except ValueError as e:
+            raise ValueError(f"{key}: 'cls' is not an integer ({sample['cls']!r})") from e
+        img = decode_image_bytes(sample[ext], f"{key}.{ext}")
+        if size is not None or mode is not None:
+            one = ArrayDataset(img[None], np.zeros(1, np.int64), ["x"], key)
+            img = conform(one, size=size, mode=mode).images[0]
+        images.append(img)
+        if limit is not None and len(images) >= limit:
+            break
+    shapes = {a.shape for a in images}
+    if len(shapes) > 1:
+        raise ValueError(f"{source}: shards hold images of several shapes {sorted(shapes)}; give size= to resize")
+    return np.stack(images), np.asarray(labels, dtype=np.int64)
+
+
+def load_webdataset(
+    source: str | Path | Sequence[str | Path],
+    *,
+    size: int | None = None,
+    mode: str | None = None,
+    classes: Sequence[str] | None = None,
+) -> ArrayDataset:
+    """An ``ArrayDataset`` of WebDataset tars (``read_webdataset``); classes named ``0..K-1`` unless given.
+
+    Example:
+        >>> ds = load_webdataset("shards/photos/", size=32)  # doctest: +SKIP
+    """
+    images, labels = read_webdataset(source, size=size, mode=mode)
+    n = int(labels.max()) + 1 if labels.size else 0
+    names = [str(i) for i in range(n)] if classes is None else list(classes)
+    if len(names) < n:
+        raise ValueError(f"{source}: labels go up to {n - 1} but {len(names)} class names were given")
+    label = Path(source).name if isinstance(source, (str, Path)) else f"{len(source)} tars"
+    return ArrayDataset(images, labels, names, f"webdataset:{label}")

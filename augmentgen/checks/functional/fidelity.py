@@ -27,13 +27,8 @@ def gaussian_stats(features: Tensor) -> tuple[Tensor, Tensor]:
         >>> float(mu), float(cov)
         (1.0, 2.0)
     """
-    _check_2d(features, "features")
-    if features.shape[0] < 2:
-        raise ValueError(f"gaussian_stats needs at least 2 rows, got {features.shape[0]}")
-    f = features.to(torch.float64)
-    mu = f.mean(0)
-    fc = f - mu
-    return mu, fc.T @ fc / (f.shape[0] - 1)
+    mu, a = scaled_centred(features)
+    return mu, a.T @ a
 
 
 def _sqrt_psd(m: Tensor) -> Tensor:
@@ -86,7 +81,7 @@ def scaled_centred(features: Tensor) -> tuple[Tensor, Tensor]:
     """
     _check_2d(features, "features")
     if features.shape[0] < 2:
-        raise ValueError(f"scaled_centred needs at least 2 rows, got {features.shape[0]}")
+        raise ValueError(f"Gaussian statistics need at least 2 rows, got {features.shape[0]}")
     f = features.to(torch.float64)
     mu = f.mean(0)
     return mu, (f - mu) / math.sqrt(f.shape[0] - 1)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +48,36 @@ def decode_image_bytes(data: bytes, where: str) -> np.ndarray:
     return arr[..., None] if arr.ndim == 2 else arr
 
 
+def check_tar_end(path: Path) -> None:
+    """A ValueError naming ``path`` unless it ends as a whole tar does: two zero blocks at a block boundary.
+
+    Python's ``tarfile`` (and so webdataset) reads a tar cut short at a member boundary without
+    a word, so a copy that stopped half way would pass as a smaller data set; every tar writer
+    (GNU tar, ``tarfile``, ``webdataset.TarWriter``, augmentgen) ends with the marker.
+    """
+    size = path.stat().st_size
+    if size < 1024 or size % 512:
+        raise ValueError(f"{path}: truncated or not a tar ({size} bytes, not whole 512-byte blocks)")
+    with path.open("rb") as f:
+        f.seek(size - 1024)
+        if f.read(1024).strip(b"\0"):
+            raise ValueError(f"{path}: truncated (no end-of-archive marker): copy or write it again")
+
+
+def _samples(files: Sequence[Path]) -> Iterator[dict[str, Any]]:
+    """Every sample of ``files`` in order, through webdataset, one tar at a time (so an error names its tar)."""
+    import tarfile
+
+    import webdataset as wds
+
+    for f in files:
+        check_tar_end(f)
+        try:
+            yield from wds.WebDataset([str(f)], shardshuffle=False, empty_check=False)
+        except (tarfile.TarError, EOFError) as e:
+            raise ValueError(f"{f}: not a readable tar ({type(e).__name__}: {e})") from e
+
+
 def read_webdataset(
     source: str | Path | Sequence[str | Path],
     *,
@@ -65,8 +96,6 @@ def read_webdataset(
     Example:
         >>> images, labels = read_webdataset("runs/main/shards/cgan")  # doctest: +SKIP
     """
-    import webdataset as wds
-
     from augmentgen.data.sources import conform
 
     files = shard_files(source) if isinstance(source, (str, Path)) else [Path(f) for f in source]
@@ -74,8 +103,7 @@ def read_webdataset(
         raise ValueError(f"{source}: no shards (*.tar, or done entries in manifest.json)")
     images: list[np.ndarray] = []
     labels: list[int] = []
-    ds = wds.WebDataset([str(f) for f in files], shardshuffle=False, empty_check=False)
-    for sample in ds:
+    for sample in _samples(files):
         key = f"{sample.get('__url__', source)}:{sample.get('__key__', '?')}"
         ext = next((k for k in sample if k.rsplit(".", 1)[-1] in IMAGE_EXTS and not k.startswith("mask")), None)
         if ext is None:

@@ -71,6 +71,22 @@ def test_bad_tars_are_named(tmp_path: Path) -> None:
         load_webdataset(tmp_path, classes=["a", "b"])
 
 
+@pytest.mark.parametrize("cut", ["mid-block", "at a block boundary"])
+def test_a_tar_cut_short_is_named_not_read_as_a_smaller_data_set(tmp_path: Path, cut: str) -> None:
+    """tarfile (and so webdataset) reads a tar cut at a member boundary without a word; this reader refuses it."""
+    rng = np.random.default_rng(0)
+    imgs = [rng.integers(0, 256, (8, 8, 3), dtype=np.uint8) for _ in range(20)]
+    _write(tmp_path / "t", imgs, [0] * 20, per_tar=10)
+    assert len(read_webdataset(tmp_path / "t")[0]) == 20
+    tar = tmp_path / "t" / "part-0001.tar"
+    data = tar.read_bytes()
+    keep = len(data) // 2 + (100 if cut == "mid-block" else 0)
+    tar.write_bytes(data[: keep - keep % 512 + (100 if cut == "mid-block" else 0)])
+    want = "not whole 512-byte blocks" if cut == "mid-block" else "no end-of-archive marker"
+    with pytest.raises(ValueError, match=rf"part-0001.tar: truncated.*{want}"):
+        read_webdataset(tmp_path / "t")
+
+
 def test_a_recipe_trains_on_webdataset_tars(tmp_path: Path) -> None:
     from augmentgen.eval.train_job import load_data
     from augmentgen.generators.config import DataSpec

@@ -122,7 +122,10 @@ def load_data(spec: DataSpec) -> tuple[ArrayDataset, ArrayDataset]:
             f">= 8: set data.image_size (e.g. {max(8, -(-max(h, w) // 4) * 4)})"
         )
     if spec.n_per_class is not None:
-        train = subset_per_class(train, spec.n_per_class, seed=spec.subset_seed)
+        try:
+            train = subset_per_class(train, spec.n_per_class, seed=spec.subset_seed)
+        except ValueError as e:
+            raise ValueError(f"data.n_per_class={spec.n_per_class}: {e}") from e
     return train, test
 
 

@@ -225,6 +225,8 @@ def test_recipe_data_section_resizes_an_image_folder_and_names_the_fix(tmp_path:
     spec = DataSpec(source="image_folder", root=str(tmp_path / "train"))
     with pytest.raises(ValueError, match=r"40x30.*set data.image_size \(e.g. 40\)"):
         load_data(spec)
+    with pytest.raises(ValueError, match=r"data.n_per_class=9: .*fewer than 9"):
+        load_data(spec.model_copy(update={"image_size": 16, "n_per_class": 9}))  # 8 a class after the split
     train, test = load_data(spec.model_copy(update={"image_size": 16, "n_per_class": 5}))
     assert train.image_shape == test.image_shape == (3, 16, 16)
     assert train.class_counts().tolist() == [5, 5, 5] and len(test) == 6  # 20% of 30, stratified

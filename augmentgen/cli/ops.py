@@ -17,20 +17,28 @@ def preview(
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")] = Path("preview.png"),
     n: Annotated[int, typer.Option(help="Augmented draws per image.")] = 8,
     seed: Annotated[int, typer.Option(help="Seed of the draws.")] = 0,
-    images: Annotated[str, typer.Option(help="Comma-separated scikit-image photos.")] = "astronaut,chelsea,coffee",
-    size: Annotated[int, typer.Option(help="Side of the input images in pixels.")] = 224,
+    images: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated inputs: scikit-image photo names, image files, or folders (their first "
+            "images, --per-folder of each, in name order and subfolders)."
+        ),
+    ] = "astronaut,chelsea,coffee",
+    size: Annotated[int, typer.Option(help="Side of the input images in pixels (0: as they are).")] = 224,
+    per_folder: Annotated[int, typer.Option(min=1, help="Images taken from each folder in --images.")] = 4,
 ) -> None:
-    """Write a PNG grid: each photo, then N seeded augmented draws of it."""
+    """Write a PNG grid: each photo (or your own images), then N seeded augmented draws of it."""
     from PIL import Image
 
     import augmentgen.ops  # noqa: F401
-    from augmentgen.data.photos import load_photo
+    from augmentgen.data.photos import preview_inputs
     from augmentgen.pipeline import Pipeline
     from augmentgen.pipeline.preview import preview_grid
 
-    with exit_on(ValueError, TypeError):
+    with exit_on(ValueError, TypeError, OSError):
         pipe = Pipeline.from_yaml(pipeline_file)
-        photos = [load_photo(name.strip(), size) for name in images.split(",") if name.strip()]
+        names = [name.strip() for name in images.split(",") if name.strip()]
+        photos = preview_inputs(names, size or None, per_folder=per_folder)
         grid = preview_grid(photos, pipe, n=n, seed=seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(grid).save(out)

@@ -208,6 +208,35 @@ class Batch:
         )
 
 
+def renumber_instance_ids(masks: Tensor, keep: Tensor) -> Tensor:
+    """An instance-id plane after dropping box slots: kept slots renumbered in order, the rest 0.
+
+    Pixel value ``k + 1`` belongs to box slot ``k``. When the slots with ``keep`` False are
+    removed, the kept ones move to the front, so their pixels must take their new position;
+    pixels of dropped slots, and ids with no slot at all, become background.
+
+    Shape:
+        masks ``[..., H, W]`` integer ids; keep ``[..., N]`` bool (leading dims alike, or none on keep).
+
+    Example:
+        >>> renumber_instance_ids(torch.tensor([[0, 1, 2, 3]]), torch.tensor([False, True, True])).tolist()
+        [[0, 0, 1, 2]]
+    """
+    n = keep.shape[-1]
+    if tuple(masks.shape[: keep.ndim - 1]) != tuple(keep.shape[:-1]) or masks.ndim < keep.ndim + 1:
+        raise ValueError(
+            f"renumber_instance_ids: masks {tuple(masks.shape)} do not lead with keep's {tuple(keep.shape[:-1])}"
+        )
+    new_id = torch.cumsum(keep.to(torch.int64), dim=-1) * keep.to(torch.int64)  # [..., N]
+    lut = torch.zeros((*keep.shape[:-1], n + 2), dtype=torch.int64, device=masks.device)
+    lut[..., 1 : n + 1] = new_id.to(masks.device)  # id n + 1 stands for every id beyond the slots
+    ids = masks.to(torch.int64).clamp(0, n + 1)
+    lead = keep.shape[:-1]
+    flat = ids.reshape(*lead, -1) if lead else ids.reshape(-1)
+    mapped = torch.gather(lut, -1, flat) if lead else lut[flat]
+    return mapped.reshape(masks.shape).to(masks.dtype)
+
+
 def pad_boxes(boxes: Boxes, n: int) -> Boxes:
     """Pad ``boxes`` to ``n`` slots per sample with invalid rows."""
     cur = boxes.xyxy.shape[1]

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from augmentgen.core.batch import Batch, Boxes
+from augmentgen.core.batch import Batch, Boxes, renumber_instance_ids
 from augmentgen.data.detection_masks import segmentation_to_mask
 from augmentgen.pipeline.dataloader import stack_chw
 
@@ -227,11 +227,5 @@ def compact_instances(batch: Batch) -> Batch:
     labels = torch.where(valid, torch.gather(bx.labels, 1, take), torch.full_like(take, -1))
     masks = batch.masks
     if masks is not None and masks.shape[1] == 1 and bx.xyxy.shape[1] > 0:
-        n = bx.xyxy.shape[1]
-        lut = torch.zeros(masks.shape[0], n + 1, dtype=torch.int64, device=masks.device)
-        new_id = torch.cumsum(bx.valid.to(torch.int64), dim=1) * bx.valid.to(torch.int64)  # [B, N]
-        lut[:, 1:] = new_id
-        ids = masks[:, 0].to(torch.int64).clamp(max=n)  # [B, H, W]
-        mapped = torch.gather(lut, 1, ids.flatten(1)).reshape(ids.shape)
-        masks = mapped.to(masks.dtype)[:, None]
+        masks = renumber_instance_ids(masks[:, 0], bx.valid)[:, None]
     return batch.replace(boxes=Boxes(xyxy, valid, labels), masks=masks)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from augmentgen.core.batch import Batch, Boxes, Sample
+from augmentgen.core.batch import Batch, Boxes, Sample, renumber_instance_ids
 
 Restore = Callable[[Batch | Sample], Any]
 
@@ -129,13 +129,18 @@ def _from_dict(d: dict[str, Any]) -> tuple[Batch | Sample, Restore]:
         assert isinstance(out, Sample)
         res = dict(d)
         res["image"] = restore_img(out)
+        out_masks = out.masks
         if out.boxes is not None:
             keep = out.box_valid if out.box_valid is not None else np.ones(len(out.boxes), bool)
             res["boxes"] = out.boxes[keep]
             if "box_labels" in d or out.box_labels is not None:
                 res["box_labels"] = None if out.box_labels is None else out.box_labels[keep]
-        if out.masks is not None:
-            res["mask" if single_mask else "masks"] = out.masks[0] if single_mask else out.masks
+            if out_masks is not None and out_masks.shape[0] == 1 and not keep.all():
+                out_masks = renumber_instance_ids(
+                    torch.from_numpy(np.ascontiguousarray(out_masks)), torch.from_numpy(np.asarray(keep, bool))
+                ).numpy()
+        if out_masks is not None:
+            res["mask" if single_mask else "masks"] = out_masks[0] if single_mask else out_masks
         if out.keypoints is not None:
             res["keypoints"] = out.keypoints
         return res
@@ -176,15 +181,17 @@ def _dict_to_batch(d: dict[str, Any], image: Tensor, masks: Any, single_mask: bo
         b = _as_batch(out)
         res = dict(d)
         res["image"] = b.image[0] if unbatched else b.image
+        mm = None if b.masks is None else b.masks[0] if unbatched else b.masks
         if b.boxes is not None:
             if unbatched:
                 keep = b.boxes.valid[0]
                 res["boxes"] = b.boxes.xyxy[0][keep]
                 res["box_labels"] = b.boxes.labels[0][keep]
+                if mm is not None and mm.shape[0] == 1 and not bool(keep.all()):
+                    mm = renumber_instance_ids(mm, keep)
             else:
                 res["boxes"], res["box_valid"], res["box_labels"] = b.boxes.xyxy, b.boxes.valid, b.boxes.labels
-        if b.masks is not None:
-            mm = b.masks[0] if unbatched else b.masks
+        if mm is not None:
             res["mask" if single_mask else "masks"] = mm.squeeze(-3) if single_mask else mm
         if b.keypoints is not None:
             res["keypoints"] = b.keypoints[0] if unbatched else b.keypoints

@@ -87,9 +87,9 @@ def make_batch(h: int, w: int, seed: int, dtype: str = "float32", n: int = 3) ->
     return Batch.cat([make_sample(h, w, seed + i, dtype).to_batch() for i in range(n)])
 
 
-def check_boxes_inside(xyxy: np.ndarray, valid: np.ndarray, size: tuple[int, int]) -> None:
+def check_boxes_inside(xyxy: np.ndarray, valid: np.ndarray | None, size: tuple[int, int]) -> None:
     h, w = size
-    v = xyxy[valid]
+    v = xyxy if valid is None else xyxy[valid]  # None: every box valid (an identity op returns its input)
     assert np.all(v[:, 0] >= 0) and np.all(v[:, 1] >= 0)
     assert np.all(v[:, 2] <= w + 1e-4) and np.all(v[:, 3] <= h + 1e-4)
     assert np.all(v[:, 2] - v[:, 0] >= 1 - 1e-4) and np.all(v[:, 3] - v[:, 1] >= 1 - 1e-4)

@@ -7,6 +7,7 @@ from augmentgen.pipeline.dataloader import (
     BatchAugment,
     EpochSampler,
     collate_batch,
+    collate_detection,
     make_loader,
 )
 from augmentgen.pipeline.label_mix import CutMix, LabelMix, LabelMixParams, MixUp
@@ -17,5 +18,5 @@ __all__ = [
     "AlbumentationsStage", "AugmentedDataset", "BatchAugment", "CutMix", "EpochSampler", "LabelMix",
     "LabelMixParams", "MixUp", "OneOf", "Pipeline",
     "RandomApply", "SomeOf", "Step", "Synthesize", "SyntheticDataset", "Trace", "TorchvisionStage",
-    "collate_batch", "make_loader", "stage_from_dict",
+    "collate_batch", "collate_detection", "make_loader", "stage_from_dict",
 ]

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
-from augmentgen.core.batch import Batch
+from augmentgen.core.batch import Batch, Boxes
 from augmentgen.core.rng import derive_seed, reused_sample_rng, torch_rng
 from augmentgen.pipeline.compose import Pipeline
 
@@ -263,12 +263,55 @@ def _image_shape(item: Any) -> tuple[int, ...] | None:
     return None if shape is None else tuple(shape)
 
 
+def collate_detection(items: Sequence[dict[str, Any]]) -> Batch:
+    """Dict samples with ``boxes`` (any count each) as one ``Batch``: boxes padded, with a ``valid`` mask.
+
+    ``image`` CHW tensors (what ``AugmentedDataset`` makes) are stacked; ``boxes`` ``[N_i, 4]``
+    and ``box_labels`` ``[N_i]`` become ``Boxes`` ``[B, max N, 4]``; ``label`` when every item
+    has one; ``masks`` (``[1, H, W]`` instance ids, or ``mask`` ``[H, W]``) when every item has
+    them; other keys (``image_id``, ``file``, ...) go to ``meta`` as lists. The mix ops
+    (``mosaic``, ``copy_paste``, ``mixup``) take this batch after collate.
+
+    Example:
+        >>> b = collate_detection([{"image": torch.zeros(3, 4, 4), "boxes": [[0, 0, 2, 2]], "image_id": 7},
+        ...                        {"image": torch.zeros(3, 4, 4), "boxes": torch.zeros(0, 4), "image_id": 8}])
+        >>> b.boxes.valid.tolist(), b.meta["image_id"]
+        ([[True], [False]], [7, 8])
+    """
+    images = torch.stack([torch.as_tensor(it["image"]) for it in items])
+    xyxy = [torch.as_tensor(np.asarray(it["boxes"], np.float32)).reshape(-1, 4) for it in items]
+    labels = [
+        torch.as_tensor(np.asarray(it["box_labels"] if it.get("box_labels") is not None else np.full(len(b), -1)))
+        .reshape(-1)
+        .to(torch.int64)
+        for it, b in zip(items, xyxy, strict=True)
+    ]
+    label = None
+    if all(it.get("label") is not None for it in items):
+        label = torch.as_tensor([int(it["label"]) for it in items], dtype=torch.int64)
+    masks = None
+    planes = [it.get("masks", it.get("mask")) for it in items]
+    if all(m is not None for m in planes):
+        ms = [torch.as_tensor(np.asarray(m)) for m in planes]
+        masks = torch.stack([m[None] if m.ndim == 2 else m for m in ms])
+    skip = {"image", "boxes", "box_labels", "label", "masks", "mask", "box_valid"}
+    meta = {k: [it.get(k) for it in items] for k in items[0] if k not in skip}
+    return Batch(image=images, label=label, boxes=Boxes.from_list(xyxy, labels), masks=masks, meta=meta)
+
+
 def default_collate_named(items: Sequence[Any]) -> Any:
     """torch's ``default_collate``, with images of several sizes in one batch named as such.
 
-    What ``make_loader`` collates with unless given ``collate_fn``: torch's own message ("stack
-    expects each tensor to be equal size") names neither the images nor the fix.
+    What ``make_loader`` collates with unless given ``collate_fn``: dict samples with
+    ``boxes`` go to ``collate_detection`` (a ``Batch`` with padded boxes); torch's own message
+    for mismatched images ("stack expects each tensor to be equal size") names neither the
+    images nor the fix.
     """
+    if isinstance(items[0], dict) and items[0].get("boxes") is not None:
+        shapes = [_image_shape(it) for it in items]
+        odd = next((i for i, sh in enumerate(shapes) if sh != shapes[0]), None)
+        if odd is None:
+            return collate_detection(items)
     try:
         return default_collate(list(items))
     except RuntimeError as e:

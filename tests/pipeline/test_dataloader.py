@@ -164,3 +164,35 @@ def test_a_batch_of_several_sizes_names_the_images_and_the_fix(workers: int) -> 
     crop = Pipeline.from_dict([{"name": "random_resized_crop", "size": [24, 24]}, {"name": "horizontal_flip"}])
     x, y = next(iter(make_loader(data, crop, seed=0, batch_size=4, shuffle=False, num_workers=workers)))
     assert x.shape == (4, 3, 24, 24) and y.tolist() == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_detection_dicts_collate_to_a_batch_that_the_mix_ops_take(workers: int) -> None:
+    from augmentgen.pipeline import collate_detection
+
+    rng = np.random.default_rng(0)
+    data = []
+    for i in range(6):
+        k = i % 3  # 0, 1 or 2 boxes: ragged, and one image with none
+        xy = rng.uniform(0, 20, (k, 2))
+        mask = np.zeros((1, 32, 32), np.uint8)
+        for j, (x, y) in enumerate(xy.astype(int)):
+            mask[0, y : y + 8, x : x + 8] = j + 1
+        data.append({"image": rng.integers(0, 256, (32, 32, 3), dtype=np.uint8),
+                     "boxes": np.concatenate([xy, xy + 8], 1).astype(np.float32), "box_labels": np.arange(k) + 5,
+                     "masks": mask, "label": i, "image_id": 100 + i})
+    flip = Pipeline.from_dict([{"name": "horizontal_flip", "p": 1.0}])
+    batches = list(make_loader(data, flip, seed=0, batch_size=3, shuffle=False, num_workers=workers))
+    assert len(batches) == 2
+    b = batches[0]
+    assert b.image.shape == (3, 3, 32, 32) and b.image.dtype == torch.uint8
+    assert b.boxes.xyxy.shape == (3, 2, 4) and b.boxes.valid.tolist() == [[False, False], [True, False], [True, True]]
+    assert b.boxes.labels.tolist() == [[-1, -1], [5, -1], [5, 6]] and b.label.tolist() == [0, 1, 2]
+    assert b.meta["image_id"] == [100, 101, 102] and b.masks.shape == (3, 1, 32, 32)
+    x0, _, x1, _ = data[2]["boxes"][1]  # flipped: x -> 32 - x
+    assert b.boxes.xyxy[2, 1, [0, 2]].tolist() == pytest.approx([32 - x1, 32 - x0])
+    assert torch.equal(b.image[1], torch.from_numpy(data[1]["image"][:, ::-1].copy()).permute(2, 0, 1))
+    mixed = BatchAugment(Pipeline.from_dict([{"name": "mosaic"}]), seed=0)(b, epoch=0, step=0)
+    assert mixed.boxes.xyxy.shape == (3, 8, 4)  # 4N slots
+    single = collate_detection([data[0] | {"image": torch.zeros(3, 32, 32)}])
+    assert single.boxes.xyxy.shape == (1, 0, 4) and single.label.tolist() == [0]

@@ -98,6 +98,39 @@ def evaluate(
 
 
 @app.command()
+def init(
+    data: Annotated[
+        Path,
+        typer.Argument(help="Your data: a folder of class subfolders (or train/ and test/ of them), or of .tar shards."),
+    ],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Recipe file to write (default: NAME.yaml).")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Recipe name (default: the folder's name).")] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing recipe file.")] = False,
+) -> None:
+    """Draft a recipe for your own data: classes, counts and image sizes looked up, the rest from the built-in recipes."""
+    import re
+
+    from augmentgen.recipes.init import draft_recipe, survey
+
+    with exit_on(ValueError, OSError):
+        s = survey(data)
+        base = name or re.sub(r"[^A-Za-z0-9_-]+", "-", data.resolve().name).strip("-") or "my-data"
+        text = draft_recipe(s, name=base)
+    target = out or Path(f"{base}.yaml")
+    if target.exists() and not force:
+        raise fail(f"{target} exists; pass --force to overwrite it, or --out another file")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+    size = s.image_size()
+    console.print(
+        f"{s.source} {s.root}: {len(s.classes)} classes, {sum(s.counts)} images (smallest class {min(s.counts)})"
+        + (f", test set {s.test_root}" if s.test_root else "")
+        + (f"; images resized to {size}x{size}" if size else "")
+    )
+    console.print(f"wrote {target}; next: augmentgen run {target} --out runs/{base}")
+
+
+@app.command()
 def show(
     recipe: Annotated[Optional[Path], typer.Argument(help="A recipe YAML (see recipes/).")] = None,
     set_: SetOption = None,

@@ -8,6 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from augmentgen.data.sources import IMAGE_SUFFIXES
+
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "stereo_motorcycle")
 
 
@@ -32,9 +34,6 @@ def load_photo(name: str, size: int | tuple[int, int] | None = None) -> np.ndarr
         h, w = (size, size) if isinstance(size, int) else size
         img = np.asarray(cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA), dtype=np.uint8)
     return img
-
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
 def load_image_file(path: str | Path, size: int | tuple[int, int] | None = None) -> np.ndarray:

@@ -279,7 +279,10 @@ def collate_detection(items: Sequence[dict[str, Any]]) -> Batch:
         ([[True], [False]], [7, 8])
     """
     images = torch.stack([torch.as_tensor(it["image"]) for it in items])
-    xyxy = [torch.as_tensor(np.asarray(it["boxes"], np.float32)).reshape(-1, 4) for it in items]
+    xyxy = [
+        torch.as_tensor(np.asarray(it["boxes"] if it.get("boxes") is not None else [], np.float32)).reshape(-1, 4)
+        for it in items
+    ]
     labels = [
         torch.as_tensor(np.asarray(it["box_labels"] if it.get("box_labels") is not None else np.full(len(b), -1)))
         .reshape(-1)

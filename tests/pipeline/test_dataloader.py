@@ -196,3 +196,5 @@ def test_detection_dicts_collate_to_a_batch_that_the_mix_ops_take(workers: int) 
     assert mixed.boxes.xyxy.shape == (3, 8, 4)  # 4N slots
     single = collate_detection([data[0] | {"image": torch.zeros(3, 32, 32)}])
     assert single.boxes.xyxy.shape == (1, 0, 4) and single.label.tolist() == [0]
+    two = collate_detection([data[1] | {"image": torch.zeros(3, 32, 32)}, {"image": torch.zeros(3, 32, 32), "boxes": None}])
+    assert two.boxes.valid.tolist() == [[True], [False]] and two.label is None and two.masks is None

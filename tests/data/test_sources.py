@@ -239,3 +239,20 @@ def test_recipe_data_section_resizes_an_image_folder_and_names_the_fix(tmp_path:
     _folder(tmp_path / "other", ("a", "b", "d"), 2, (16, 16))
     with pytest.raises(ValueError, match=r"data.test_root .*other.*differ"):
         load_data(spec.model_copy(update={"image_size": 16, "test_root": str(tmp_path / "other")}))
+
+
+def test_image_folder_of_large_jpegs_resizes_as_it_reads(tmp_path: Path) -> None:
+    """Camera-sized JPEGs are decoded at a reduced scale and resized one at a time: close to a full decode."""
+    import cv2
+    import skimage.data
+
+    photo = cv2.resize(skimage.data.astronaut(), (1600, 1200), interpolation=cv2.INTER_CUBIC)
+    for i in range(3):
+        (tmp_path / "a").mkdir(exist_ok=True)
+        Image.fromarray(np.roll(photo, 40 * i, axis=1)).save(tmp_path / "a" / f"{i}.jpg", quality=92)
+    ds = load_image_folder(tmp_path, size=(48, 64))
+    assert ds.images.shape == (3, 48, 64, 3)
+    for i in range(3):
+        with Image.open(tmp_path / "a" / f"{i}.jpg") as im:
+            full = np.asarray(im.convert("RGB").resize((64, 48), Image.Resampling.BILINEAR))  # a full decode
+        assert np.abs(ds.images[i].astype(int) - full.astype(int)).mean() < 1.0  # within rounding, on average

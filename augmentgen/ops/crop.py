@@ -1,4 +1,4 @@
-"""Geometric ops that change the canvas: crops, random resized crop, resize, pad.
+"""Geometric ops that change the canvas: crops, random resized crop, resize (fixed or aspect-keeping), pad, letterbox.
 
 Crop boxes are integer pixels (as torchvision), so a crop at scale 1 moves whole pixels.
 Re-exported by ``augmentgen.ops.geometric``.
@@ -341,3 +341,118 @@ class Pad(Op):
     def matrix(self, params: Params, size: tuple[int, int]) -> Array:
         left, top, _, _ = _pad(self.padding)
         return M.translate_pixels_matrix(float(left), float(top), like=params.applied, n=len(params.applied))
+
+
+def _fit(size: tuple[int, int], side: int, longest: bool) -> tuple[int, int]:
+    """(H, W) of ``size`` scaled so its longest (or shortest) side is ``side``, aspect kept, at least 1 px."""
+    h, w = size
+    s = side / (max(h, w) if longest else min(h, w))
+    return max(1, int(round(h * s))), max(1, int(round(w * s)))
+
+
+@register("longest_max_size")
+@dataclass(kw_only=True)
+class LongestMaxSize(Op):
+    """Resize so the longer side is ``max_size``, keeping the aspect (albumentations' ``LongestMaxSize``).
+
+    Example:
+        >>> LongestMaxSize(max_size=64).output_size((720, 1280))
+        (36, 64)
+    """
+
+    kind: ClassVar[str] = "geometric"
+    border_free: ClassVar[bool] = True
+    max_size: int = 512
+    interpolation: str = "bilinear"
+    border_mode: str = "replicate"
+
+    def validate(self) -> None:
+        if not (isinstance(self.max_size, int) and self.max_size > 0):
+            raise ValueError(f"LongestMaxSize.max_size must be a positive int, got {self.max_size!r}")
+
+    def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        return _fit(size, self.max_size, longest=True)
+
+    def matrix(self, params: Params, size: tuple[int, int]) -> Array:
+        return resize_matrix(size, self.output_size(size), like=params.applied, n=len(params.applied))
+
+
+@register("smallest_max_size")
+@dataclass(kw_only=True)
+class SmallestMaxSize(Op):
+    """Resize so the shorter side is ``max_size``, keeping the aspect (torchvision's ``Resize(int)``).
+
+    Example:
+        >>> SmallestMaxSize(max_size=256).output_size((480, 640))
+        (256, 341)
+    """
+
+    kind: ClassVar[str] = "geometric"
+    border_free: ClassVar[bool] = True
+    max_size: int = 256
+    interpolation: str = "bilinear"
+    border_mode: str = "replicate"
+
+    def validate(self) -> None:
+        if not (isinstance(self.max_size, int) and self.max_size > 0):
+            raise ValueError(f"SmallestMaxSize.max_size must be a positive int, got {self.max_size!r}")
+
+    def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        return _fit(size, self.max_size, longest=False)
+
+    def matrix(self, params: Params, size: tuple[int, int]) -> Array:
+        return resize_matrix(size, self.output_size(size), like=params.applied, n=len(params.applied))
+
+
+LETTERBOX_POSITIONS = ("center", "top_left")
+
+
+@register("letterbox")
+@dataclass(kw_only=True)
+class Letterbox(Op):
+    """Fit the image into ``size`` (H, W) keeping its aspect, and pad the rest with ``fill`` (YOLO's letterbox).
+
+    One warp: the image scaled by ``min(H / h, W / w)`` onto whole pixels (never enlarged when
+    ``scale_up`` is False), placed at the centre (or the top left), the border ``fill`` (114/255,
+    YOLO's grey, by default). Boxes, masks and keypoints move with it, so it fuses with the
+    geometric ops around it. albumentations: ``LongestMaxSize`` then ``PadIfNeeded(border_mode=constant)``.
+
+    Example:
+        >>> Letterbox(size=(640, 640)).output_size((720, 1280))
+        (640, 640)
+    """
+
+    kind: ClassVar[str] = "geometric"
+    size: int | tuple[int, int] = (640, 640)
+    fill: float = 114 / 255
+    position: str = "center"
+    scale_up: bool = True
+    interpolation: str = "bilinear"
+    border_mode: str = "constant"
+
+    def validate(self) -> None:
+        self.size = hw("Letterbox.size", self.size)
+        if self.position not in LETTERBOX_POSITIONS:
+            raise ValueError(f"Letterbox.position must be one of {LETTERBOX_POSITIONS}, got {self.position!r}")
+        if not 0.0 <= float(self.fill) <= 1.0:
+            raise ValueError(f"Letterbox.fill must be in [0, 1] (image units), got {self.fill!r}")
+
+    def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        return _size(self.size)
+
+    def placement(self, size: tuple[int, int]) -> tuple[int, int, int, int]:
+        """(new H, new W, left, top): where the scaled image lands on the ``size`` canvas."""
+        (h, w), (oh, ow) = size, _size(self.size)
+        s = min(oh / h, ow / w)
+        if not self.scale_up:
+            s = min(s, 1.0)
+        nh, nw = min(oh, max(1, int(round(h * s)))), min(ow, max(1, int(round(w * s))))
+        if self.position == "center":
+            return nh, nw, (ow - nw) // 2, (oh - nh) // 2
+        return nh, nw, 0, 0
+
+    def matrix(self, params: Params, size: tuple[int, int]) -> Array:
+        nh, nw, left, top = self.placement(size)
+        scale = resize_matrix(size, (nh, nw), like=params.applied, n=len(params.applied))
+        shift = M.translate_pixels_matrix(float(left), float(top), like=params.applied, n=len(params.applied))
+        return shift @ scale

@@ -19,11 +19,14 @@ from augmentgen.ops.base import Op
 from augmentgen.ops.crop import (
     CenterCrop,
     CropParams,
+    Letterbox,
+    LongestMaxSize,
     Pad,
     RandomCrop,
     RandomResizedCrop,
     Resize,
     ResizedCropParams,
+    SmallestMaxSize,
 )
 from augmentgen.ops.functional import matrices as M
 
@@ -33,6 +36,8 @@ __all__ = [
     "CenterCrop",
     "CropParams",
     "HorizontalFlip",
+    "Letterbox",
+    "LongestMaxSize",
     "Pad",
     "Perspective",
     "PerspectiveParams",
@@ -46,6 +51,7 @@ __all__ = [
     "ScaleParams",
     "Shear",
     "ShearParams",
+    "SmallestMaxSize",
     "Translate",
     "TranslateParams",
     "VerticalFlip",

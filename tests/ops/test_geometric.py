@@ -23,6 +23,8 @@ from augmentgen.ops.geometric import (
     Affine,
     CenterCrop,
     HorizontalFlip,
+    Letterbox,
+    LongestMaxSize,
     Pad,
     Perspective,
     RandomCrop,
@@ -31,6 +33,7 @@ from augmentgen.ops.geometric import (
     Rotate,
     Scale,
     Shear,
+    SmallestMaxSize,
     Translate,
     VerticalFlip,
 )
@@ -50,6 +53,9 @@ MAKE: dict[str, Callable[[], Op]] = {
     "random_resized_crop": lambda: RandomResizedCrop(size=(16, 16), interpolation="nearest"),
     "resize": lambda: Resize(size=(10, 14)),
     "pad": lambda: Pad(padding=(1, 2, 3, 4), border_mode="reflect"),
+    "letterbox": lambda: Letterbox(size=(16, 20), fill=0.5),
+    "longest_max_size": lambda: LongestMaxSize(max_size=20),
+    "smallest_max_size": lambda: SmallestMaxSize(max_size=12),
 }
 NAMES = sorted(MAKE)
 
@@ -69,6 +75,9 @@ def zero_magnitude(name: str, size: tuple[int, int]) -> Op | None:
         "random_resized_crop": RandomResizedCrop(size=(h, w), scale=(1, 1), ratio=(w / h, w / h)),
         "resize": Resize(size=(h, w)),
         "pad": Pad(padding=0),
+        "letterbox": Letterbox(size=(h, w)),
+        "longest_max_size": LongestMaxSize(max_size=max(h, w)),
+        "smallest_max_size": SmallestMaxSize(max_size=min(h, w)),
     }.get(name)
 
 

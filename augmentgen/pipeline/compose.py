@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,7 +203,7 @@ class Pipeline(Composite):
         transforms: ops, composites, adapters or ``Synthesize`` stages, applied in order.
         seed: base seed. Call ``k`` without ``rng``/``index`` uses the stream ``(seed, worker, k)``;
             with ``index`` it uses ``(seed, epoch, index)``, the same in any worker. ``None``
-            draws fresh OS entropy per call (non-reproducible, like torchvision).
+            draws from OS entropy (taken once per process) per call: non-reproducible, like torchvision.
         fuse: fuse consecutive geometric ops into one warp and color ops into one pass.
         box_policy: a ``BoxPolicy`` (or its dict) every warp of the call applies to boxes
             (clip, then drop below ``min_visibility`` / ``min_area`` / ``min_size``); None keeps
@@ -230,6 +231,7 @@ class Pipeline(Composite):
         self.fuse = fuse
         self.box_policy = None if box_policy is None else BoxPolicy.from_dict(box_policy, "pipeline.box_policy")
         self._calls = 0  # counts calls without rng/index, so each draws a fresh stream
+        self._entropy: tuple[int, np.random.Generator] | None = None  # (pid, OS-seeded generator) for seed=None
 
     def __len__(self) -> int:
         return len(self.transforms)
@@ -256,7 +258,15 @@ class Pipeline(Composite):
     def default_rng(self, x: Batch | Sample, *, index: int | None = None, epoch: int = 0) -> RNG:
         """The rng a call uses when none is given (see ``seed``)."""
         if self.seed is None:
-            seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
+            # OS entropy once per process (a forked DataLoader worker takes its own), then a draw a
+            # call: SeedSequence() per call cost ~20 us, most of a one-op call on a small image
+            pid = os.getpid()
+            ent = getattr(self, "_entropy", None)
+            if ent is None or ent[0] != pid:
+                ent = self._entropy = (pid, np.random.default_rng())
+            if not isinstance(x, Batch):
+                return ent[1]  # one stream per process: each call continues it
+            seed = int(ent[1].integers(0, 1 << 63))
             keys: tuple[int, ...] = ()
         elif index is not None:
             seed, keys = self.seed, (epoch, index)

@@ -215,3 +215,26 @@ def test_an_op_that_refuses_the_input_is_named_with_its_stage() -> None:
     with pytest.raises(ValueError, match=r"^stage 0\.0 \(brightness\): .*1 or 3 channels"):
         nested(np.zeros((8, 8, 4), np.uint8))
     assert pipe(np.zeros((8, 8, 3), np.uint8)).shape == (8, 8, 3)  # what the ops take passes
+
+
+def test_an_unseeded_pipeline_draws_anew_per_call_and_per_forked_process() -> None:
+    """seed=None: OS entropy taken once per process, so calls differ and forked workers do not repeat each other."""
+    import multiprocessing as mp
+
+    pipe = Pipeline.from_dict([{"name": "affine", "degrees": [-30, 30], "translate": [0.2, 0.2]}])
+    img = np.arange(16 * 16 * 3, dtype=np.uint8).reshape(16, 16, 3)
+    pipe(img)  # the parent has drawn its generator before the fork, as a DataLoader's main process may
+    first, second = pipe(img), pipe(img)
+    assert not np.array_equal(first, second)
+    ctx = mp.get_context("fork")
+    with ctx.Pool(2) as pool:
+        outs = pool.map(_one_draw, [pipe, pipe])
+    assert not np.array_equal(outs[0], outs[1]) and not any(np.array_equal(o, first) for o in outs)
+
+
+def _one_draw(pipe: Pipeline) -> np.ndarray:
+    import os
+    import time
+
+    time.sleep(0.05 * (os.getpid() % 2))  # both workers alive at once: two processes, not one reused
+    return pipe(np.arange(16 * 16 * 3, dtype=np.uint8).reshape(16, 16, 3))

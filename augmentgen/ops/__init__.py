@@ -1,3 +1,3 @@
 """Classical ops; importing this package fills the op registry."""
 
-from augmentgen.ops import blur, color, crop, erasing, geometric, lighting, mix, noise, weather  # noqa: F401  (ops register on import)
+from augmentgen.ops import blur, color, crop, erasing, geometric, levels, lighting, mix, noise, weather  # noqa: F401  (ops register on import)

@@ -377,6 +377,10 @@ def stage_from_dict(data: Any, where: str) -> Stage:
     if not isinstance(data, dict) or "name" not in data:
         raise ValueError(f"{where}: a stage must be a mapping with a 'name' key, got {data!r}")
     name = str(data["name"])
+    if name == "trivial_augment":  # a policy: a one_of it builds itself
+        from augmentgen.pipeline.policies import TrivialAugment
+
+        return TrivialAugment.from_dict(data, where)
     if name in _COMPOSITES:
         kids = [stage_from_dict(s, f"{where}({name}).transforms[{i}]") for i, s in enumerate(data.get("transforms") or [])]
         allowed = {"one_of": {"p", "weights"}, "some_of": {"n", "p"}, "random_apply": {"p"}, "pipeline": {"seed", "fuse"}}[name]

@@ -253,6 +253,7 @@ def _named(e: ValueError | TypeError, group: list[Step]) -> Exception:
 # find them in the cache: one elementwise pass over 256 images of 224 px (150 MB) is memory-bound.
 # Only traces of per-row ops are split (never a mix op or an opaque stage); the result is the same.
 CPU_CHUNK_BYTES = 2 << 20
+CPU_WHOLE_BYTES = 16 << 20  # a batch this small stays whole: it fits the last-level cache already
 _ROW_KINDS = frozenset({"geometric", "color", "pixel"})
 
 
@@ -263,6 +264,8 @@ def _chunk_rows(batch: Batch, trace: Trace) -> int:
     if not all(_kind(s.leaf) in _ROW_KINDS for s in trace.steps):
         return 0
     row = batch.image[0].numel() * batch.image.element_size()
+    if row * batch.batch_size <= CPU_WHOLE_BYTES:
+        return 0
     rows = max(1, CPU_CHUNK_BYTES // max(1, row))
     return rows if rows < batch.batch_size else 0
 

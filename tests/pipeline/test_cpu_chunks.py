@@ -28,6 +28,7 @@ def _batch(dtype: torch.dtype) -> Batch:
 
 def _run(pipe: Pipeline, b: Batch, chunk_bytes: int, monkeypatch: pytest.MonkeyPatch) -> Batch:
     monkeypatch.setattr(plan, "CPU_CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(plan, "CPU_WHOLE_BYTES", 0)  # these test batches are small: split them anyway
     out = pipe(b, rng=torch.Generator().manual_seed(7))
     assert isinstance(out, Batch)
     return out
@@ -62,12 +63,21 @@ def test_a_fused_pipeline_and_a_policy_in_chunks(monkeypatch: pytest.MonkeyPatch
     assert torch.allclose(chunked.boxes.xyxy, whole.boxes.xyxy, atol=1e-4)
 
 
+def test_a_batch_that_fits_the_cache_stays_whole() -> None:
+    b = _batch(torch.float32)
+    trace = Pipeline.from_dict([{"name": "solarize"}]).sample_trace(b, torch.Generator().manual_seed(0))
+    assert plan._chunk_rows(b, trace) == 0  # 10 rows of 20x24: far below CPU_WHOLE_BYTES
+    big = Batch(torch.zeros(64, 3, 224, 224))  # 38 MB
+    assert plan._chunk_rows(big, Pipeline.from_dict([{"name": "solarize"}]).sample_trace(big, torch.Generator())) == 3
+
+
 def test_mix_ops_and_opaque_stages_are_applied_whole(monkeypatch: pytest.MonkeyPatch) -> None:
     b = _batch(torch.float32)
     for spec in ([{"name": "mosaic"}], [{"name": "rotate", "degrees": 10}, {"name": "mixup"}]):
         pipe = Pipeline.from_dict(spec)
         trace = pipe.sample_trace(b, torch.Generator().manual_seed(0))
         monkeypatch.setattr(plan, "CPU_CHUNK_BYTES", 1)
+        monkeypatch.setattr(plan, "CPU_WHOLE_BYTES", 0)
         assert plan._chunk_rows(b, trace) == 0
         out = pipe.apply_trace(b, trace)
         assert out.boxes.xyxy.shape[1] in (12, 6)  # the mix ops' slot counts: rows were mixed, not chunked

@@ -350,9 +350,31 @@ def _fit(size: tuple[int, int], side: int, longest: bool) -> tuple[int, int]:
     return max(1, int(round(h * s))), max(1, int(round(w * s)))
 
 
+@dataclass(kw_only=True)
+class _AspectResize(Op):
+    """Resize keeping the aspect so the longest (or shortest) side is ``max_size``."""
+
+    kind: ClassVar[str] = "geometric"
+    border_free: ClassVar[bool] = True
+    longest: ClassVar[bool] = True
+    max_size: int = 512
+    interpolation: str = "bilinear"
+    border_mode: str = "replicate"
+
+    def validate(self) -> None:
+        if not (isinstance(self.max_size, int) and self.max_size > 0):
+            raise ValueError(f"{type(self).__name__}.max_size must be a positive int, got {self.max_size!r}")
+
+    def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        return _fit(size, self.max_size, longest=self.longest)
+
+    def matrix(self, params: Params, size: tuple[int, int]) -> Array:
+        return resize_matrix(size, self.output_size(size), like=params.applied, n=len(params.applied))
+
+
 @register("longest_max_size")
 @dataclass(kw_only=True)
-class LongestMaxSize(Op):
+class LongestMaxSize(_AspectResize):
     """Resize so the longer side is ``max_size``, keeping the aspect (albumentations' ``LongestMaxSize``).
 
     Example:
@@ -360,26 +382,13 @@ class LongestMaxSize(Op):
         (36, 64)
     """
 
-    kind: ClassVar[str] = "geometric"
-    border_free: ClassVar[bool] = True
+    longest: ClassVar[bool] = True
     max_size: int = 512
-    interpolation: str = "bilinear"
-    border_mode: str = "replicate"
-
-    def validate(self) -> None:
-        if not (isinstance(self.max_size, int) and self.max_size > 0):
-            raise ValueError(f"LongestMaxSize.max_size must be a positive int, got {self.max_size!r}")
-
-    def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
-        return _fit(size, self.max_size, longest=True)
-
-    def matrix(self, params: Params, size: tuple[int, int]) -> Array:
-        return resize_matrix(size, self.output_size(size), like=params.applied, n=len(params.applied))
 
 
 @register("smallest_max_size")
 @dataclass(kw_only=True)
-class SmallestMaxSize(Op):
+class SmallestMaxSize(_AspectResize):
     """Resize so the shorter side is ``max_size``, keeping the aspect (torchvision's ``Resize(int)``).
 
     Example:
@@ -387,21 +396,8 @@ class SmallestMaxSize(Op):
         (256, 341)
     """
 
-    kind: ClassVar[str] = "geometric"
-    border_free: ClassVar[bool] = True
+    longest: ClassVar[bool] = False
     max_size: int = 256
-    interpolation: str = "bilinear"
-    border_mode: str = "replicate"
-
-    def validate(self) -> None:
-        if not (isinstance(self.max_size, int) and self.max_size > 0):
-            raise ValueError(f"SmallestMaxSize.max_size must be a positive int, got {self.max_size!r}")
-
-    def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
-        return _fit(size, self.max_size, longest=False)
-
-    def matrix(self, params: Params, size: tuple[int, int]) -> Array:
-        return resize_matrix(size, self.output_size(size), like=params.applied, n=len(params.applied))
 
 
 LETTERBOX_POSITIONS = ("center", "top_left")

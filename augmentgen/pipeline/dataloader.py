@@ -310,24 +310,17 @@ def default_collate_named(items: Sequence[Any]) -> Any:
     for mismatched images ("stack expects each tensor to be equal size") names neither the
     images nor the fix.
     """
-    if isinstance(items[0], dict) and items[0].get("boxes") is not None:
-        shapes = [_image_shape(it) for it in items]
-        odd = next((i for i, sh in enumerate(shapes) if sh != shapes[0]), None)
-        if odd is None:
-            return collate_detection(items)
-    try:
-        return default_collate(list(items))
-    except RuntimeError as e:
-        shapes = [_image_shape(it) for it in items]
-        first = shapes[0]
-        odd = next((i for i, sh in enumerate(shapes) if sh != first), None)
-        if odd is None or "equal size" not in str(e):
-            raise
+    shapes = [_image_shape(it) for it in items]
+    odd = next((i for i, sh in enumerate(shapes) if sh != shapes[0]), None)
+    if odd is not None:
         raise ValueError(
-            f"make_loader: image {odd} of the batch is {shapes[odd]}, image 0 {first}: a batch needs one "
+            f"make_loader: image {odd} of the batch is {shapes[odd]}, image 0 {shapes[0]}: a batch needs one "
             "size; end the pipeline with resize, center_crop, random_crop or random_resized_crop to one "
             "size (or pass collate_fn= to keep them apart)"
-        ) from e
+        )
+    if isinstance(items[0], dict) and items[0].get("boxes") is not None:
+        return collate_detection(items)
+    return default_collate(list(items))
 
 
 def make_loader(

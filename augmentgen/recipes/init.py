@@ -159,7 +159,7 @@ def draft_recipe(s: DataSurvey, *, name: str) -> str:
         f"{'colour' if s.color else 'gray'} images, sizes seen: {seen}.",
         "# Run it:  augmentgen run THIS.yaml --out runs/NAME   (then open runs/NAME/report.html)",
         "# Cost: the steps below do not depend on how many images there are, but on their size; a draft",
-        "# for a 32 px RGB folder (4 classes, 240 images) ran in 8 min 11 s wall, 771 s CPU on a 2-core",
+        "# for a 32 px RGB folder (4 classes, 240 images) ran in 8 min 11 s wall, 771 s user CPU on a 2-core",
         "# CPU (2026-11-30: train 248 s, checks 15 s, evaluation 222 s); larger images cost more a step.",
         "# Every field: docs/recipes.md or `augmentgen show --reference`; --set a.b=value overrides any.",
         f"name: {name}",

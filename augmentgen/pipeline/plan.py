@@ -303,11 +303,23 @@ def _apply_batch(batch: Batch, trace: Trace, fuse: bool, box_policy: BoxPolicy |
     return batch
 
 
+def _idle(group: list[Step], size: tuple[int, int]) -> bool:
+    """No step of ``group`` acts on the sample and none changes its size: the group is the identity."""
+    for s in group:
+        if bool(np.asarray(s.params.applied).any()) or s.leaf.output_size(size) != size:
+            return False
+    return True
+
+
 def apply_trace_sample(sample: Sample, trace: Trace, fuse: bool = True, box_policy: BoxPolicy | None = None) -> Sample:
     """Apply ``trace`` to one Sample (numpy / OpenCV backend); ``box_policy`` as in ``apply_trace_batch``."""
     groups = _group(trace.steps) if fuse else [[s] for s in trace.steps]
     for g in groups:
         k = _kind(g[0].leaf)
+        # a run that draws nothing for this sample is skipped (warp_sample returns its input for an
+        # identity matrix; a colour pass is not free): a one_of's unchosen children are most of its steps
+        if k in ("color", "geometric") and _idle(g, sample.size):
+            continue
         try:
             if k == "geometric" and (len(g) > 1 or box_policy is not None):
                 mat, out = _fused_matrix(g, sample.size, "numpy", None)

@@ -238,3 +238,34 @@ def _one_draw(pipe: Pipeline) -> np.ndarray:
 
     time.sleep(0.05 * (os.getpid() % 2))  # both workers alive at once: two processes, not one reused
     return pipe(np.arange(16 * 16 * 3, dtype=np.uint8).reshape(16, 16, 3))
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+def test_a_run_of_ops_that_draws_nothing_is_skipped_and_changes_nothing(dtype: str) -> None:
+    """Per sample, an idle geometric run (bare image) or colour run is skipped: the same as warping with identity."""
+    from augmentgen.core.rng import sample_rng
+    from augmentgen.pipeline.plan import apply_trace_sample
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (17, 23, 3), dtype=np.uint8)
+    img = img if dtype == "uint8" else img.astype(np.float32) / 255
+    pipe = Pipeline.from_dict([
+        {"name": "rotate", "degrees": 20, "p": 0.0}, {"name": "scale", "scale": [0.8, 1.2], "p": 0.0},
+        {"name": "brightness", "brightness": 0.3, "p": 0.0}, {"name": "contrast", "contrast": 0.3, "p": 0.0},
+    ])
+    out, trace = pipe(img, rng=sample_rng(0, 0, 0), return_trace=True)
+    assert np.array_equal(out, img)
+    from augmentgen.core.batch import Sample
+
+    warped = img
+    for step in trace.steps:  # each op applied on its own, unskipped: the identity warp and colour pass
+        warped = step.leaf.apply_sample(Sample(warped), step.params).image
+    assert np.array_equal(warped, img) and warped.dtype == img.dtype
+    # with boxes too: an identity warp leaves the sample as it is, so skipping it changes nothing
+    s = Sample(img, boxes=np.array([[-3.0, 2.0, 10.0, 30.0]], np.float32), box_labels=np.array([1]))
+    kept = apply_trace_sample(s, trace)
+    assert kept.boxes[0].tolist() == [-3.0, 2.0, 10.0, 30.0] and np.array_equal(kept.image, img)
+    unskipped = s
+    for step in trace.steps:
+        unskipped = step.leaf.apply_sample(unskipped, step.params)
+    assert np.array_equal(unskipped.boxes, kept.boxes)

@@ -78,6 +78,26 @@ def _samples(files: Sequence[Path]) -> Iterator[dict[str, Any]]:
             raise ValueError(f"{f}: not a readable tar ({type(e).__name__}: {e})") from e
 
 
+def labelled_samples(files: Sequence[Path]) -> Iterator[tuple[str, int, str, bytes]]:
+    """``(where, label, image member name, image bytes)`` of every sample of ``files``, in order.
+
+    Each tar is checked whole (``check_tar_end``) before it is read; a sample without an image
+    member or an integer ``cls`` is a ValueError naming its tar and key.
+    """
+    for sample in _samples(files):
+        key = f"{sample.get('__url__', '?')}:{sample.get('__key__', '?')}"
+        ext = next((k for k in sample if k.rsplit(".", 1)[-1] in IMAGE_EXTS and not k.startswith("mask")), None)
+        if ext is None:
+            raise ValueError(f"{key}: sample has no image member (members: {sorted(sample)})")
+        if "cls" not in sample:
+            raise ValueError(f"{key}: sample has no 'cls' member (the integer label)")
+        try:
+            label = int(sample["cls"])
+        except ValueError as e:
+            raise ValueError(f"{key}: 'cls' is not an integer ({sample['cls']!r})") from e
+        yield key, label, ext, sample[ext]
+
+
 def read_webdataset(
     source: str | Path | Sequence[str | Path],
     *,
@@ -103,18 +123,9 @@ def read_webdataset(
         raise ValueError(f"{source}: no shards (*.tar, or done entries in manifest.json)")
     images: list[np.ndarray] = []
     labels: list[int] = []
-    for sample in _samples(files):
-        key = f"{sample.get('__url__', source)}:{sample.get('__key__', '?')}"
-        ext = next((k for k in sample if k.rsplit(".", 1)[-1] in IMAGE_EXTS and not k.startswith("mask")), None)
-        if ext is None:
-            raise ValueError(f"{key}: sample has no image member (members: {sorted(sample)})")
-        if "cls" not in sample:
-            raise ValueError(f"{key}: sample has no 'cls' member (the integer label)")
-        try:
-            labels.append(int(sample["cls"]))
-        except ValueError as e:
-            raise ValueError(f"{key}: 'cls' is not an integer ({sample['cls']!r})") from e
-        img = decode_image_bytes(sample[ext], f"{key}.{ext}")
+    for key, label, ext, data in labelled_samples(files):
+        labels.append(label)
+        img = decode_image_bytes(data, f"{key}.{ext}")
         if size is not None or mode is not None:
             one = ArrayDataset(img[None], np.zeros(1, np.int64), ["x"], key)
             img = conform(one, size=size, mode=mode).images[0]

@@ -110,29 +110,19 @@ def survey(path: str | Path, *, per_class: int = 20) -> DataSurvey:
 
 
 def _survey_tars(root: Path, per_class: int) -> DataSurvey:
-    import webdataset as wds
-
-    from augmentgen.data.webdataset import IMAGE_EXTS, check_tar_end, decode_image_bytes, shard_files
+    from augmentgen.data.webdataset import decode_image_bytes, labelled_samples, shard_files
 
     files = shard_files(root)
     if not files:
         raise ValueError(f"init: {root}: no shards (*.tar, or done entries in manifest.json)")
     counts: Counter[int] = Counter()
     s = DataSurvey("webdataset", root, None, [], [])
-    for f in files:
-        check_tar_end(f)
-        for sample in wds.WebDataset([str(f)], shardshuffle=False, empty_check=False):
-            if "cls" not in sample:
-                raise ValueError(f"init: {f}:{sample.get('__key__')}: sample has no 'cls' member (the integer label)")
-            label = int(sample["cls"])
-            counts[label] += 1
-            if counts[label] <= per_class:
-                ext = next((k for k in sample if k.rsplit(".", 1)[-1] in IMAGE_EXTS and not k.startswith("mask")), None)
-                if ext is None:
-                    raise ValueError(f"init: {f}:{sample.get('__key__')}: sample has no image member")
-                img = decode_image_bytes(sample[ext], f"{f}:{sample['__key__']}.{ext}")
-                s.sizes.append((img.shape[0], img.shape[1]))
-                s.color = s.color or img.shape[2] == 3
+    for key, label, ext, data in labelled_samples(files):
+        counts[label] += 1
+        if counts[label] <= per_class:  # sizes and colour from the first images of each class
+            img = decode_image_bytes(data, f"{key}.{ext}")
+            s.sizes.append((img.shape[0], img.shape[1]))
+            s.color = s.color or img.shape[2] == 3
     n = max(counts) + 1
     s.classes = [str(i) for i in range(n)]
     s.counts = [counts.get(i, 0) for i in range(n)]

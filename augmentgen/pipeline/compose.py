@@ -69,11 +69,29 @@ def _sample_child(
 ) -> tuple[list[Step], _Shape]:
     if isinstance(child, Composite):
         return child.sample_steps(shape, rng, path, mask)
+    if _unused(child, shape, rng, mask):
+        return [], shape
     params = child.sample_params(shape, rng)  # type: ignore[arg-type]
     if mask is not None:
         params = and_applied(params, mask)
     size = child.output_size(shape.size)
     return [Step(path, child, params)], (shape if size == shape.size else _Shape(shape.batch_size, size, shape.device))
+
+
+def _unused(leaf: Leaf, shape: _Shape, rng: RNG, mask: Array | None) -> bool:
+    """A leaf a composite gates off for every row, keeping the size: drawing for it is skipped.
+
+    Only with a plain numpy Generator (the per-sample path): its draws are one stream, so leaving
+    a leaf out moves the later draws of the same call, and nothing else. A ``StreamRNG`` must
+    draw for every leaf (a row's draws may not depend on the other rows' choices), and a torch
+    mask would cost a device sync. A one_of of n leaves then draws for one of them, not n.
+    """
+    return (
+        type(rng) is np.random.Generator
+        and isinstance(mask, np.ndarray)
+        and not mask.any()
+        and leaf.output_size(shape.size) == shape.size
+    )
 
 
 def _sample_children(
@@ -120,15 +138,26 @@ class OneOf(Composite):
         if isinstance(rng, torch.Generator):
             u = torch.rand(n, generator=rng, device=rng.device)
             choice: Array = torch.bucketize(u, torch.as_tensor(cdf[:-1], dtype=u.dtype, device=u.device), right=True)
-            masks: list[Array] = [_combine(gate, choice == k) for k in range(len(self.transforms))]
+            masks: list[Array | None] = [_combine(gate, choice == k) for k in range(len(self.transforms))]
         else:
             uc = rng.random(n)
             choice = np.searchsorted(cdf[:-1], uc, side="right")
-            masks = [_combine(gate, choice == k) for k in range(len(self.transforms))]
+            if type(rng) is np.random.Generator:  # see _unused: only the choices some row took draw
+                taken = set(choice[np.asarray(gate, dtype=bool)].tolist())
+                keep = [k in taken or isinstance(t, Composite) for k, t in enumerate(self.transforms)]
+                masks = [_combine(gate, choice == k) if keep[k] else None for k in range(len(self.transforms))]
+            else:
+                masks = [_combine(gate, choice == k) for k in range(len(self.transforms))]
         steps: list[Step] = []
         end: _Shape | None = None
         for k, child in enumerate(self.transforms):
-            sub, child_shape = _sample_child(child, f"{path}.{k}" if path else str(k), shape, rng, masks[k])
+            m = masks[k]
+            sub: list[Step]
+            if m is None and not isinstance(child, Composite) and child.output_size(shape.size) == shape.size:
+                sub, child_shape = [], shape  # no row took it and it keeps the size: nothing to draw
+            else:
+                m = _combine(gate, choice == k) if m is None else m
+                sub, child_shape = _sample_child(child, f"{path}.{k}" if path else str(k), shape, rng, m)
             if end is not None and child_shape.size != end.size:
                 raise ValueError(
                     f"one_of at '{path}': its choices give different output sizes {end.size} and {child_shape.size}"

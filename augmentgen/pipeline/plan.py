@@ -113,9 +113,10 @@ def _joins(group: list[Step], s: Step) -> bool:
     return not any(_border_free(x.leaf) for x in group) and a == b
 
 
-# Grouping depends only on the leaves, and a pipeline emits the same leaves in the same order
-# on every call (composites gate with masks, they never drop steps), so it is computed once
-# per leaf sequence. The leaves are kept in the value so their ids cannot be reused.
+# Grouping depends only on the leaves, so it is computed once per leaf sequence. A batch's trace
+# has every leaf (composites gate with masks); a per-sample call leaves out the leaves no
+# composite chose, so a pipeline has a few sequences (one per one_of choice). The leaves are
+# kept in the value so their ids cannot be reused.
 _GROUP_CACHE: dict[tuple[int, ...], tuple[tuple[Leaf, ...], list[int]]] = {}
 
 

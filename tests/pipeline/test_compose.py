@@ -10,6 +10,7 @@ from PIL import Image
 from augmentgen.core.batch import Batch, Boxes, Sample
 from augmentgen.core.rng import sample_rng, torch_rng
 from augmentgen.pipeline import OneOf, Pipeline, RandomApply, SomeOf
+from augmentgen.pipeline.plan import Trace
 
 SPEC = [
     {"name": "rotate", "degrees": [-20, 20]},
@@ -148,6 +149,47 @@ def test_one_of_with_different_output_sizes_is_an_error() -> None:
         {"name": "resize", "size": [16, 16]}, {"name": "resize", "size": [8, 8]}]}])
     with pytest.raises(ValueError, match="different output sizes"):
         pipe(np.zeros((32, 32, 3), np.uint8), index=0)
+
+
+def test_one_of_with_different_output_sizes_is_an_error_whichever_is_drawn() -> None:
+    pipe = Pipeline.from_dict([{"name": "one_of", "transforms": [
+        {"name": "horizontal_flip"}, {"name": "resize", "size": [8, 8]}, {"name": "vertical_flip"}]}])
+    for i in range(12):  # a flip drawn or not, the resize's size is still checked against it
+        with pytest.raises(ValueError, match="different output sizes"):
+            pipe(np.zeros((32, 32, 3), np.uint8), index=i)
+
+
+def test_per_sample_composites_draw_only_for_the_leaves_they_apply(photo32: np.ndarray) -> None:
+    """One image, a numpy Generator: a one_of's unchosen leaves (and gated-off ones) draw nothing."""
+    from augmentgen.pipeline.policies import TrivialAugment
+
+    ta = TrivialAugment()
+    pipe = Pipeline([ta, RandomApply([Pipeline.from_dict(SPEC[:1]).transforms[0]], p=0.5)], seed=0)
+    chosen, gated = set(), 0
+    for i in range(300):
+        out, trace = pipe(photo32, index=i, return_trace=True)
+        ta_steps = [s for s in trace.steps if s.path.startswith("0.")]
+        assert len(ta_steps) <= 1 and all(bool(np.asarray(s.params.applied).all()) for s in trace.steps)
+        chosen.update(s.path for s in ta_steps)
+        gated += not any(s.path.startswith("1.") for s in trace.steps)
+        assert np.array_equal(pipe.replay(photo32, trace), out)
+        if ta_steps and len(trace.steps) == 1:  # the drawn leaf alone, with its drawn params, is the output
+            assert np.array_equal(Pipeline([]).replay(photo32, Trace((ta_steps[0],))), out)
+    assert chosen == {f"0.{k}" for k in range(len(ta.transforms))}  # every choice is reached
+    assert 100 < gated < 200  # random_apply(p=0.5) gates the op off about half the time
+
+
+def test_one_of_in_a_batched_per_sample_fetch_is_the_same_alone_and_in_a_batch(photo32: np.ndarray) -> None:
+    """The StreamRNG path keeps drawing for every choice, so a row's draws do not depend on the others."""
+    from augmentgen.pipeline.many import map_samples
+    from augmentgen.pipeline.policies import TrivialAugment
+
+    pipe = Pipeline([TrivialAugment()])
+    xs = [np.roll(photo32, k, axis=1) for k in range(16)]
+    idx = list(range(40, 56))
+    many = map_samples(pipe, xs, seed=2, epoch=1, indices=idx)
+    for k, i in enumerate(idx):
+        assert np.array_equal(many[k], map_samples(pipe, [xs[k]], seed=2, epoch=1, indices=[i])[0])
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])

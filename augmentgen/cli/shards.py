@@ -60,6 +60,9 @@ def generate(
     threads: Annotated[
         int | None, typer.Option("--threads", help="Encode threads per process (0: cores / workers).")
     ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a recipe field: a.b.c=value (repeatable).")
+    ] = None,
 ) -> None:
     """Stream a recipe's samples into WebDataset shards OUT/{name}-{i:06d}.tar, deterministic per shard."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -68,7 +71,7 @@ def generate(
 
     hint = "the shards that finished are kept; add --resume to the same command to write the rest"
     with on_interrupt(hint), exit_on(OSError, code=3), exit_on(ValueError):
-        r = load_recipe(recipe)
+        r = load_recipe(recipe, set_ or [])
         overrides = {
             k: v
             for k, v in {"workers": workers, "distributor": distributor, "threads": threads}.items()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -246,7 +247,9 @@ class GenerateRecipe(_Strict):
 SECTIONS = ("shards", "source", "pipeline", "run")
 
 
-def recipe_from_dict(data: Any, where: str = "recipe", root: yaml.Node | None = None) -> GenerateRecipe:
+def recipe_from_dict(
+    data: Any, where: str = "recipe", root: yaml.Node | None = None, overrides: Sequence[str] = ()
+) -> GenerateRecipe:
     """Validate a recipe mapping; sections other than ``shards``/``source``/``pipeline``/``run`` are left to others.
 
     Errors name ``where``, the dotted path of each bad field and, given the composed YAML ``root``, its line.
@@ -263,15 +266,17 @@ def recipe_from_dict(data: Any, where: str = "recipe", root: yaml.Node | None = 
     try:
         return GenerateRecipe.model_validate(body)
     except ValidationError as e:
-        raise ValueError(format_validation_error(e, where, GenerateRecipe, root)) from None
+        raise ValueError(format_validation_error(e, where, GenerateRecipe, root, overrides)) from None
 
 
-def load_recipe(path: str | Path) -> GenerateRecipe:
-    """Read a recipe YAML file (see the module docstring).
+def load_recipe(path: str | Path, overrides: Sequence[str] | None = None) -> GenerateRecipe:
+    """Read a recipe YAML file (see the module docstring), with ``--set a.b=value`` overrides.
+
+    Values are parsed as YAML, then typed by the schema, as ``augmentgen run --set`` does.
 
     Example:
-        >>> load_recipe("recipes/shards-fashion-mnist.yaml").shards.name  # doctest: +SKIP
-        'fmnist-aug'
+        >>> load_recipe("recipes/shards-fashion-mnist.yaml", ["shards.count=2"]).shards.count  # doctest: +SKIP
+        2
     """
     p = Path(path)
     if not p.is_file():
@@ -281,4 +286,13 @@ def load_recipe(path: str | Path) -> GenerateRecipe:
         data, root = yaml.safe_load(text), yaml.compose(text)
     except yaml.YAMLError as e:
         raise ValueError(f"{p}: not valid YAML: {e}") from e
-    return recipe_from_dict(data, where=str(p), root=root)
+    if overrides:
+        if not isinstance(data, dict):
+            raise ValueError(f"{p}: expected a mapping with 'shards' and 'source', got {type(data).__name__}")
+        from augmentgen.generators.config import apply_overrides
+
+        try:
+            data = apply_overrides(data, list(overrides))
+        except ValueError as e:
+            raise ValueError(f"{p}: bad --set: {e}") from e
+    return recipe_from_dict(data, where=str(p), root=root, overrides=list(overrides or []))

@@ -77,3 +77,19 @@ def test_an_output_that_cannot_be_written_exits_3_naming_the_path(tmp_path: Path
     missing = tmp_path / "no-such.yaml"
     code, text = _invoke("generate", str(missing), "--out", str(tmp_path / "o"))
     assert code == 2 and "recipe file not found" in text and str(missing) in text.replace(" ", "")  # bad input, not a write
+
+
+def test_set_overrides_a_generate_recipe_field_typed_and_names_a_bad_one(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code, text = _invoke("generate", str(_recipe(tmp_path)), "--out", str(out), "--set", "shards.count=2",
+                         "--set", "shards.size=5")
+    assert code == 0 and "wrote 2 shard(s), 10 samples" in text, text
+    manifest = yaml.safe_load((out / "manifest.json").read_text())
+    assert manifest["recipe"]["shards"]["count"] == 2  # the manifest records the recipe as run
+    code, text = _invoke("generate", str(_recipe(tmp_path)), "--out", str(tmp_path / "o"), "--set", "shards.count=two")
+    assert code == 2 and "shards.count (--set shards.count=two)" in text and "valid integer" in text
+    code, text = _invoke("generate", str(_recipe(tmp_path)), "--out", str(tmp_path / "o"), "--set", "shards.coutn=2")
+    assert code == 2 and "did you mean 'count'" in text
+    code, text = _invoke("generate", str(_recipe(tmp_path)), "--out", str(tmp_path / "o"), "--set", "shards")
+    assert code == 2 and "bad --set" in text and "a.b.c=value" in text
+    assert not (tmp_path / "o").exists()  # nothing is written for a recipe that does not validate

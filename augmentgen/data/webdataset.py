@@ -49,12 +49,14 @@ def decode_image_bytes(data: bytes, where: str) -> np.ndarray:
 
 
 def check_tar_end(path: Path) -> None:
-    """A ValueError naming ``path`` unless it ends as a whole tar does: two zero blocks at a block boundary.
+    """A ValueError naming ``path`` unless it is a whole tar: headers, lengths, end marker, zeros after it.
 
-    Python's ``tarfile`` (and so webdataset) reads a tar cut short at a member boundary without
-    a word, so a copy that stopped half way would pass as a smaller data set; every tar writer
-    (GNU tar, ``tarfile``, ``webdataset.TarWriter``, augmentgen) ends with the marker.
+    Python's ``tarfile`` (and so webdataset) reads a tar cut short at a member boundary, or one
+    with a member header zeroed, as a smaller tar without a word, so a copy that stopped half
+    way would pass as a smaller data set. ``walk_tar`` reads only the headers (a seek a member).
     """
+    from augmentgen.shards.tario import walk_tar
+
     size = path.stat().st_size
     if size < 1024 or size % 512:
         raise ValueError(f"{path}: truncated or not a tar ({size} bytes, not whole 512-byte blocks)")
@@ -62,6 +64,7 @@ def check_tar_end(path: Path) -> None:
         f.seek(size - 1024)
         if f.read(1024).strip(b"\0"):
             raise ValueError(f"{path}: truncated (no end-of-archive marker): copy or write it again")
+        walk_tar(f, str(path))
 
 
 def _samples(files: Sequence[Path]) -> Iterator[dict[str, Any]]:

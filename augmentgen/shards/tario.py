@@ -3,8 +3,10 @@
 Writing: ``tar_member(name, data)`` is the same bytes ``tarfile`` writes for a ustar member
 with mode 0444, uid/gid 0, empty user/group names and a fixed mtime, built several times
 faster (no TarInfo object per member). Reading: ``iter_tar`` checks every header checksum,
-every member's length and the end-of-archive marker, so a shard cut short anywhere is an
-error naming the last whole member, where ``tarfile`` silently stops at a header boundary.
+every member's length, the end-of-archive marker and that only zeros follow it, so a shard cut
+short or with a zeroed header anywhere is an error naming the last whole member, where
+``tarfile`` silently stops at a header boundary or at the first zero block; ``walk_tar`` makes
+the same checks without reading the members' data.
 """
 
 from __future__ import annotations
@@ -163,6 +165,72 @@ def _pax_path(data: bytes) -> str | None:
     return path
 
 
+def _parse_header(hdr: bytes, where: str, last: str) -> tuple[str, int, bytes]:
+    """``(name, size, typeflag)`` of a 512-byte header whose checksum holds, else a ValueError."""
+    stored = _parse_number(hdr[148:156], where)
+    if stored != sum(hdr[:148]) + 8 * ord(" ") + sum(hdr[156:]):
+        raise ValueError(f"{where}: corrupt tar header (checksum mismatch) after member {last!r}")
+    name = hdr[:100].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+    if hdr[257:262] == b"ustar":
+        prefix = hdr[345:500].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+        if prefix:
+            name = f"{prefix}/{name}"
+    return name, _parse_number(hdr[124:136], where), hdr[156:157]
+
+
+def _only_zeros_after(f: BinaryIO, where: str, last: str) -> None:
+    """After the first zero block a tar holds only zeros (its end marker and record padding).
+
+    ``tarfile`` (so webdataset) and GNU tar stop at the first zero block: a member header
+    overwritten with zeros would end the archive there and lose every member after it without
+    a word. Anything but zeros after it is that, or tars joined with ``cat``, and is named.
+    """
+    seen = 0
+    while True:
+        chunk = f.read(1 << 16)
+        if not chunk:
+            return
+        if chunk.strip(b"\0"):
+            at = seen + len(chunk) - len(chunk.lstrip(b"\0"))
+            raise ValueError(
+                f"{where}: data after the end-of-archive marker ({at} bytes past the zero block that "
+                f"follows member {last!r}): a member header was zeroed, or tars were joined end to end"
+            )
+        seen += len(chunk)
+
+
+def walk_tar(f: BinaryIO, where: str = "tar") -> int:
+    """Check a whole tar without reading its members' data: every header, every length, the end.
+
+    The same checks as ``iter_tar`` (header checksums, members and padding present in full, the
+    end-of-archive marker, nothing but zeros after it) at the cost of one 512-byte read and a
+    seek a member. Returns the number of regular-file members.
+
+    Example:
+        >>> import io
+        >>> walk_tar(io.BytesIO(tar_member("k.cls", b"1") + tar_end(1024)))
+        1
+    """
+    end = f.seek(0, 2)
+    pos = f.seek(0)
+    last, count = "(none: first member)", 0
+    while True:
+        hdr = _read_exact(f, BLOCK)
+        if len(hdr) < BLOCK:
+            what = "ends" if not hdr else f"has a {len(hdr)}-byte partial header"
+            raise ValueError(f"{where}: truncated, the archive {what} after member {last!r} (no end marker)")
+        if hdr == _ZERO_BLOCK:
+            _only_zeros_after(f, where, last)
+            return count
+        name, size, typeflag = _parse_header(hdr, where, last)
+        pos += BLOCK + size + (-size % BLOCK)
+        if pos > end:
+            raise ValueError(f"{where}: member {name!r} is truncated (the file ends inside it or its padding)")
+        f.seek(pos)
+        if typeflag in (b"0", b"\0", b"7"):
+            last, count = name, count + 1
+
+
 def iter_tar(f: BinaryIO, where: str = "tar") -> Iterator[tuple[str, bytes]]:
     """Yield ``(name, data)`` of every regular file in a tar stream, strictly.
 
@@ -182,17 +250,9 @@ def iter_tar(f: BinaryIO, where: str = "tar") -> Iterator[tuple[str, bytes]]:
             what = "ends" if not hdr else f"has a {len(hdr)}-byte partial header"
             raise ValueError(f"{where}: truncated, the archive {what} after member {last!r} (no end marker)")
         if hdr == _ZERO_BLOCK:
+            _only_zeros_after(f, where, last)
             return
-        stored = _parse_number(hdr[148:156], where)
-        if stored != sum(hdr[:148]) + 8 * ord(" ") + sum(hdr[156:]):
-            raise ValueError(f"{where}: corrupt tar header (checksum mismatch) after member {last!r}")
-        name = hdr[:100].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-        if hdr[257:262] == b"ustar":
-            prefix = hdr[345:500].split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
-            if prefix:
-                name = f"{prefix}/{name}"
-        size = _parse_number(hdr[124:136], where)
-        typeflag = hdr[156:157]
+        name, size, typeflag = _parse_header(hdr, where, last)
         data = _read_exact(f, size)
         if len(data) < size:
             raise ValueError(f"{where}: member {name!r} is truncated ({len(data)} of {size} bytes)")

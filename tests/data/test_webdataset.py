@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,22 @@ def test_a_tar_cut_short_is_named_not_read_as_a_smaller_data_set(tmp_path: Path,
     tar.write_bytes(data[: keep - keep % 512 + (100 if cut == "mid-block" else 0)])
     want = "not whole 512-byte blocks" if cut == "mid-block" else "no end-of-archive marker"
     with pytest.raises(ValueError, match=rf"part-0001.tar: truncated.*{want}"):
+        read_webdataset(tmp_path / "t")
+
+
+def test_a_tar_with_a_zeroed_member_header_is_named_not_read_as_fewer_samples(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    imgs = [rng.integers(0, 256, (8, 8, 3), dtype=np.uint8) for _ in range(10)]
+    _write(tmp_path / "t", imgs, [1] * 10, per_tar=10)
+    tar = tmp_path / "t" / "part-0000.tar"
+    data = bytearray(tar.read_bytes())
+    with tarfile.open(tar) as tf:
+        at = tf.getmembers()[8].offset  # the header of the fifth sample's first member
+    data[at : at + 512] = bytes(512)
+    tar.write_bytes(bytes(data))
+    with tarfile.open(tar) as tf:
+        assert len(tf.getmembers()) == 8  # tarfile: four whole samples and not a word
+    with pytest.raises(ValueError, match=r"part-0000.tar: data after the end-of-archive marker"):
         read_webdataset(tmp_path / "t")
 
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from augmentgen.shards.tario import iter_tar, tar_end, tar_header, tar_headers, tar_member
+from augmentgen.shards.tario import iter_tar, tar_end, tar_header, tar_headers, tar_member, walk_tar
 
 
 def _tarfile_bytes(members: list[tuple[str, bytes]]) -> bytes:
@@ -68,6 +68,60 @@ def test_corrupt_header_is_a_checksum_error() -> None:
     data[1024 + 5] ^= 0xFF  # second header's name
     with pytest.raises(ValueError, match=r"checksum mismatch\) after member 'a.cls'"):
         list(iter_tar(io.BytesIO(bytes(data))))
+
+
+def test_a_zeroed_header_or_joined_tars_are_errors_not_a_shorter_archive() -> None:
+    """tarfile stops at the first zero block and reads the rest as gone; the strict reader refuses."""
+    data = _ours([("a.cls", b"1"), ("b.cls", b"2"), ("c.cls", b"3")])
+    zeroed = data[:1024] + bytes(512) + data[1536:]  # b.cls's header overwritten with zeros
+    with tarfile.open(fileobj=io.BytesIO(zeroed)) as tf:
+        assert tf.getnames() == ["a.cls"]  # what tarfile (and webdataset) make of it
+    for check in (lambda b: list(iter_tar(io.BytesIO(b), "x.tar")), lambda b: walk_tar(io.BytesIO(b), "x.tar")):
+        with pytest.raises(ValueError, match=r"x.tar: data after the end-of-archive marker .*member 'a.cls'"):
+            check(zeroed)
+        with pytest.raises(ValueError, match=r"joined end to end"):
+            check(data + data)
+        past = len(data) - 3 * 1024 - 512 + 7  # the record's padding, then 7 zeros, then the stray byte
+        with pytest.raises(ValueError, match=rf"after the end-of-archive marker \({past} bytes past"):
+            check(data + bytes(7) + b"x")
+    assert list(iter_tar(io.BytesIO(data + bytes(4096)))) == [("a.cls", b"1"), ("b.cls", b"2"), ("c.cls", b"3")]
+
+
+@given(
+    st.lists(st.tuples(st.text("abc.", min_size=1, max_size=120), st.binary(max_size=900)), max_size=4),
+    st.data(),
+)
+@settings(max_examples=60, deadline=None)
+def test_walking_the_headers_agrees_with_reading_the_members(members: list[tuple[str, bytes]], draw: st.DataObject) -> None:
+    """walk_tar (headers and seeks) accepts and refuses exactly what iter_tar (every byte) does."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:  # PAX: names over 100 bytes get extended headers
+        for name, blob in members:
+            ti = tarfile.TarInfo(name)
+            ti.size = len(blob)
+            tf.addfile(ti, io.BytesIO(blob))
+    data = bytearray(buf.getvalue())
+    assert walk_tar(io.BytesIO(bytes(data))) == len(list(iter_tar(io.BytesIO(bytes(data))))) == len(members)
+    how = draw.draw(st.sampled_from(["cut", "zero", "flip"]))
+    at = draw.draw(st.integers(0, len(data) - 1))
+    if how == "cut":
+        data = data[:at]
+    elif how == "zero":
+        at -= at % 512
+        data[at : at + 512] = bytes(512)
+    else:
+        data[at] ^= 1 + draw.draw(st.integers(0, 254))
+
+    def outcome(fn: object) -> str:
+        try:
+            fn()  # type: ignore[operator]
+            return "ok"
+        except ValueError as e:
+            return str(e).split(":")[1].split("(")[0].strip()
+
+    full = outcome(lambda: list(iter_tar(io.BytesIO(bytes(data)))))
+    walk = outcome(lambda: walk_tar(io.BytesIO(bytes(data))))
+    assert (full == "ok") == (walk == "ok"), (how, at, full, walk)
 
 
 def test_header_rejects_long_names() -> None:

@@ -112,6 +112,16 @@ class CheckConfig(BaseModel):
     seed: int = Field(default=0, description="seeds the KID subsets and the mode-coverage k-means")
 
     def model_post_init(self, __context: Any) -> None:
+        from augmentgen.core.registry import FEATURES  # filled by checks.features, imported above
+
+        for key, spec in (("features", self.features), ("copy_space", self.copy_space)):
+            name = spec.partition(":")[0]
+            if name not in FEATURES:  # the weights load later; the name is known now
+                known = FEATURES.names()
+                raise ValueError(
+                    f"checks.{key}: unknown feature space {spec!r}{did_you_mean([name], known)}; "
+                    f"known: {', '.join(known)} (torchvision:NAME, timm:NAME for a model of theirs)"
+                )
         bad = sorted(set(self.checks) - set(ALL_CHECKS))
         if bad:
             raise ValueError(f"checks.checks: unknown check(s) {bad}; known: {list(ALL_CHECKS)}")

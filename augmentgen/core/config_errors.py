@@ -111,6 +111,9 @@ def format_validation_error(
             msg = _unknown_key(model, loc)
         deeper = _named_loc(msg, loc)  # the message names the item: no need to repeat the whole section
         given = f" (got {err['input']!r})" if err["type"] not in ("extra_forbidden", "missing") and not deeper else ""
+        if isinstance(err["input"], dict):
+            given = ""  # a section's own check: its message names the field, the whole section is noise
+        msg = msg.removeprefix("Value error, ")
         if len(given) > 80:
             given = given[:77] + "...)"
         if deeper:

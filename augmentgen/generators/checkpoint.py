@@ -13,17 +13,21 @@ Files are written under a temporary name and renamed, so a crash never leaves ha
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
+import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
+from pydantic import TypeAdapter, ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
+from typing_extensions import TypedDict
 
 from augmentgen.core.registry import did_you_mean
 
@@ -55,9 +59,37 @@ def config_from_dict(cls: type[C], data: Mapping[str, Any], where: str) -> C:
         )
     kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()}
     try:
+        adapter = _field_types(cls)
+        kwargs.update(adapter.validate_python({k: v for k, v in kwargs.items() if k in _TYPED_FIELDS[cls]}))
         return cls(**kwargs)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'value'}: {err['msg']} (got {err['input']!r})" for err in e.errors()
+        )
+        raise ValueError(f"{where}: {problems}") from None
     except (TypeError, ValueError) as e:
         raise ValueError(f"{where}: {e}") from e
+
+
+_TYPED_FIELDS: dict[type, set[str]] = {}
+
+
+@functools.cache
+def _field_types(cls: type) -> TypeAdapter[Any]:
+    """A pydantic validator of ``cls``'s field annotations (lax: "5" and 5 both give int 5; "" or {} do not).
+
+    The dataclass's own ``__post_init__`` still checks ranges and choices; this catches a value of
+    the wrong type (a recipe's ``latent_dim: ''``) before it reaches a layer's constructor.
+    """
+    hints = typing.get_type_hints(cls)
+    loose: frozenset[str] = getattr(cls, "LOOSE_FIELDS", frozenset())  # fields whose __post_init__ takes more than the annotation says
+    fields = {
+        f.name: hints[f.name]
+        for f in dataclasses.fields(cls)
+        if f.init and f.name not in loose and hints.get(f.name, Any) is not Any
+    }
+    _TYPED_FIELDS[cls] = set(fields)
+    return TypeAdapter(TypedDict(f"{cls.__name__}Fields", fields, total=False))  # type: ignore[operator]
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:

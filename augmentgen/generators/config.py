@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from augmentgen.core.config_errors import format_validation_error
+from augmentgen.core.registry import did_you_mean
 
 
 class _Strict(BaseModel):
@@ -77,6 +78,14 @@ class TrainSpec(_Strict):
     lr: float | dict[str, float] | None = Field(
         default=None, description="one lr, or one per param group (g, d, vae)"
     )
+    @field_validator("lr")
+    @classmethod
+    def _positive_lr(cls, v: float | dict[str, float] | None) -> float | dict[str, float] | None:
+        rates = v.values() if isinstance(v, dict) else [] if v is None else [v]
+        if any(not r > 0 for r in rates):  # also NaN
+            raise ValueError(f"learning rates must be > 0, got {v!r}")
+        return v
+
     betas: tuple[float, float] | None = Field(
         default=None, description="Adam betas for every part (null: the kind's own, e.g. (0.0, 0.99) for a GAN)"
     )
@@ -162,6 +171,29 @@ class GeneratorSpec(_Strict):
         if self.ensemble > 1 and self.kind not in ENSEMBLE_KINDS:
             raise ValueError(f"ensemble: only {ENSEMBLE_KINDS} generators train as ensembles, not {self.kind!r}")
         return self
+
+    @model_validator(mode="after")
+    def _kind_and_model(self) -> GeneratorSpec:
+        """A trained kind's ``model`` is checked here, field by field, not when its training starts."""
+        if getattr(self, "from_pretrained", None) is not None or self.kind == "diffusers":
+            return self  # loaded from a folder / checked by the recipe's own validator
+        from augmentgen.generators.checkpoint import config_from_dict
+
+        configs = trainable_configs()
+        if self.kind not in configs:
+            known = sorted([*configs, "diffusers"])
+            raise ValueError(f"kind: unknown generator kind {self.kind!r}{did_you_mean([self.kind], known)}; known: {known}")
+        config_from_dict(configs[self.kind], self.model, f"generators.{self.name}.model")
+        return self
+
+
+def trainable_configs() -> dict[str, type]:
+    """The model config dataclass of every generator kind trained from a recipe (diffusers is not)."""
+    from augmentgen.generators.cgan import CGANConfig
+    from augmentgen.generators.cvae import CVAEConfig
+    from augmentgen.generators.t2i import T2IConfig
+
+    return {"cgan": CGANConfig, "cvae": CVAEConfig, "t2i": T2IConfig}
 
 
 class DataSpec(_Strict):

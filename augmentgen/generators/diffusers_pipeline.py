@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +41,8 @@ class DiffusersConfig:
         attention_slicing, vae_slicing, vae_tiling, cpu_offload: CUDA memory savers, ignored on CPU.
         variant: weight variant to load (``fp16``), or None.
     """
+
+    LOOSE_FIELDS: ClassVar[frozenset[str]] = frozenset({"class_prompts"})  # one prompt or a list; normalized below
 
     pipeline: str
     mode: Literal["text2img", "img2img"] = "text2img"
@@ -93,8 +95,15 @@ class DiffusersConfig:
             raise ValueError(f"DiffusersConfig.channels must be 1 or 3, got {self.channels}")
         if self.dtype not in _DTYPES:
             raise ValueError(f"DiffusersConfig.dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
+        for side in ("height", "width"):
+            v = getattr(self, side)
+            if v is not None and (v < 8 or v % 8):
+                raise ValueError(f"DiffusersConfig.{side} must be a multiple of 8 (the VAE's scale), got {v}")
         if self.output_size is not None:
-            self.output_size = (int(self.output_size[0]), int(self.output_size[1]))
+            size = self.output_size
+            if not isinstance(size, (tuple, list)) or len(size) != 2 or not all(isinstance(v, int) and v >= 1 for v in size):
+                raise ValueError(f"DiffusersConfig.output_size must be [height, width], two integers >= 1, got {size!r}")
+            self.output_size = (int(size[0]), int(size[1]))
 
     def prompts_of(self, label: int) -> list[str]:
         """The prompts of class ``label``; a ValueError names the class when there are none."""

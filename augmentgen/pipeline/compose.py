@@ -369,7 +369,7 @@ class Pipeline(Composite):
             raise ValueError(
                 f"{where}: unknown key(s) {unknown}{did_you_mean(unknown, _PIPELINE_KEYS)}; allowed: {sorted(_PIPELINE_KEYS)}"
             )
-        stages = [stage_from_dict(s, f"{where}.transforms[{i}]") for i, s in enumerate(data.get("transforms") or [])]
+        stages = [stage_from_dict(s, f"{where}.transforms[{i}]") for i, s in enumerate(_stage_list(data, where))]
         s = data.get("seed", seed) if seed is None else seed
         policy = data.get("box_policy")
         box_policy = None if policy is None else BoxPolicy.from_dict(policy, f"{where}.box_policy")
@@ -401,6 +401,16 @@ _PIPELINE_KEYS = {"box_policy", "fuse", "seed", "transforms"}
 _COMPOSITES: dict[str, type[Composite]] = {"one_of": OneOf, "some_of": SomeOf, "random_apply": RandomApply, "pipeline": Pipeline}
 
 
+def _stage_list(data: dict[str, Any], where: str) -> list[Any]:
+    """``data['transforms']``: a list of stages (absent or null: none), else a ValueError naming ``where``."""
+    stages = data.get("transforms")
+    if stages is None:
+        return []
+    if not isinstance(stages, list):
+        raise ValueError(f"{where}.transforms: must be a list of stages, got {type(stages).__name__} {stages!r}")
+    return stages
+
+
 def stage_from_dict(data: Any, where: str) -> Stage:
     """Build a leaf or composite from its dict; errors name ``where``."""
     if not isinstance(data, dict) or "name" not in data:
@@ -411,7 +421,10 @@ def stage_from_dict(data: Any, where: str) -> Stage:
 
         return TrivialAugment.from_dict(data, where)
     if name in _COMPOSITES:
-        kids = [stage_from_dict(s, f"{where}({name}).transforms[{i}]") for i, s in enumerate(data.get("transforms") or [])]
+        kids = [
+            stage_from_dict(s, f"{where}({name}).transforms[{i}]")
+            for i, s in enumerate(_stage_list(data, f"{where}({name})"))
+        ]
         allowed = {"one_of": {"p", "weights"}, "some_of": {"n", "p"}, "random_apply": {"p"}, "pipeline": {"seed", "fuse"}}[name]
         extra = sorted(set(data) - allowed - {"name", "transforms"})
         if extra:

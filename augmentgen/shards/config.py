@@ -160,7 +160,7 @@ class DatasetSourceConfig(_Strict):
     kind: Literal["dataset"] = "dataset"
     name: Literal["fashion_mnist", "digits", "image_folder"] | None = None
     target: str | None = None
-    split: str = "train"
+    split: Literal["train", "test", "all"] = "train"
     path: str | None = None
     order: Literal["shuffle", "sequential"] = "shuffle"
     device: str = "cpu"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from augmentgen.cli import app
@@ -57,4 +58,26 @@ def test_train_command_unknown_generator_kind(tmp_path: Path) -> None:
     )
     res = CliRunner().invoke(app, ["train", str(recipe), "--no-progress"])
     assert res.exit_code == 1
-    assert "unknown generator 'gann'" in res.output
+    out = " ".join(res.output.split())
+    assert "generators.0 (line 4)" in out and "unknown generator kind 'gann' (did you mean 'cgan'?)" in out
+    assert not (tmp_path / "o").exists()  # refused when the recipe is read, before anything is written
+
+
+def test_a_generator_model_field_of_the_wrong_type_is_named_when_the_recipe_is_read(tmp_path: Path) -> None:
+    from augmentgen.generators.config import load_train_recipe
+    from augmentgen.recipes import load_recipe
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("data: {source: digits}\ngenerators: [{name: g, kind: cvae, model: {latent_dim: '', width: 8}}]\n")
+    with pytest.raises(ValueError, match=r"generators.g.model: latent_dim: Input should be a valid integer"):
+        load_train_recipe(recipe)
+    with pytest.raises(ValueError, match=r"generators.0 \(--set generators.0.model.width=\{\}\): generators.cvae.model: "
+                       r"width: Input should be a valid integer \(got \{\}\)$"):
+        load_recipe("recipes/digits-tiny.yaml", ["generators.0.model.width={}"])
+    with pytest.raises(ValueError, match=r"generators.g.model: latent_dim: Input should be a valid integer"):
+        load_train_recipe(recipe, ["generators.0.model.latent_dim=null"])
+    r = load_train_recipe(recipe, ["generators.0.model.latent_dim='12'"])  # a number in quotes is still the number
+    assert r.generators[0].model["latent_dim"] == "12"
+    from augmentgen.generators.cvae import ConditionalVAE
+
+    assert ConditionalVAE.from_config(r.generators[0].model).config.latent_dim == 12

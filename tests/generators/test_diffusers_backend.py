@@ -174,6 +174,12 @@ def test_config_errors_name_the_field(tmp_path: Path) -> None:
         DiffusersConfig(pipeline="x", strength=1.5)
     with pytest.raises(ValueError, match="class_prompts\\[2\\]"):
         DiffusersConfig(pipeline="x", class_prompts={2: []})
+    with pytest.raises(ValueError, match=r"height must be a multiple of 8 \(the VAE's scale\), got 0"):
+        DiffusersConfig(pipeline="x", height=0)
+    with pytest.raises(ValueError, match=r"output_size must be \[height, width\], two integers >= 1, got \(32,\)"):
+        DiffusersConfig(pipeline="x", output_size=(32,))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"from_pretrained: steps: Input should be a valid integer"):
+        DiffusersGenerator.from_pretrained(str(tmp_path), steps="many")
     with pytest.raises(ValueError, match="float16 needs CUDA"):
         DiffusersGenerator.from_pretrained(str(tmp_path), dtype="float16", device="cpu")
     with pytest.raises(ValueError, match="cannot load diffusers pipeline"):

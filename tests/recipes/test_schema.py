@@ -146,6 +146,19 @@ def test_dump_then_load_is_equal(count: int, seeds: list[int], fmt: str, copies:
             ["evaluate.label_mix.cutmix_alpha (line 5)", "greater than or equal to 0"],
         ),
         (MINIMAL, ["evaluate.label_mix={mixup_alpha: 0, cutmix_alpha: 0}"], ["evaluate.label_mix", "both 0"]),
+        # found by mutating the built-in recipes at random: each was accepted and failed (or ran) later
+        (MINIMAL, ["generators.0.kind=cvea"], ["generators.0 (--set", "unknown generator kind 'cvea' (did you mean 'cvae'?)"]),
+        (MINIMAL, ["generators.0.model.latent_dim=''"], ["generators.g.model: latent_dim: Input should be a valid integer"]),
+        (MINIMAL, ["generators.0.model.kl_warmup_steps=[]"], ["generators.g.model: kl_warmup_steps"]),
+        (MINIMAL, ["generators.0.train.lr=-1"], ["generators.0.train.lr (--set", "learning rates must be > 0"]),
+        (MINIMAL, ["generators.0.train.lr={g: 0.001, d: 0}"], ["learning rates must be > 0"]),
+        (MINIMAL, ["checks.features=effnet"], ["checks.features (--set checks.features=effnet)", "unknown feature space 'effnet' (did you mean 'effnet_lite0'?)"]),
+        (MINIMAL, ["pipeline={transforms: 1.5}"], ["pipeline.transforms: must be a list of stages, got float"]),
+        (
+            MINIMAL + "pipeline:\n  transforms:\n    - {name: one_of, transforms: {name: rotate}}\n",
+            [],
+            ["(one_of).transforms: must be a list of stages, got dict"],
+        ),
     ],
 )
 def test_malformed_recipe_names_field_and_line(text: str, overrides: list[str], expected: list[str]) -> None:

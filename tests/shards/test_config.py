@@ -35,6 +35,11 @@ def test_bad_values_name_their_field(change: dict[str, object], match: str) -> N
         recipe_from_dict({**BASE, "shards": {"count": 2, **change}})
 
 
+def test_a_dataset_split_is_one_the_loaders_know() -> None:
+    with pytest.raises(ValueError, match=r"source.dataset.split.*'train', 'test' or 'all'"):
+        recipe_from_dict({**BASE, "source": {"kind": "dataset", "name": "digits", "split": ""}})
+
+
 def test_source_needs_exactly_one_of_name_and_target() -> None:
     with pytest.raises(ValueError, match="exactly one of 'name' and 'target'"):
         recipe_from_dict({**BASE, "source": {"kind": "dataset", "name": "digits", "target": "a.b:c"}})

@@ -292,12 +292,18 @@ def load_image_folder(
     if not classes:
         raise ValueError(f"load_image_folder: {root} has no class subfolders")
     files: list[tuple[Path, int]] = []
+    empty: list[str] = []
     for c, name in enumerate(classes):
-        for f in sorted((root / name).iterdir()):
-            if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
-                files.append((f, c))
+        found = [f for f in sorted((root / name).iterdir()) if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
+        files += [(f, c) for f in found]
+        empty += [] if found else [name]
     if not files:
         raise ValueError(f"load_image_folder: no images with suffix {IMAGE_SUFFIXES} under {root}")
+    if empty:  # a class no image stands for: every model would get a label it never sees (torchvision refuses too)
+        raise ValueError(
+            f"load_image_folder: class folder(s) {empty} under {root} hold no images with suffix "
+            f"{IMAGE_SUFFIXES}; add images or remove the folder(s)"
+        )
     if mode is None:  # from the headers alone: nothing is decoded twice
         gray = True
         for f, _ in files:

@@ -88,10 +88,15 @@ def survey(path: str | Path, *, per_class: int = 20) -> DataSurvey:
         train_root, test_root = pair
     dirs = _class_dirs(train_root)
     files = {d.name: _images_in(d) for d in dirs}
-    files = {k: v for k, v in files.items() if v}
-    if not files:
+    if not any(files.values()):
         raise ValueError(
             f"init: {root} holds neither *.tar shards nor class subfolders of images ({', '.join(IMAGE_SUFFIXES)})"
+        )
+    empty = sorted(k for k, v in files.items() if not v)
+    if empty:  # the recipe's loader refuses them (a label no image stands for): say so now, not at run time
+        raise ValueError(
+            f"init: class folder(s) {empty} under {train_root} hold no images ({', '.join(IMAGE_SUFFIXES)}); "
+            "add images or remove the folder(s)"
         )
     if test_root is not None:
         missing = sorted(set(files) - {d.name for d in _class_dirs(test_root)})

@@ -190,6 +190,16 @@ def test_image_folder_empty(tmp_path: Path) -> None:
         load_image_folder(tmp_path)
 
 
+def test_a_class_folder_without_images_is_named(tmp_path: Path) -> None:
+    """A class no image stands for would be a label every model is built for and never sees."""
+    _write_png(tmp_path / "a" / "0.png", np.zeros((4, 4), np.uint8))
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "readme.txt").write_text("images go here")
+    (tmp_path / "c").mkdir()
+    with pytest.raises(ValueError, match=r"class folder\(s\) \['b', 'c'\] under .* hold no images"):
+        load_image_folder(tmp_path)
+
+
 def test_conform_golden_resize_and_modes() -> None:
     # 4x4 -> 2x2 by area: each output pixel the mean of its 2x2 block
     img = np.arange(16, dtype=np.uint8).reshape(1, 4, 4, 1) * 10

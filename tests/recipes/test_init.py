@@ -57,6 +57,17 @@ def test_the_image_size_is_kept_when_it_suits_the_models(tmp_path: Path, hw: tup
     assert load_recipe(p).data.image_size == want
 
 
+def test_an_empty_class_folder_is_refused_as_the_loader_would(tmp_path: Path) -> None:
+    _folder(tmp_path / "d", {"a": 3, "b": 3}, [(8, 8)])
+    (tmp_path / "d" / "c").mkdir()
+    with pytest.raises(ValueError, match=r"init: class folder\(s\) \['c'\] under .* hold no images"):
+        survey(tmp_path / "d")
+    from augmentgen.data.sources import load_image_folder
+
+    with pytest.raises(ValueError, match=r"class folder\(s\) \['c'\]"):
+        load_image_folder(tmp_path / "d")
+
+
 def test_tars_and_the_command(tmp_path: Path) -> None:
     (tmp_path / "tars").mkdir()
     rng = np.random.default_rng(0)

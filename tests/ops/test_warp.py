@@ -397,3 +397,33 @@ def test_many_row_matrices_have_the_bits_of_one_row_builds() -> None:
             row = [a if isinstance(a, float) else np.asarray(a)[i : i + 1] for a in args]
             one = M.build(formula, row, *consts)
             assert np.array_equal(many[i], one[0]), (formula.__name__, i)
+
+
+@pytest.mark.parametrize("flip", ["identity", "left-right", "up-down", "both"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+@pytest.mark.parametrize("channels", [None, 1, 3, 4])
+@pytest.mark.parametrize("hw", [(5, 7), (96, 80)])  # the second is warped as RGBA when it is a real warp
+def test_a_warp_that_only_flips_is_cv2_flip_bit_for_bit(flip: str, dtype: type, channels: int | None, hw: tuple[int, int]) -> None:
+    from augmentgen.ops.functional.warp_cv import _BORDER, _INTERP, _flip_code, cv_warp
+
+    h, w = hw
+    rng = np.random.default_rng(3)
+    shape = (h, w) if channels is None else (h, w, channels)
+    image = (rng.integers(0, 256, shape) if dtype == np.uint8 else rng.random(shape)).astype(dtype)
+    sx, sy = {"identity": (1, 1), "left-right": (-1, 1), "up-down": (1, -1), "both": (-1, -1)}[flip]
+    cvm = np.array([[sx, 0.0, (w - 1) * (sx < 0)], [0.0, sy, (h - 1) * (sy < 0)]])
+    assert _flip_code(cvm.tolist(), (w, h)) is not None
+    for interp, border in [("bilinear", "constant"), ("nearest", "reflect"), ("bilinear", "replicate")]:
+        flags, bmode = _INTERP[interp], _BORDER[border]
+        got = cv_warp(image, cvm, True, (w, h), flags, bmode, 0.5)
+        want = cv2.warpAffine(image, cvm, (w, h), flags=flags, borderMode=bmode, borderValue=(0.5,) * 4)
+        want = want.reshape(got.shape)
+        assert got.dtype == image.dtype and got.shape == image.shape and np.array_equal(got, want), interp
+        assert not np.shares_memory(got, image)
+    # a half-pixel shift or a transpose is a real warp; so is any matrix into another output size
+    for m in ([[-1.0, 0.0, w - 1.5], [0.0, 1.0, 0.0]], [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]):
+        assert _flip_code(m, (w, h)) is None
+    flags, bmode = _INTERP["bilinear"], _BORDER["constant"]
+    got = cv_warp(image, cvm, True, (w + 1, h), flags, bmode, 0.5)
+    want = cv2.warpAffine(image, cvm, (w + 1, h), flags=flags, borderMode=bmode, borderValue=(0.5,) * 4)
+    assert np.array_equal(got, want.reshape(got.shape))

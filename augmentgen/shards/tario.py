@@ -199,6 +199,18 @@ def _only_zeros_after(f: BinaryIO, where: str, last: str) -> None:
         seen += len(chunk)
 
 
+def _next_header(f: BinaryIO, where: str, last: str) -> tuple[str, int, bytes] | None:
+    """The next member's ``(name, size, typeflag)``, or None at a whole end-of-archive (zeros to the end)."""
+    hdr = _read_exact(f, BLOCK)
+    if len(hdr) < BLOCK:
+        what = "ends" if not hdr else f"has a {len(hdr)}-byte partial header"
+        raise ValueError(f"{where}: truncated, the archive {what} after member {last!r} (no end marker)")
+    if hdr == _ZERO_BLOCK:
+        _only_zeros_after(f, where, last)
+        return None
+    return _parse_header(hdr, where, last)
+
+
 def walk_tar(f: BinaryIO, where: str = "tar") -> int:
     """Check a whole tar without reading its members' data: every header, every length, the end.
 
@@ -215,14 +227,10 @@ def walk_tar(f: BinaryIO, where: str = "tar") -> int:
     pos = f.seek(0)
     last, count = "(none: first member)", 0
     while True:
-        hdr = _read_exact(f, BLOCK)
-        if len(hdr) < BLOCK:
-            what = "ends" if not hdr else f"has a {len(hdr)}-byte partial header"
-            raise ValueError(f"{where}: truncated, the archive {what} after member {last!r} (no end marker)")
-        if hdr == _ZERO_BLOCK:
-            _only_zeros_after(f, where, last)
+        head = _next_header(f, where, last)
+        if head is None:
             return count
-        name, size, typeflag = _parse_header(hdr, where, last)
+        name, size, typeflag = head
         pos += BLOCK + size + (-size % BLOCK)
         if pos > end:
             raise ValueError(f"{where}: member {name!r} is truncated (the file ends inside it or its padding)")
@@ -245,14 +253,10 @@ def iter_tar(f: BinaryIO, where: str = "tar") -> Iterator[tuple[str, bytes]]:
     last = "(none: first member)"
     long_name: str | None = None
     while True:
-        hdr = _read_exact(f, BLOCK)
-        if len(hdr) < BLOCK:
-            what = "ends" if not hdr else f"has a {len(hdr)}-byte partial header"
-            raise ValueError(f"{where}: truncated, the archive {what} after member {last!r} (no end marker)")
-        if hdr == _ZERO_BLOCK:
-            _only_zeros_after(f, where, last)
+        head = _next_header(f, where, last)
+        if head is None:
             return
-        name, size, typeflag = _parse_header(hdr, where, last)
+        name, size, typeflag = head
         data = _read_exact(f, size)
         if len(data) < size:
             raise ValueError(f"{where}: member {name!r} is truncated ({len(data)} of {size} bytes)")

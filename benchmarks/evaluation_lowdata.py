@@ -18,7 +18,8 @@ with a real + classical baseline on the same seeds:
 - ``schedule``: ``mix`` trains on everything at once; ``pretrain`` spends half the steps on
   everything, then fine-tunes on real + classical alone for the other half;
 - ``syn_ops``: 1 passes every generated image once through the classical ops too (as a
-  ``Synthesize`` step followed by the ops does in a pipeline); 0 (the protocol's) keeps them as drawn;
+  ``Synthesize`` step followed by the ops does in a pipeline; ``--syn-pipeline`` names other ops
+  for them); 0 (the protocol's) keeps them as drawn;
 - ``temp``: the latent temperature of every chosen generator (``recipe``: each one's
   ``sample_temperature``);
 - ``smooth``: label smoothing on the generated rows (``mix`` schedule only);
@@ -184,6 +185,10 @@ def main() -> None:
     ap.add_argument(
         "--pipeline", default=None, help="JSON of a pipeline section replacing the recipe's classical ops"
     )
+    ap.add_argument(
+        "--syn-pipeline", default=None,
+        help="JSON of a pipeline section the syn_ops variants pass the generated images through (default: the classical ops)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
     r = load_recipe(args.run / "recipe.yaml")
@@ -193,6 +198,7 @@ def main() -> None:
     real = _concat(train.to_batch(uint8=True))
     test_b = test.to_batch(uint8=True)
     pipe = Pipeline.from_dict(r.pipeline, where="pipeline")
+    syn_pipe = pipe if args.syn_pipeline is None else Pipeline.from_dict(json.loads(args.syn_pipeline), where="--syn-pipeline")
     gens = {
         g.name: load_generator(args.run / "generators" / g.name / "model").eval()  # ensembles too
         for g in r.generators
@@ -253,7 +259,7 @@ def main() -> None:
             if v["oversample"] > 1:
                 syn = keep_confident(syn, clf.predict_logits, k, v["per_class"], hardest=v["select"] == "hard")
             if v["syn_ops"]:
-                syn = augment_copies(syn, pipe, 1, derive_seed(seed, "synthetic-classical"))
+                syn = augment_copies(syn, syn_pipe, 1, derive_seed(seed, "synthetic-classical"))
             rc = classical[seed]
             if v["control"]:
                 pick = torch.randint(rc.batch_size, (syn.batch_size,), generator=torch.Generator().manual_seed(seed))

@@ -270,6 +270,7 @@ def evaluate_arms(
     synthetic_oversample: int = 1,
     confidence: Callable[[Tensor], Tensor] | None = None,
     label_mix: Mapping[str, Any] | None = None,
+    synthetic_pipeline: PipelineFn | None = None,
 ) -> Evaluation:
     """Train the reference classifier in every arm and seed; accuracy on ``test``.
 
@@ -295,6 +296,9 @@ def evaluate_arms(
         label_mix: ``LabelMix`` settings (mixup_alpha, cutmix_alpha, ...): the classical arms
             (``real_classical``, ``real_classical_synthetic``) learn MixUp / CutMix batches, seeded
             per evaluation seed; ``real`` and ``synthetic`` are trained as they are.
+        synthetic_pipeline: ops (like ``pipeline``) every generated image of the
+            ``real_classical_synthetic`` arm passes through once, seeded per evaluation seed; the
+            ``synthetic`` arm (CAS) keeps the images as drawn. None: as drawn in both.
         on_step: called with ``(arm, seed)`` after each classifier is trained (progress), in
             the order they finish.
         workers: processes training classifiers at once (forked from this one, see
@@ -338,6 +342,7 @@ def evaluate_arms(
             "generators": sorted(generators),
             "classifier": {k: v for k, v in kw.items() if k != "config"},
             "label_mix": dict(label_mix) if label_mix else None,
+            "synthetic_pipeline": synthetic_pipeline is not None,
         }
     )
     if label_mix:
@@ -357,6 +362,8 @@ def evaluate_arms(
             if synthetic_oversample > 1:
                 assert confidence is not None
                 syn = keep_confident(syn, confidence, num_classes, synthetic_per_class)
+            if synthetic_pipeline is not None and arm == "real_classical_synthetic":
+                syn = augment_copies(syn, synthetic_pipeline, 1, derive_seed(seed, "synthetic-classical"))
             if parts:
                 rc = _concat(*parts)
                 parts = [repeat_to_share(rc, syn.batch_size, synthetic_share)]

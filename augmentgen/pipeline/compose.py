@@ -23,7 +23,7 @@ import torch
 import yaml
 
 from augmentgen.core.batch import Batch, Sample
-from augmentgen.core.registry import did_you_mean
+from augmentgen.core.registry import OPS, did_you_mean
 from augmentgen.core.rng import RNG, Array, bernoulli, derive_seed, randint, sample_rng, torch_rng
 from augmentgen.ops.base import op_from_dict
 from augmentgen.ops.box_policy import BoxPolicy
@@ -438,4 +438,7 @@ def stage_from_dict(data: Any, where: str) -> Stage:
             return ctor(kids, **kwargs)  # type: ignore[no-any-return]
         except (TypeError, ValueError) as e:
             raise ValueError(f"{where}({name}): {e}") from e
+    if name not in OPS:  # the composites and the policy are stages too: name them among the choices
+        stages = sorted([*OPS.names(), *_COMPOSITES, "trivial_augment"])
+        raise ValueError(f"{where}: unknown op {name!r}{did_you_mean([name], stages)}; known: {', '.join(stages)}")
     return op_from_dict(data, where)  # type: ignore[return-value]

@@ -360,6 +360,12 @@ def _stage_evaluate(ctx: _Ctx) -> dict[str, Any]:
         from augmentgen.pipeline import Pipeline
 
         pipeline = Pipeline.from_dict(r.pipeline, where="pipeline")
+    syn_pipeline = None
+    if ev.synthetic_pipeline is not None:
+        import augmentgen.ops  # noqa: F401
+        from augmentgen.pipeline import Pipeline
+
+        syn_pipeline = Pipeline.from_dict(ev.synthetic_pipeline, where="evaluate.synthetic_pipeline")
     needs_gen = {"real_classical_synthetic", "synthetic"} & set(ev.arms)
     gens = {g.name: ctx.load_generator(g.name) for g in r.generators} if needs_gen else {}
     loaded = [g.name for g in r.generators if g.from_pretrained]
@@ -387,6 +393,7 @@ def _stage_evaluate(ctx: _Ctx) -> dict[str, Any]:
             synthetic_oversample=ev.synthetic_oversample,
             confidence=ctx.classifier().predict_logits if ev.synthetic_oversample > 1 else None,
             label_mix=ev.label_mix.model_dump() if ev.label_mix else None,
+            synthetic_pipeline=syn_pipeline,
         )  # fmt: skip
     body = {
         **result.to_dict(),

@@ -273,6 +273,15 @@ class EvaluateSpec(_Strict):
             "the steps on all of it, then fine-tunes on real + classical for the other half"
         ),
     )
+    synthetic_pipeline: dict[str, Any] | list[Any] | None = Field(
+        default=None,
+        description=(
+            "real_classical_synthetic: ops every generated image passes through once (a pipeline "
+            "section, e.g. {transforms: [{name: trivial_augment}]}), drawn per evaluation seed; the "
+            "real images keep the recipe's pipeline (null: the generated images as drawn; the "
+            "synthetic-only arm always takes them as drawn)"
+        ),
+    )
     label_mix: LabelMixSpec | None = Field(
         default=None,
         description=(
@@ -281,6 +290,17 @@ class EvaluateSpec(_Strict):
             "(null: none)"
         ),
     )
+
+
+    @field_validator("synthetic_pipeline")
+    @classmethod
+    def _synthetic_pipeline(cls, v: Any) -> Any:
+        if v is not None:
+            import augmentgen.ops  # noqa: F401  (fills the op registry)
+            from augmentgen.pipeline import Pipeline
+
+            Pipeline.from_dict(v, where="evaluate.synthetic_pipeline")
+        return v
 
 
 class PromptClassSpec(_Strict):

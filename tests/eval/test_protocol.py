@@ -396,3 +396,27 @@ def test_label_mix_trains_the_classical_arms_only(digits_train: Batch, digits_te
     assert mixed.settings["label_mix"] == mix and plain.settings["label_mix"] is None
     with pytest.raises(ValueError, match="both 0"):
         evaluate_arms(real, digits_test, label_mix={"mixup_alpha": 0, "cutmix_alpha": 0}, **common)
+
+
+def test_synthetic_pipeline_passes_the_generated_rows_of_that_arm_only(digits_train: Batch, digits_test: Batch) -> None:
+    real = digits_train.index(torch.arange(200))
+    seen: list[tuple[int, torch.Tensor]] = []
+
+    def invert(batch: Batch, *, rng: torch.Generator) -> Batch:  # a spy: what reaches it, and a visible change
+        assert batch.label is not None
+        seen.append((batch.batch_size, batch.label.clone()))
+        return batch.replace(image=1.0 - batch.image)
+
+    common: dict[str, Any] = {
+        "num_classes": 10, "pipeline": _shift, "generators": {"a": _Repeat(digits_train)}, "seeds": [0, 1],
+        "classical_copies": 2, "synthetic_per_class": 5, "classifier_kwargs": KW, "workers": 1,
+    }  # fmt: skip
+    plain = evaluate_arms(real, digits_test, **common)
+    inverted = evaluate_arms(real, digits_test, synthetic_pipeline=invert, **common)
+    # once per seed, on the 50 generated rows (5 a class) and nothing else
+    assert [n for n, _ in seen] == [50, 50]
+    assert all(torch.equal(torch.bincount(lab, minlength=10), torch.full((10,), 5)) for _, lab in seen)
+    for arm in ("real", "real_classical", "synthetic"):  # CAS keeps the images as drawn
+        assert inverted.arms[arm].accuracy == plain.arms[arm].accuracy
+    assert inverted.arms["real_classical_synthetic"].accuracy != plain.arms["real_classical_synthetic"].accuracy
+    assert inverted.settings["synthetic_pipeline"] and not plain.settings["synthetic_pipeline"]

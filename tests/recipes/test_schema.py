@@ -155,6 +155,11 @@ def test_dump_then_load_is_equal(count: int, seeds: list[int], fmt: str, copies:
         (MINIMAL, ["checks.features=effnet"], ["checks.features (--set checks.features=effnet)", "unknown feature space 'effnet' (did you mean 'effnet_lite0'?)"]),
         (MINIMAL, ["pipeline={transforms: 1.5}"], ["pipeline.transforms: must be a list of stages, got float"]),
         (
+            MINIMAL,
+            ["evaluate.synthetic_pipeline={transforms: [{name: trivial_augmnt}]}"],
+            ["evaluate.synthetic_pipeline", "unknown op 'trivial_augmnt' (did you mean 'trivial_augment'?)"],
+        ),
+        (
             MINIMAL + "pipeline:\n  transforms:\n    - {name: one_of, transforms: {name: rotate}}\n",
             [],
             ["(one_of).transforms: must be a list of stages, got dict"],

@@ -170,14 +170,17 @@ def train(
     only: Annotated[Optional[list[str]], typer.Option("--only", help="Train only these generators.")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bars.")] = False,
 ) -> None:
-    """Train the reference classifier and the recipe's generators, then measure them (CAS, agreement)."""
+    """Train the reference classifier and the recipe's generators, then measure them (CAS, agreement).
+
+    Exits 2 on bad input (the recipe, its data) and when a training monitor stops a generator, as run does.
+    """
     from augmentgen.eval.train_job import format_report, run_train_recipe
     from augmentgen.generators.config import load_train_recipe
     from augmentgen.generators.monitors import TrainingStopped
 
     try:
         with on_interrupt("the last checkpoint of each generator is kept; add --resume to the same command to go on"), \
-                exit_on(ValueError, code=1):
+                exit_on(ValueError):
             spec = load_train_recipe(recipe, set_ or [])
             report = run_train_recipe(spec, progress=not no_progress, resume=resume, only=only or None)
     except TrainingStopped as e:

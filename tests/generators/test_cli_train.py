@@ -46,7 +46,7 @@ def test_train_command_bad_recipe(tmp_path: Path) -> None:
     recipe = tmp_path / "r.yaml"
     recipe.write_text("generators: [{name: g, kind: cgan, epochs: 3}]")
     res = CliRunner().invoke(app, ["train", str(recipe)])
-    assert res.exit_code == 1
+    assert res.exit_code == 2
     assert "epochs" in res.output
 
 
@@ -57,7 +57,7 @@ def test_train_command_unknown_generator_kind(tmp_path: Path) -> None:
         "generators: [{name: g, kind: gann}]\n"
     )
     res = CliRunner().invoke(app, ["train", str(recipe), "--no-progress"])
-    assert res.exit_code == 1
+    assert res.exit_code == 2
     out = " ".join(res.output.split())
     assert "generators.0 (line 4)" in out and "unknown generator kind 'gann' (did you mean 'cgan'?)" in out
     assert not (tmp_path / "o").exists()  # refused when the recipe is read, before anything is written

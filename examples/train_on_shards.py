@@ -12,6 +12,7 @@ Run::
     .venv/bin/python examples/train_on_shards.py --shards /tmp/sx/shards
     .venv/bin/python examples/train_on_shards.py --shards runs/main/shards/cgan --per-class 100 --ratio 0.5
     .venv/bin/python examples/train_on_shards.py --shards /tmp/sx/shards --mix cutmix
+    .venv/bin/python examples/train_on_shards.py --shards /tmp/sx/shards --synthetic-ops trivial_augment
 
 Exits non-zero when a check fails; the last line is a JSON summary.
 """
@@ -29,8 +30,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from augmentgen.core import Batch
+from augmentgen.core.rng import torch_rng
 from augmentgen.data.sources import ArrayDataset, load_digits, load_fashion_mnist, subset_per_class
-from augmentgen.pipeline import LabelMix
+from augmentgen.pipeline import LabelMix, Pipeline
 from augmentgen.shards import MixedDataset, collate, load
 
 
@@ -85,6 +88,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--mix", choices=["none", "mixup", "cutmix", "both"], default="none",
                     help="MixUp / CutMix each batch (LabelMix) and learn its soft targets")  # fmt: skip
+    ap.add_argument("--synthetic-ops", choices=["none", "trivial_augment"], default="none",
+                    help="pass the synthetic rows of each batch through these ops (the real rows stay as "
+                         "they are): what fashion-mnist-lowdata's evaluation does with its generated images")  # fmt: skip
     ap.add_argument("--min-accuracy", type=float, default=None,
                     help="fail below this test accuracy (default: chance + 0.3)")  # fmt: skip
     args = ap.parse_args(argv)
@@ -110,7 +116,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     mix = None
     if args.mix != "none":
         mix = LabelMix(real.num_classes, *alphas[args.mix], seed=args.seed)
+    syn_ops = None if args.synthetic_ops == "none" else Pipeline.from_dict([{"name": args.synthetic_ops}])
     seen = {"real": 0, "synthetic": 0}
+    changed = 0  # synthetic rows the ops changed
     for epoch in range(args.epochs):
         mixed.set_epoch(epoch)  # a new real order and shard order each epoch
         for step, batch in enumerate(loader):  # Batch: image [B, C, H, W] uint8, label [B], meta["key"]
@@ -118,6 +126,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             seen["real"] += n_real
             seen["synthetic"] += batch.batch_size - n_real
             x, target = batch.image.float() / 255.0, batch.label
+            syn = torch.tensor([not k.startswith("real-") for k in batch.meta["key"]])
+            if syn_ops is not None and bool(syn.any()):  # seeded per (epoch, step): the same run twice is the same
+                out = syn_ops(Batch(x[syn]), rng=torch_rng(args.seed, "synthetic-ops", epoch, step)).image
+                changed += int(((out - x[syn]).abs().flatten(1).amax(1) > 0).sum())
+                x = x.clone()
+                x[syn] = out
             if mix is not None:  # mixed images, [B, K] soft targets (cross_entropy takes them as they are)
                 x, target = mix(x, batch.label, epoch=epoch, step=step)
             loss = nn.functional.cross_entropy(net(x), target)
@@ -138,6 +152,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     summary = {
         "dataset": dataset,
         "mix": args.mix,
+        "synthetic_ops": args.synthetic_ops,
+        "synthetic_rows_changed": round(changed / max(1, seen["synthetic"]), 4),
         "real_images": len(real),
         "samples_seen": seen,
         "synthetic_share": round(share, 4),

@@ -70,16 +70,21 @@ def test_generate_shards_verify_and_read_back_balanced(shards: tuple[Path, dict[
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mix", ["none", "cutmix"])
-def test_train_on_shards_beats_chance(shards: tuple[Path, dict[str, Any]], mix: str) -> None:
+@pytest.mark.parametrize(("mix", "ops"), [("none", "none"), ("cutmix", "none"), ("none", "trivial_augment")])
+def test_train_on_shards_beats_chance(shards: tuple[Path, dict[str, Any]], mix: str, ops: str) -> None:
     folder, _ = shards
     out = summary(
-        run_example("train_on_shards.py", "--shards", str(folder), "--per-class", "30", "--epochs", "10", "--mix", mix)
+        run_example("train_on_shards.py", "--shards", str(folder), "--per-class", "30", "--epochs", "10", "--mix", mix,
+                    "--synthetic-ops", ops)
     )
     assert out["dataset"] == "digits" and out["real_images"] == 300 and out["mix"] == mix
     assert out["samples_seen"]["real"] == 10 * 300
     assert abs(out["synthetic_share"] - 0.5) < 0.01
     assert out["test_accuracy"] >= out["chance"] + 0.3
+    if ops == "none":
+        assert out["synthetic_rows_changed"] == 0
+    else:  # one op of fourteen per row; the identity and ops too weak for 8x8 digits leave some as they were
+        assert 0.6 < out["synthetic_rows_changed"] < 1.0
 
 
 @pytest.mark.slow

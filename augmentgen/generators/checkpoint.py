@@ -59,8 +59,8 @@ def config_from_dict(cls: type[C], data: Mapping[str, Any], where: str) -> C:
         )
     kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()}
     try:
-        adapter = _field_types(cls)
-        kwargs.update(adapter.validate_python({k: v for k, v in kwargs.items() if k in _TYPED_FIELDS[cls]}))
+        adapter, typed = _field_types(cls)
+        kwargs.update(adapter.validate_python({k: v for k, v in kwargs.items() if k in typed}))
         return cls(**kwargs)
     except ValidationError as e:
         problems = "; ".join(
@@ -71,12 +71,10 @@ def config_from_dict(cls: type[C], data: Mapping[str, Any], where: str) -> C:
         raise ValueError(f"{where}: {e}") from e
 
 
-_TYPED_FIELDS: dict[type, set[str]] = {}
-
-
 @functools.cache
-def _field_types(cls: type) -> TypeAdapter[Any]:
-    """A pydantic validator of ``cls``'s field annotations (lax: "5" and 5 both give int 5; "" or {} do not).
+def _field_types(cls: type) -> tuple[TypeAdapter[Any], frozenset[str]]:
+    """A pydantic validator of ``cls``'s field annotations (lax: "5" and 5 both give int 5; "" or {} do not)
+    and the fields it checks.
 
     The dataclass's own ``__post_init__`` still checks ranges and choices; this catches a value of
     the wrong type (a recipe's ``latent_dim: ''``) before it reaches a layer's constructor.
@@ -88,8 +86,7 @@ def _field_types(cls: type) -> TypeAdapter[Any]:
         for f in dataclasses.fields(cls)
         if f.init and f.name not in loose and hints.get(f.name, Any) is not Any
     }
-    _TYPED_FIELDS[cls] = set(fields)
-    return TypeAdapter(TypedDict(f"{cls.__name__}Fields", fields, total=False))  # type: ignore[operator]
+    return TypeAdapter(TypedDict(f"{cls.__name__}Fields", fields, total=False)), frozenset(fields)  # type: ignore[operator]
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:

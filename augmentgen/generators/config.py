@@ -78,14 +78,6 @@ class TrainSpec(_Strict):
     lr: float | dict[str, float] | None = Field(
         default=None, description="one lr, or one per param group (g, d, vae)"
     )
-    @field_validator("lr")
-    @classmethod
-    def _positive_lr(cls, v: float | dict[str, float] | None) -> float | dict[str, float] | None:
-        rates = v.values() if isinstance(v, dict) else [] if v is None else [v]
-        if any(not r > 0 for r in rates):  # also NaN
-            raise ValueError(f"learning rates must be > 0, got {v!r}")
-        return v
-
     betas: tuple[float, float] | None = Field(
         default=None, description="Adam betas for every part (null: the kind's own, e.g. (0.0, 0.99) for a GAN)"
     )
@@ -140,6 +132,14 @@ class TrainSpec(_Strict):
             from augmentgen.pipeline import Pipeline
 
             Pipeline.from_dict(v, where="train.augment")  # unknown ops and bad hyperparameters fail here
+        return v
+
+    @field_validator("lr")
+    @classmethod
+    def _positive_lr(cls, v: float | dict[str, float] | None) -> float | dict[str, float] | None:
+        rates = v.values() if isinstance(v, dict) else [] if v is None else [v]
+        if any(not r > 0 for r in rates):  # also NaN
+            raise ValueError(f"learning rates must be > 0, got {v!r}")
         return v
 
 

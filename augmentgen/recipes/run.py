@@ -354,18 +354,15 @@ def _stage_evaluate(ctx: _Ctx) -> dict[str, Any]:
         from augmentgen.checks.job import subsample
 
         test_b = subsample(test, ev.test_limit, r.seed).to_batch(uint8=True)
-    pipeline = None
-    if r.pipeline is not None:
-        import augmentgen.ops  # noqa: F401
-        from augmentgen.pipeline import Pipeline
+    import augmentgen.ops  # noqa: F401  (fills the op registry)
+    from augmentgen.pipeline import Pipeline
 
-        pipeline = Pipeline.from_dict(r.pipeline, where="pipeline")
-    syn_pipeline = None
-    if ev.synthetic_pipeline is not None:
-        import augmentgen.ops  # noqa: F401
-        from augmentgen.pipeline import Pipeline
-
-        syn_pipeline = Pipeline.from_dict(ev.synthetic_pipeline, where="evaluate.synthetic_pipeline")
+    pipeline = None if r.pipeline is None else Pipeline.from_dict(r.pipeline, where="pipeline")
+    syn_pipeline = (
+        None
+        if ev.synthetic_pipeline is None
+        else Pipeline.from_dict(ev.synthetic_pipeline, where="evaluate.synthetic_pipeline")
+    )
     needs_gen = {"real_classical_synthetic", "synthetic"} & set(ev.arms)
     gens = {g.name: ctx.load_generator(g.name) for g in r.generators} if needs_gen else {}
     loaded = [g.name for g in r.generators if g.from_pretrained]

@@ -291,7 +291,6 @@ class EvaluateSpec(_Strict):
         ),
     )
 
-
     @field_validator("synthetic_pipeline")
     @classmethod
     def _synthetic_pipeline(cls, v: Any) -> Any:

@@ -128,7 +128,6 @@ class TrainSpec(_Strict):
     @classmethod
     def _augment(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if v:
-            import augmentgen.ops  # noqa: F401  (fills the op registry)
             from augmentgen.pipeline import Pipeline
 
             Pipeline.from_dict(v, where="train.augment")  # unknown ops and bad hyperparameters fail here

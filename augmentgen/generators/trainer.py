@@ -160,7 +160,6 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.progress = progress
         if augment is None and spec.augment:
-            import augmentgen.ops  # noqa: F401  (fills the op registry)
             from augmentgen.pipeline import Pipeline
 
             augment = Pipeline.from_dict(spec.augment, where="train.augment")

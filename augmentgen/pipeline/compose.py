@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import yaml
 
+import augmentgen.ops  # noqa: F401  (fills the op registry: every Pipeline.from_dict caller may rely on it)
 from augmentgen.core.batch import Batch, Sample
 from augmentgen.core.registry import OPS, did_you_mean
 from augmentgen.core.rng import RNG, Array, bernoulli, derive_seed, randint, sample_rng, torch_rng

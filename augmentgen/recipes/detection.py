@@ -142,7 +142,6 @@ def load_detection_recipe(path: str | Path, overrides: Sequence[str] | None = No
     try:
         recipe = DetectionRecipe.model_validate(data)
         recipe.generate_recipe()
-        import augmentgen.ops  # noqa: F401  (fills the op registry)
         from augmentgen.pipeline import Pipeline
 
         if recipe.pipeline is not None:
@@ -156,7 +155,6 @@ def load_detection_recipe(path: str | Path, overrides: Sequence[str] | None = No
 
 def _with_editor(spec: WeatherGeneratorSpec, pipeline: dict[str, Any] | list[Any] | None) -> Any:
     """The recipe's pipeline with the loaded weather editor inserted at ``spec.at``."""
-    import augmentgen.ops  # noqa: F401  (fills the op registry)
     from augmentgen.pipeline import Pipeline
     from augmentgen.shards.build import import_target
 

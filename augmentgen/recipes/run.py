@@ -354,7 +354,6 @@ def _stage_evaluate(ctx: _Ctx) -> dict[str, Any]:
         from augmentgen.checks.job import subsample
 
         test_b = subsample(test, ev.test_limit, r.seed).to_batch(uint8=True)
-    import augmentgen.ops  # noqa: F401  (fills the op registry)
     from augmentgen.pipeline import Pipeline
 
     pipeline = None if r.pipeline is None else Pipeline.from_dict(r.pipeline, where="pipeline")

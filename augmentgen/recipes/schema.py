@@ -295,7 +295,6 @@ class EvaluateSpec(_Strict):
     @classmethod
     def _synthetic_pipeline(cls, v: Any) -> Any:
         if v is not None:
-            import augmentgen.ops  # noqa: F401  (fills the op registry)
             from augmentgen.pipeline import Pipeline
 
             Pipeline.from_dict(v, where="evaluate.synthetic_pipeline")
@@ -403,7 +402,6 @@ class Recipe(_Strict):
     def _pipeline(cls, v: Any) -> Any:
         if v is None:
             return v
-        import augmentgen.ops  # noqa: F401  (fills the op registry)
         from augmentgen.pipeline import Pipeline
 
         Pipeline.from_dict(v, where="pipeline")  # unknown ops and bad hyperparameters fail here

@@ -94,7 +94,6 @@ def build_pipeline(spec: Any) -> PipelineFn | None:
     """A recipe's ``pipeline`` section (mapping or list of stages) as a callable ``Pipeline``."""
     if spec is None:
         return None
-    import augmentgen.ops  # noqa: F401  (fills the op registry)
     from augmentgen.pipeline import Pipeline
 
     pipeline: PipelineFn = Pipeline.from_dict(spec, where="recipe: pipeline")

@@ -17,8 +17,11 @@ def test_version_and_list_ops() -> None:
     assert r.exit_code == 0 and augmentgen.__version__ in r.output
     r = runner.invoke(app, ["list", "ops"], env={"COLUMNS": "200"})
     assert r.exit_code == 0
-    for name in ("rotate", "random_resized_crop", "color_jitter", "gaussian_noise", "motion_blur"):
+    for name in ("rotate", "random_resized_crop", "color_jitter", "gaussian_noise", "motion_blur", "invert"):
         assert name in r.output
+    rows = {line.split("│")[1].strip(): line for line in r.output.splitlines() if line.count("│") >= 3}
+    assert "policy" in rows["rand_augment"] and "num_ops=2, magnitude=9.0" in rows["rand_augment"]
+    assert "policy='imagenet'" in rows["auto_augment"] and "policy" in rows["trivial_augment"]
 
 
 def test_preview_writes_a_seeded_grid(tmp_path: Path) -> None:

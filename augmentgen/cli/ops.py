@@ -47,18 +47,21 @@ def preview(
 
 @list_app.command("ops")
 def list_ops() -> None:
-    """List the registered ops with their kind and hyperparameters."""
+    """List the registered ops with their kind and hyperparameters, then the policies (trivial_augment, ...)."""
     import dataclasses
 
     from rich.table import Table
 
-    import augmentgen.ops  # noqa: F401  (fills the registry)
     from augmentgen.core.registry import OPS
+    from augmentgen.pipeline.policies import POLICIES  # imports the ops, which fills the registry
 
     table = Table("name", "kind", "hyperparameters (defaults)")
     for name, cls in OPS.items():
         fields = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls) if f.name not in ("p", "same_on_batch"))
         table.add_row(name, cls.kind, fields)
+    for name, policy in sorted(POLICIES.items()):
+        fields = ", ".join(f"{k}={v!r}" for k, v in policy().to_dict().items() if k != "name")
+        table.add_row(name, "policy", fields)
     console.print(table)
 
 

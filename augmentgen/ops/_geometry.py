@@ -44,17 +44,47 @@ def span(where: str, v: Any, *, symmetric: bool, positive: bool = False) -> tupl
     return lo, hi
 
 
-def max_shift(where: str, v: Any) -> tuple[float, float]:
-    """``(max_dx, max_dy)`` fractions in [0, 1] from a pair or one number."""
+# A shift field: one number, (max_dx, max_dy), or ((lo_x, hi_x), (lo_y, hi_y)) (see ``max_shift``)
+Shift = float | tuple[float, float] | tuple[tuple[float, float], tuple[float, float]]
+
+
+def max_shift(where: str, v: Any) -> tuple[float, float] | tuple[tuple[float, float], tuple[float, float]]:
+    """A shift field, normalized: ``(max_dx, max_dy)`` fractions in [0, 1] from a pair or one number
+    (shifts drawn in ``[-max, max]``), or ``((lo_x, hi_x), (lo_y, hi_y))`` fractions in [-1, 1] for
+    a range per axis (albumentations' ``translate_percent`` per axis; ``((0.1, 0.1), (0, 0))`` is a
+    fixed shift of a tenth of the width to the right).
+    """
     if isinstance(v, int | float) and not isinstance(v, bool):
         v = (v, v)
+    if isinstance(v, tuple | list) and len(v) == 2 and all(isinstance(a, tuple | list) for a in v):
+        axes = []
+        for axis, r in zip("xy", v):
+            if not (
+                len(r) == 2
+                and all(isinstance(x, int | float) and not isinstance(x, bool) and -1 <= x <= 1 for x in r)
+                and r[0] <= r[1]
+            ):
+                raise ValueError(f"{where}: the {axis} range must be (low, high) fractions in [-1, 1], got {r!r}")
+            axes.append((float(r[0]), float(r[1])))
+        return axes[0], axes[1]
     if not (
         isinstance(v, tuple | list)
         and len(v) == 2
-        and all(isinstance(x, int | float) and 0 <= x <= 1 for x in v)
+        and all(isinstance(x, int | float) and not isinstance(x, bool) and 0 <= x <= 1 for x in v)
     ):
-        raise ValueError(f"{where} must be (max_dx, max_dy) fractions in [0, 1] or one number, got {v!r}")
+        raise ValueError(
+            f"{where} must be (max_dx, max_dy) fractions in [0, 1], one number, or "
+            f"((lo_x, hi_x), (lo_y, hi_y)) fractions in [-1, 1], got {v!r}"
+        )
     return float(v[0]), float(v[1])
+
+
+def shift_ranges(v: Any) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The ``(lo, hi)`` shift range of each axis from a field ``max_shift`` normalized."""
+    if isinstance(v[0], tuple):
+        return cast(tuple[tuple[float, float], tuple[float, float]], v)
+    mx, my = pair(v)
+    return (-mx, mx), (-my, my)
 
 
 def hw(where: str, v: Any) -> tuple[int, int]:

@@ -142,15 +142,20 @@ class Op:
         applied = torch.as_tensor(params.applied, device=batch.device)
         if not bool(applied.any()):
             return batch
-        if self.kind == "color":
-            mean = fcolor.mean_rgb(batch.image)
-            mat = torch.as_tensor(self.color_matrix(params, mean))
-            mat = torch.where(applied.reshape(-1, 1, 1), mat, fcolor.identity_color_matrix(mat))
-            out = fcolor.color_affine(batch.image, mat)
-        else:
-            out = self.apply_image(batch.image, params)
+        rows = int(applied.sum())
+        if rows * 2 <= applied.numel():  # a few rows (a one_of's choice): the op on those rows alone
+            idx = applied.nonzero().squeeze(1)
+            part = self._apply_rows(batch.image.index_select(0, idx), params.select(idx))
+            return batch.replace(image=batch.image.index_copy(0, idx, part.to(batch.image.dtype)))
+        out = self._apply_rows(batch.image, params)
         out = torch.where(applied.reshape(-1, 1, 1, 1), out, batch.image)
         return batch.replace(image=out)
+
+    def _apply_rows(self, image: Tensor, params: Params) -> Tensor:
+        """A colour or pixel op on every row of ``image`` (torch params, one row each)."""
+        if self.kind == "color":
+            return fcolor.color_affine(image, torch.as_tensor(self.color_matrix(params, fcolor.mean_rgb(image))))
+        return self.apply_image(image, params)
 
     def apply_images_np(self, images: list[np.ndarray], params: Params) -> list[np.ndarray]:
         """Row ``i`` of ``params`` applied to ``images[i]`` (pixel ops, per-sample backend).
@@ -181,7 +186,7 @@ class Op:
         d: dict[str, Any] = {"name": type(self).registry_name}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            d[f.name] = list(v) if isinstance(v, tuple) else v
+            d[f.name] = _listed(v)
         return d
 
     @classmethod
@@ -200,6 +205,11 @@ class Op:
             return cls(**kwargs)
         except (TypeError, ValueError) as e:
             raise ValueError(f"{where or cls.registry_name}: {e}") from e
+
+
+def _listed(v: Any) -> Any:
+    """Tuples (nested ones too) as lists, for YAML and JSON."""
+    return [_listed(x) for x in v] if isinstance(v, tuple) else v
 
 
 def op_from_dict(data: dict[str, Any], where: str = "op") -> Op:

@@ -14,7 +14,7 @@ from typing import ClassVar
 from augmentgen.core.params import Params
 from augmentgen.core.registry import register
 from augmentgen.core.rng import RNG, Array
-from augmentgen.ops._geometry import block, expect, max_shift, pair, span, uniforms
+from augmentgen.ops._geometry import Shift, block, expect, max_shift, pair, shift_ranges, span, uniforms
 from augmentgen.ops.base import Op
 from augmentgen.ops.crop import (
     CenterCrop,
@@ -158,7 +158,8 @@ class Scale(Op):
 @register("translate")
 @dataclass(kw_only=True)
 class Translate(Op):
-    """Shift by up to ``translate = (max_dx, max_dy)`` as fractions of W and H (torchvision's convention).
+    """Shift by up to ``translate = (max_dx, max_dy)`` as fractions of W and H (torchvision's convention),
+    or within ``translate = ((lo_x, hi_x), (lo_y, hi_y))`` per axis (fractions in [-1, 1]).
 
     Example:
         >>> Translate(translate=0.1).translate
@@ -166,7 +167,7 @@ class Translate(Op):
     """
 
     kind: ClassVar[str] = "geometric"
-    translate: float | tuple[float, float] = (0.1, 0.1)
+    translate: Shift = (0.1, 0.1)
     interpolation: str = "bilinear"
     border_mode: str = "constant"
     fill: float = 0.0
@@ -175,8 +176,7 @@ class Translate(Op):
         self.translate = max_shift("Translate.translate", self.translate)
 
     def draw(self, n: int, size: tuple[int, int], rng: RNG, applied: Array) -> TranslateParams:
-        mx, my = pair(self.translate)
-        tx, ty = uniforms(rng, n, [(-mx, mx), (-my, my)])
+        tx, ty = uniforms(rng, n, list(shift_ranges(self.translate)))
         return TranslateParams(applied=applied, tx=tx, ty=ty)
 
     def matrix(self, params: Params, size: tuple[int, int]) -> Array:
@@ -225,7 +225,7 @@ class Affine(Op):
 
     Args:
         degrees: rotation range (counter-clockwise); one number ``d`` means (-d, d).
-        translate: (max_dx, max_dy) fractions of W and H.
+        translate: (max_dx, max_dy) fractions of W and H, or ((lo_x, hi_x), (lo_y, hi_y)) ranges.
         scale: zoom range.
         shear_x, shear_y: shear ranges in degrees.
 
@@ -236,7 +236,7 @@ class Affine(Op):
 
     kind: ClassVar[str] = "geometric"
     degrees: float | tuple[float, float] = (0.0, 0.0)
-    translate: float | tuple[float, float] = (0.0, 0.0)
+    translate: Shift = (0.0, 0.0)
     scale: tuple[float, float] = (1.0, 1.0)
     shear_x: float | tuple[float, float] = (0.0, 0.0)
     shear_y: float | tuple[float, float] = (0.0, 0.0)
@@ -256,11 +256,11 @@ class Affine(Op):
             )
 
     def draw(self, n: int, size: tuple[int, int], rng: RNG, applied: Array) -> AffineParams:
-        mx, my = pair(self.translate)
+        rx, ry = shift_ranges(self.translate)
         ranges = [
             pair(self.degrees),
-            (-mx, mx),
-            (-my, my),
+            rx,
+            ry,
             self.scale,
             pair(self.shear_x),
             pair(self.shear_y),

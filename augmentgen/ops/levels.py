@@ -1,4 +1,4 @@
-"""Level ops of AutoAugment / RandAugment: posterize, solarize, autocontrast, equalize, sharpness.
+"""Level ops of AutoAugment / RandAugment: posterize, solarize, invert, autocontrast, equalize, sharpness.
 
 Per-pixel or per-channel (not affine, so they do not fuse with the color ops); one value per
 sample, drawn from a range like the other ops. uint8 results equal torchvision's
@@ -95,6 +95,21 @@ class Solarize(Op):
 
     def apply_image_np(self, image: np.ndarray, params: Params) -> np.ndarray:
         return flevels.solarize_np(image, scalar(expect(params, SolarizeParams, self).threshold))
+
+
+@register("invert")
+@dataclass(kw_only=True)
+class Invert(Op):
+    """Invert every value: ``255 - x`` (torchvision ``invert``, PIL ``ImageOps.invert``); AutoAugment's ``Invert``."""
+
+    def draw(self, n: int, size: tuple[int, int], rng: RNG, applied: Array) -> Params:
+        return Params(applied=applied)
+
+    def apply_image(self, image: Tensor, params: Params) -> Tensor:
+        return flevels.invert(image)
+
+    def apply_image_np(self, image: np.ndarray, params: Params) -> np.ndarray:
+        return flevels.invert_np(image)
 
 
 @register("autocontrast")

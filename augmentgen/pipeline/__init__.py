@@ -12,12 +12,12 @@ from augmentgen.pipeline.dataloader import (
 )
 from augmentgen.pipeline.label_mix import CutMix, LabelMix, LabelMixParams, MixUp
 from augmentgen.pipeline.plan import Step, Trace
-from augmentgen.pipeline.policies import TrivialAugment
+from augmentgen.pipeline.policies import AutoAugment, RandAugment, TrivialAugment
 from augmentgen.pipeline.synthesize import Synthesize, SyntheticDataset
 
 __all__ = [
-    "AlbumentationsStage", "AugmentedDataset", "BatchAugment", "CutMix", "EpochSampler", "LabelMix",
-    "LabelMixParams", "MixUp", "OneOf", "Pipeline",
+    "AlbumentationsStage", "AugmentedDataset", "AutoAugment", "BatchAugment", "CutMix", "EpochSampler", "LabelMix",
+    "LabelMixParams", "MixUp", "OneOf", "Pipeline", "RandAugment",
     "RandomApply", "SomeOf", "Step", "Synthesize", "SyntheticDataset", "Trace", "TorchvisionStage", "TrivialAugment",
     "collate_batch", "collate_detection", "make_loader", "stage_from_dict",
 ]

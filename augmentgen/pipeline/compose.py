@@ -68,10 +68,10 @@ class Composite:
 def _sample_child(
     child: Stage, path: str, shape: _Shape, rng: RNG, mask: Array | None
 ) -> tuple[list[Step], _Shape]:
-    if isinstance(child, Composite):
-        return child.sample_steps(shape, rng, path, mask)
     if _unused(child, shape, rng, mask):
         return [], shape
+    if isinstance(child, Composite):
+        return child.sample_steps(shape, rng, path, mask)
     params = child.sample_params(shape, rng)  # type: ignore[arg-type]
     if mask is not None:
         params = and_applied(params, mask)
@@ -79,20 +79,28 @@ def _sample_child(
     return [Step(path, child, params)], (shape if size == shape.size else _Shape(shape.batch_size, size, shape.device))
 
 
-def _unused(leaf: Leaf, shape: _Shape, rng: RNG, mask: Array | None) -> bool:
-    """A leaf a composite gates off for every row, keeping the size: drawing for it is skipped.
+def _unused(stage: Stage, shape: _Shape, rng: RNG, mask: Array | None) -> bool:
+    """A stage a composite gates off for every row, keeping the size: drawing for it is skipped.
 
     Only with a plain numpy Generator (the per-sample path): its draws are one stream, so leaving
-    a leaf out moves the later draws of the same call, and nothing else. A ``StreamRNG`` must
+    a stage out moves the later draws of the same call, and nothing else. A ``StreamRNG`` must
     draw for every leaf (a row's draws may not depend on the other rows' choices), and a torch
-    mask would cost a device sync. A one_of of n leaves then draws for one of them, not n.
+    mask would cost a device sync. A one_of of n stages then draws for one of them, not n, and a
+    composite it did not choose (an AutoAugment sub-policy) draws none of its gates.
     """
     return (
         type(rng) is np.random.Generator
         and isinstance(mask, np.ndarray)
         and not mask.any()
-        and leaf.output_size(shape.size) == shape.size
+        and _keeps_size(stage, shape.size)
     )
+
+
+def _keeps_size(stage: Stage, size: tuple[int, int]) -> bool:
+    """True when the stage (every leaf below a composite) leaves an image of ``size`` at that size."""
+    if isinstance(stage, Composite):
+        return all(_keeps_size(c, size) for c in stage.transforms)
+    return stage.output_size(size) == size
 
 
 def _sample_children(
@@ -145,8 +153,7 @@ class OneOf(Composite):
             choice = np.searchsorted(cdf[:-1], uc, side="right")
             if type(rng) is np.random.Generator:  # see _unused: only the choices some row took draw
                 taken = set(choice[np.asarray(gate, dtype=bool)].tolist())
-                keep = [k in taken or isinstance(t, Composite) for k, t in enumerate(self.transforms)]
-                masks = [_combine(gate, choice == k) if keep[k] else None for k in range(len(self.transforms))]
+                masks = [_combine(gate, choice == k) if k in taken else None for k in range(len(self.transforms))]
             else:
                 masks = [_combine(gate, choice == k) for k in range(len(self.transforms))]
         steps: list[Step] = []
@@ -154,7 +161,7 @@ class OneOf(Composite):
         for k, child in enumerate(self.transforms):
             m = masks[k]
             sub: list[Step]
-            if m is None and not isinstance(child, Composite) and child.output_size(shape.size) == shape.size:
+            if m is None and _keeps_size(child, shape.size):
                 sub, child_shape = [], shape  # no row took it and it keeps the size: nothing to draw
             else:
                 m = _combine(gate, choice == k) if m is None else m
@@ -400,6 +407,8 @@ class Pipeline(Composite):
 
 _PIPELINE_KEYS = {"box_policy", "fuse", "seed", "transforms"}
 _COMPOSITES: dict[str, type[Composite]] = {"one_of": OneOf, "some_of": SomeOf, "random_apply": RandomApply, "pipeline": Pipeline}
+# The policies of ``pipeline.policies`` (which imports this module), by their stage names.
+_POLICY_NAMES = ("auto_augment", "rand_augment", "trivial_augment")
 
 
 def _stage_list(data: dict[str, Any], where: str) -> list[Any]:
@@ -417,10 +426,10 @@ def stage_from_dict(data: Any, where: str) -> Stage:
     if not isinstance(data, dict) or "name" not in data:
         raise ValueError(f"{where}: a stage must be a mapping with a 'name' key, got {data!r}")
     name = str(data["name"])
-    if name == "trivial_augment":  # a policy: a one_of it builds itself
-        from augmentgen.pipeline.policies import TrivialAugment
+    if name in _POLICY_NAMES:  # a policy: a composite it builds itself
+        from augmentgen.pipeline.policies import POLICIES
 
-        return TrivialAugment.from_dict(data, where)
+        return POLICIES[name].from_dict(data, where)  # type: ignore[no-any-return]
     if name in _COMPOSITES:
         kids = [
             stage_from_dict(s, f"{where}({name}).transforms[{i}]")
@@ -440,6 +449,6 @@ def stage_from_dict(data: Any, where: str) -> Stage:
         except (TypeError, ValueError) as e:
             raise ValueError(f"{where}({name}): {e}") from e
     if name not in OPS:  # the composites and the policy are stages too: name them among the choices
-        stages = sorted([*OPS.names(), *_COMPOSITES, "trivial_augment"])
+        stages = sorted([*OPS.names(), *_COMPOSITES, *_POLICY_NAMES])
         raise ValueError(f"{where}: unknown op {name!r}{did_you_mean([name], stages)}; known: {', '.join(stages)}")
     return op_from_dict(data, where)  # type: ignore[return-value]

@@ -193,6 +193,22 @@ def _fused_matrix(
 
 
 def _fused_color_torch(group: list[Step], image: Tensor) -> Tensor:
+    """One affine colour pass for a run of colour steps; on the CPU only over the rows some step acts on."""
+    if image.device.type == "cpu":
+        acting = torch.zeros(image.shape[0], dtype=torch.bool)
+        for s in group:
+            acting |= torch.as_tensor(s.params.applied, dtype=torch.bool)
+        rows = int(acting.sum())
+        if rows == 0:
+            return image
+        if 2 * rows <= image.shape[0]:  # a one_of's choice: the pass over those rows alone
+            idx = acting.nonzero().squeeze(1)
+            sub = [Step(s.path, s.leaf, s.params.to_torch(image.device).select(idx)) for s in group]
+            return image.index_copy(0, idx, _fused_color_rows(sub, image.index_select(0, idx)).to(image.dtype))
+    return _fused_color_rows(group, image)
+
+
+def _fused_color_rows(group: list[Step], image: Tensor) -> Tensor:
     mean = fcolor.mean_rgb(image).to(torch.float64)  # [B, 3]
     total: Tensor | None = None
     for s in group:

@@ -245,6 +245,9 @@ def test_params_are_per_sample_and_respect_ranges() -> None:
         lambda: Rotate(degrees=(10, -10)),
         lambda: Scale(scale=(0.0, 1.0)),
         lambda: Translate(translate=1.5),
+        lambda: Translate(translate=((0.2, 0.1), (0.0, 0.0))),
+        lambda: Translate(translate=((0.0, 1.5), (0.0, 0.0))),
+        lambda: Affine(translate=((0.0, 0.1), (0.0, True))),
         lambda: Shear(shear_x=95),
         lambda: Perspective(distortion_scale=1.5),
         lambda: RandomCrop(size=0),
@@ -376,3 +379,25 @@ def test_resized_crop_boxes_for_many_rows_equal_each_row_alone(
     alone = np.stack([np.concatenate(resized_crop_boxes_np(u[i : i + 1], size, scale, ratio)) for i in range(300)])
     assert many.dtype == np.int64 and np.array_equal(many, alone)
     assert (many[:, 2] <= size[1]).all() and (many[:, 3] <= size[0]).all() and (many[:, :2] >= 0).all()
+
+
+def test_translate_takes_a_range_per_axis() -> None:
+    """``((lo_x, hi_x), (lo_y, hi_y))``: a fixed shift moves every row by exactly that, a range draws within it."""
+    img = np.zeros((8, 8, 1), np.uint8)
+    img[:, 1] = 200
+    right = Translate(translate=((0.25, 0.25), (0.0, 0.0)))  # 2 px right on 8 px, on both paths
+    want = np.zeros_like(img)
+    want[:, 3] = 200
+    s = Sample(img)
+    assert np.array_equal(right.apply_sample(s, right.sample_params(s, np.random.default_rng(0))).image, want)
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float().repeat(5, 1, 1, 1) / 255
+    out = right.apply(Batch(x), right.sample_params(Batch(x), torch_rng(0)))
+    assert torch.allclose(out.image, torch.from_numpy(want).permute(2, 0, 1)[None].float() / 255)
+    for op in (Translate(translate=((-0.1, 0.2), (0.05, 0.1))), Affine(translate=((-0.1, 0.2), (0.05, 0.1)))):
+        prm = op.sample_params(Batch(torch.zeros(400, 1, 4, 4)), torch_rng(1))
+        tx, ty = prm.tx, prm.ty  # type: ignore[attr-defined]
+        assert -0.1 <= float(tx.min()) < -0.08 and 0.18 < float(tx.max()) <= 0.2
+        assert 0.05 <= float(ty.min()) < 0.06 and 0.09 < float(ty.max()) <= 0.1
+        again = op_from_dict(op.to_dict())
+        assert again.to_dict() == op.to_dict() and op.to_dict()["translate"] == [[-0.1, 0.2], [0.05, 0.1]]
+    assert Translate(translate=0.1).translate == (0.1, 0.1)  # the symmetric forms are as they were

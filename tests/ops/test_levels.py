@@ -1,4 +1,4 @@
-"""posterize, solarize, autocontrast, equalize, sharpness: torchvision's uint8 results bit for bit, floats alike."""
+"""posterize, solarize, invert, autocontrast, equalize, sharpness: torchvision's uint8 results bit for bit, floats alike."""
 
 from __future__ import annotations
 
@@ -36,8 +36,9 @@ def test_uint8_equals_torchvision(seed: int, h: int, w: int, low: bool) -> None:
     thr = torch.rand(4, generator=g)
     fac = torch.rand(4, generator=g) * 2
     post, sol, sharp = L.posterize(x, bits), L.solarize(x, thr), L.sharpness(x, fac)
-    auto, eq = L.autocontrast(x), L.equalize(x)
+    auto, eq, inv = L.autocontrast(x), L.equalize(x), L.invert(x)
     for i in range(4):
+        assert torch.equal(inv[i], TF.invert(x[i]))
         assert torch.equal(post[i], TF.posterize(x[i], int(bits[i])))
         assert torch.equal(sol[i], TF.solarize(x[i], float(thr[i] * 255)))
         assert torch.equal(auto[i], TF.autocontrast(x[i]))
@@ -53,6 +54,7 @@ def test_float_images_follow_the_same_definitions() -> None:
     assert torch.equal(L.equalize(xf), L.equalize(x8).float() / 255)
     # the rest are continuous: torchvision's float results
     thr = torch.tensor([0.3, 0.6])
+    assert torch.equal(L.invert(xf), TF.invert(xf))
     for i in range(2):
         assert torch.allclose(L.solarize(xf, thr)[i], TF.solarize(xf[i], float(thr[i])))
         assert torch.allclose(L.autocontrast(xf)[i], TF.autocontrast(xf[i]), atol=1e-6)
@@ -64,7 +66,7 @@ def test_float_images_follow_the_same_definitions() -> None:
     assert torch.equal(L.autocontrast(flat), flat) and torch.equal(L.equalize(flat), flat)
 
 
-@pytest.mark.parametrize("name", ["posterize", "solarize", "autocontrast", "equalize", "sharpness"])
+@pytest.mark.parametrize("name", ["posterize", "solarize", "invert", "autocontrast", "equalize", "sharpness"])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_per_sample_and_batched_paths_agree(name: str, channels: int) -> None:
     """The per-sample path (OpenCV lookup tables) gives the batched kernels' results, uint8 and float."""

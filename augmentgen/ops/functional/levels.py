@@ -1,4 +1,4 @@
-"""Level kernels of AutoAugment / RandAugment: posterize, solarize, autocontrast, equalize, sharpness.
+"""Level kernels of AutoAugment / RandAugment: posterize, solarize, invert, autocontrast, equalize, sharpness.
 
 Batched over ``[B, C, H, W]`` with a value per sample; uint8 follows the PIL definitions (and
 torchvision's uint8 results, bit for bit: tested), float images in [0, 1] take the same
@@ -56,6 +56,16 @@ def solarize(image: Tensor, threshold: Tensor) -> Tensor:
         return torch.where(image.to(torch.float32) >= t, 255 - image, image)
     t = _per_sample(threshold, image, image.dtype)
     return torch.where(image >= t, 1 - image, image)
+
+
+def invert(image: Tensor) -> Tensor:
+    """``255 - x`` for uint8, ``1 - x`` for float images in [0, 1] (torchvision ``invert``).
+
+    Example:
+        >>> invert(torch.tensor([[[[0, 77, 255]]]], dtype=torch.uint8)).tolist()
+        [[[[255, 178, 0]]]]
+    """
+    return 255 - image if image.dtype == torch.uint8 else 1 - image
 
 
 def autocontrast(image: Tensor) -> Tensor:
@@ -183,6 +193,13 @@ def solarize_np(image: np.ndarray, threshold: float) -> np.ndarray:
         return _lut(image, table)
     t = image.dtype.type(threshold)
     return np.where(image >= t, 1 - image, image).astype(image.dtype)
+
+
+def invert_np(image: np.ndarray) -> np.ndarray:
+    """``invert`` on one HWC image (``cv2.bitwise_not`` for uint8)."""
+    if image.dtype == np.uint8:
+        return cv2.bitwise_not(image).reshape(image.shape)
+    return np.asarray(1 - image, image.dtype)
 
 
 def autocontrast_np(image: np.ndarray) -> np.ndarray:

@@ -83,6 +83,25 @@ def _keep(ident: Tensor, old: Tensor, new: Tensor) -> Tensor:
     return torch.where(ident.reshape(-1, *([1] * (old.ndim - 1))), old, new)
 
 
+def _warp_rows(batch: Batch, idx: Tensor, matrix: Tensor, out_size: tuple[int, int], spec: WarpSpec) -> Batch:
+    """``batch`` with rows ``idx`` warped by their matrices, the other rows as they are (same size)."""
+    part = warp_batch(batch.index(idx), matrix.index_select(0, idx), out_size, spec)
+
+    def put(old: Tensor | None, new: Tensor | None) -> Tensor | None:
+        return None if old is None or new is None else old.index_copy(0, idx, new.to(old.dtype))
+
+    boxes = batch.boxes
+    if boxes is not None and part.boxes is not None:
+        xyxy, valid = put(boxes.xyxy, part.boxes.xyxy), put(boxes.valid, part.boxes.valid)
+        boxes = Boxes(xyxy, valid, boxes.labels)  # type: ignore[arg-type]
+    return batch.replace(
+        image=put(batch.image, part.image),
+        masks=put(batch.masks, part.masks),
+        boxes=boxes,
+        keypoints=put(batch.keypoints, part.keypoints),
+    )
+
+
 def warp_batch(batch: Batch, matrix: Tensor, out_size: tuple[int, int], spec: WarpSpec) -> Batch:
     """Warp image, masks, boxes and keypoints of ``batch`` with ``matrix`` ``[B, 3, 3]``.
 
@@ -121,6 +140,8 @@ def warp_batch(batch: Batch, matrix: Tensor, out_size: tuple[int, int], spec: Wa
                 return batch
             if not bool(ident.any()):
                 ident = None
+            elif 2 * int(ident.sum()) >= bsz:  # mostly identity rows (a one_of's choice): warp the others alone
+                return _warp_rows(batch, (~ident).nonzero().squeeze(1), matrix, out_size, spec)
     grid = warp_torch.sampling_grid(matrix, batch.size, out_size)
     image = warp_torch.warp_image(
         batch.image, grid, mode=spec.interpolation, border_mode=spec.border_mode, fill=spec.fill

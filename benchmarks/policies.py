@@ -1,0 +1,91 @@
+"""The policies (trivial_augment, rand_augment, auto_augment) against torchvision's and kornia's, same run.
+
+Two settings, one thread, the peers interleaved round by round with ours (best of ``--repeat``):
+
+- ``single``: one uint8 RGB image per call, as in a Dataset's ``__getitem__``: a seeded
+  ``Pipeline([policy])(image, index=i)`` against torchvision.transforms.v2's
+  ``TrivialAugmentWide`` / ``RandAugment`` / ``AutoAugment`` on a uint8 CHW tensor and on a PIL image.
+- ``batch``: 256 uint8 CHW images on the CPU, per-sample draws: the policy's batched path
+  (``Pipeline([policy])(batch, rng=g)``) against torchvision's policy called on each image in a loop
+  (called on the batch tensor it draws one op for all 256) and kornia.augmentation.auto's policy on the
+  float batch.
+
+    .venv/bin/python benchmarks/policies.py [--n 200] [--repeat 3]
+
+Prints one JSON line per size, setting and policy: microseconds per image and the peers' time over ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from augmentgen.data.photos import load_photo
+from augmentgen.pipeline import Pipeline
+
+from levels import best_us  # noqa: E402  (benchmarks/ is the script's folder)
+
+POLICIES = {
+    "trivial_augment": ("TrivialAugmentWide", {}),
+    "rand_augment": ("RandAugment", {"num_ops": 2, "magnitude": 9}),
+    "auto_augment": ("AutoAugment", {}),
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore")
+    import kornia
+    import kornia.augmentation.auto as KA
+    import torchvision
+    import torchvision.transforms.v2 as T
+
+    versions = {"torchvision": torchvision.__version__, "kornia": kornia.__version__}
+    kornia_cls = {"trivial_augment": KA.TrivialAugment, "rand_augment": KA.RandAugment, "auto_augment": KA.AutoAugment}
+    names = ("astronaut", "coffee", "chelsea", "rocket")
+    for size in (32, 224):
+        imgs = [load_photo(p, size) for p in names]
+        tensors = [torch.from_numpy(im).permute(2, 0, 1).contiguous() for im in imgs]
+        pils = [Image.fromarray(im) for im in imgs]
+        for name, (tv_name, kw) in POLICIES.items():
+            pipe = Pipeline.from_dict([{"name": name, **kw}], seed=0)
+            tv = getattr(T, tv_name)(**kw)
+            counter = iter(range(10**9))
+            fns1: dict[str, Callable[[], object]] = {
+                "augmentgen": lambda pipe=pipe, c=counter: pipe(imgs[next(c) % 4], index=next(c)),
+                "torchvision tensor": lambda tv=tv, c=counter: tv(tensors[next(c) % 4]),
+                "torchvision PIL": lambda tv=tv, c=counter: tv(pils[next(c) % 4]),
+            }
+            t = best_us(fns1, args.n, args.repeat, 1)
+            print(json.dumps({"setting": "single", "size": size, "policy": name, "us_per_image": {k: round(v, 2) for k, v in t.items()},
+                              "peer_over_ours": {k: round(v / t["augmentgen"], 2) for k, v in t.items() if k != "augmentgen"},
+                              **versions}), flush=True)
+        x8 = torch.stack(tensors * 64)
+        xf = x8.float() / 255
+        for name, (tv_name, kw) in POLICIES.items():
+            pipe = Pipeline.from_dict([{"name": name, **kw}])
+            tv = getattr(T, tv_name)(**kw)
+            kornia_policy = kornia_cls[name]()
+            gen = torch.Generator().manual_seed(0)
+            fns: dict[str, Callable[[], object]] = {
+                "augmentgen": lambda pipe=pipe, gen=gen: pipe(x8, rng=gen),
+                "torchvision loop": lambda tv=tv: [tv(x8[i]) for i in range(x8.shape[0])],
+                "kornia": lambda k=kornia_policy: k(xf),
+            }
+            t = best_us(fns, max(1, args.n // 20), args.repeat, x8.shape[0])
+            print(json.dumps({"setting": "batch", "size": size, "policy": name, "us_per_image": {k: round(v, 2) for k, v in t.items()},
+                              "peer_over_ours": {k: round(v / t["augmentgen"], 2) for k, v in t.items() if k != "augmentgen"}}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -60,18 +61,22 @@ class Params:
         return dataclasses.replace(self, **{k: v[idx] for k, v in self.fields().items()})
 
     def rows(self: P, n: int) -> list[P]:
-        """``[self.select(slice(i, i + 1)) for i in range(n)]``, without ``dataclasses.replace`` per row.
+        """``[self.select(slice(i, i + 1)) for i in range(n)]``, without ``dataclasses.replace`` per row."""
+        return self.pick(range(n))
+
+    def pick(self: P, indices: Iterable[int]) -> list[P]:
+        """Row ``i`` as a one-row Params for each ``i`` of ``indices``.
 
         Params are plain frozen dataclasses of arrays (no ``__post_init__``), so a row is a new
         instance whose fields are one-row slices (the batched per-sample path splits every
-        batch into rows).
+        batch into rows, or picks the rows an op acts on).
         """
         fields = self.fields()
         cls = type(self)
         if not hasattr(self, "__dict__"):  # a slotted subclass: take the general path
-            return [self.select(slice(i, i + 1)) for i in range(n)]
+            return [self.select(slice(i, i + 1)) for i in indices]
         out: list[P] = []
-        for i in range(n):
+        for i in indices:
             row = object.__new__(cls)
             row.__dict__.update({k: v[i : i + 1] for k, v in fields.items()})
             out.append(row)

@@ -164,9 +164,11 @@ class Op:
         per-sample path (``pipeline.many``) calls this; ops with a cheap per-row loop override it.
         """
         p = params.to_numpy()
-        applied = np.asarray(p.applied, dtype=bool)
-        rows = p.rows(len(images))
-        return [self.apply_image_np(im, rows[i]) if applied[i] else im for i, im in enumerate(images)]
+        acting = np.flatnonzero(np.asarray(p.applied, dtype=bool)).tolist()
+        out = list(images)
+        for i, row in zip(acting, p.pick(acting), strict=True):  # one-row params only where the op acts
+            out[i] = self.apply_image_np(images[i], row)
+        return out
 
     def apply_sample(self, sample: Sample, params: Params) -> Sample:
         if self.kind == "geometric":

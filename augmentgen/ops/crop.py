@@ -411,7 +411,9 @@ class Letterbox(Op):
     One warp: the image scaled by ``min(H / h, W / w)`` onto whole pixels (never enlarged when
     ``scale_up`` is False), placed at the centre (or the top left), the border ``fill`` (114/255,
     YOLO's grey, by default). Boxes, masks and keypoints move with it, so it fuses with the
-    geometric ops around it. albumentations: ``LongestMaxSize`` then ``PadIfNeeded(border_mode=constant)``.
+    geometric ops around it. Landing on whole pixels, the warp is a resize with the edge pixels
+    replicated and a pad with the fill, as albumentations' ``LongestMaxSize`` then
+    ``PadIfNeeded(border_mode=constant)`` (``warp_cv.aligned_box``): content and fill never blend.
 
     Example:
         >>> Letterbox(size=(640, 640)).output_size((720, 1280))

@@ -255,11 +255,11 @@ def _apply_images(images: list[np.ndarray], groups: list[list[Step]]) -> list[np
             if op.kind == "pixel":
                 images = op.apply_images_np(images, step.params)
             else:  # an op with its own apply_sample (size-changing pixel ops and the like)
-                rows = step.params.to_numpy().rows(len(images))
-                applied = np.asarray(step.params.to_numpy().applied, dtype=bool)
-                images = [
-                    op.apply_sample(Sample(im), rows[i]).image if applied[i] else im for i, im in enumerate(images)
-                ]
+                prm = step.params.to_numpy()
+                acting = np.flatnonzero(np.asarray(prm.applied, dtype=bool)).tolist()
+                images = list(images)
+                for i, row in zip(acting, prm.pick(acting), strict=True):
+                    images[i] = op.apply_sample(Sample(images[i]), row).image
     return images
 
 

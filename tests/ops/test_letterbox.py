@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -70,8 +71,13 @@ def test_letterbox_maps_boxes_exactly_and_keeps_the_aspect(
         kept = out["box_labels"]
         assert np.allclose(out["boxes"], want[kept], atol=1e-3)
     assert out_np["image"].shape == (oh, ow, 3) and tuple(out_t["image"].shape) == (3, oh, ow)
-    # the padding is the fill, away from the content's edge
+    # the padding is the fill up to the content's edge, and the content is the image resized with its
+    # edge pixels replicated (cv2.resize's), unblended with the fill whatever the scale
     canvas = np.zeros((oh, ow), bool)
-    canvas[max(0, top - 1) : top + nh + 1, max(0, left - 1) : left + nw + 1] = True
+    canvas[top : top + nh, left : left + nw] = True
     assert (out_np["image"][~canvas] == 114).all()
-    assert np.allclose(out_t["image"].permute(1, 2, 0).numpy()[~canvas], 114 / 255, atol=1e-6)
+    out_tf = out_t["image"].permute(1, 2, 0).numpy()
+    assert np.allclose(out_tf[~canvas], 114 / 255, atol=1e-6)
+    ref = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR).reshape(nh, nw, 3).astype(np.float64)
+    assert np.abs(out_np["image"][top : top + nh, left : left + nw] - ref).max() <= 1
+    assert np.abs(out_tf[top : top + nh, left : left + nw] * 255 - ref).max() <= 1

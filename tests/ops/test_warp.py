@@ -427,3 +427,44 @@ def test_a_warp_that_only_flips_is_cv2_flip_bit_for_bit(flip: str, dtype: type, 
     got = cv_warp(image, cvm, True, (w + 1, h), flags, bmode, 0.5)
     want = cv2.warpAffine(image, cvm, (w + 1, h), flags=flags, borderMode=bmode, borderValue=(0.5,) * 4)
     assert np.array_equal(got, want.reshape(got.shape))
+
+
+def test_a_warp_onto_whole_pixels_replicates_the_edge_inside_and_fills_outside() -> None:
+    """Scale 0.5 about the centre of a 16 px image: the content lands on pixels 4..11 exactly."""
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    up = np.array([[3.0, 0.0, 5.0], [0.0, 3.0, 2.0], [0.0, 0.0, 1.0]])  # 16 -> 48 px at (5, 2): whole pixels
+    for m, size, box in (
+        (M.affine_matrix((16, 16), scale=np.array([0.5], np.float32))[0], (16, 16), (4, 4, 12, 12)),
+        (up, (60, 56), (5, 2, 53, 50)),
+    ):
+        m = np.asarray(m, np.float64)
+        cvm, _ = warp_cv.cv_matrix(m.tolist())
+        assert warp_cv.aligned_box(cvm, (16, 16), (size[1], size[0])) == box
+        spec = WarpSpec(fill=0.25)
+        out = warp_sample(Sample(img), m, size, spec).image
+        x0, y0, x1, y1 = box
+        inside = np.zeros(size, bool)
+        inside[y0:y1, x0:x1] = True
+        assert (out[~inside] == 64).all()  # rint(0.25 * 255): no content blended into the fill
+        ref = cv2.resize(img, (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+        assert np.abs(out[y0:y1, x0:x1].astype(int) - ref.astype(int)).max() <= 1  # a resize, edge replicated
+        batch = Batch(torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255)
+        tout = warp_batch(batch, torch.from_numpy(m)[None].float(), size, spec).image[0].permute(1, 2, 0).numpy()
+        assert np.allclose(tout[~inside], 0.25, atol=1e-6) and np.abs(tout * 255 - out).max() <= 1.0
+
+
+def test_warps_off_whole_pixels_keep_the_blended_border() -> None:
+    """A rotation or a shift by a fraction of a pixel is not a resize-and-pad: OpenCV's constant border as before."""
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)
+    for m in (
+        M.affine_matrix((12, 12), angle=np.array([20.0], np.float32))[0],
+        M.affine_matrix((12, 12), tx=np.array([0.03], np.float32))[0],
+    ):
+        m = np.asarray(m, np.float64)
+        cvm, _ = warp_cv.cv_matrix(m.tolist())
+        assert warp_cv.aligned_box(cvm, (12, 12), (12, 12)) is None
+        out = warp_sample(Sample(img), m, (12, 12), WarpSpec(fill=0.5)).image
+        plain = cv2.warpAffine(img, cvm, (12, 12), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(127.5,) * 4)
+        assert np.array_equal(out, plain)

@@ -143,6 +143,8 @@ def warp_batch(batch: Batch, matrix: Tensor, out_size: tuple[int, int], spec: Wa
             elif 2 * int(ident.sum()) >= bsz:  # mostly identity rows (a one_of's choice): warp the others alone
                 return _warp_rows(batch, (~ident).nonzero().squeeze(1), matrix, out_size, spec)
     grid = warp_torch.sampling_grid(matrix, batch.size, out_size)
+    if spec.border_mode == "constant":
+        grid = warp_torch.snap_aligned(grid, matrix, batch.size)
     image = warp_torch.warp_image(
         batch.image, grid, mode=spec.interpolation, border_mode=spec.border_mode, fill=spec.fill
     )

@@ -122,6 +122,29 @@ def _flip_code(m: list[list[float]], dsize: tuple[int, int]) -> int | None:
     return {(1.0, 1.0): 2, (-1.0, 1.0): 1, (1.0, -1.0): 0, (-1.0, -1.0): -1}[(a, e)]
 
 
+def aligned_box(cvm: np.ndarray, in_size: tuple[int, int], dsize: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """Where an image of ``in_size`` (H, W) lands under OpenCV affine matrix ``cvm``, as whole output
+    pixels ``(x0, y0, x1, y1)`` clipped to ``dsize`` (W, H), when the matrix only scales, flips and
+    shifts it onto whole pixels (a letterbox, a pad); else None.
+
+    Such a warp with a constant border is the image resized with its edge pixels replicated, then
+    padded with the fill: no output pixel is part content and part fill. A plain constant-border
+    warp blends the content's outermost pixels with the fill, over half the scale factor's width
+    of pixels on each side (4 px for 28 px scaled to 224).
+    """
+    (a, b, c), (d, e, f) = cvm[0], cvm[1]
+    if b != 0.0 or d != 0.0 or a == 0.0 or e == 0.0:
+        return None
+    (h, w), (wo, ho) = in_size, dsize
+    cx, cy = c - 0.5 * a + 0.5, f - 0.5 * e + 0.5  # back to continuous coordinates (see cv_matrix)
+    edges = (cx, cx + a * w, cy, cy + e * h)
+    if any(abs(v - round(v)) > 1e-4 for v in edges):
+        return None
+    x0, x1 = sorted((round(edges[0]), round(edges[1])))
+    y0, y1 = sorted((round(edges[2]), round(edges[3])))
+    return min(max(x0, 0), wo), min(max(y0, 0), ho), min(max(x1, 0), wo), min(max(y1, 0), ho)
+
+
 def cv_warp(
     image: np.ndarray, cvm: np.ndarray, affine: bool, dsize: tuple[int, int], flags: int, border: int, value: float
 ) -> np.ndarray:
@@ -134,6 +157,14 @@ def cv_warp(
         code = _flip_code(cvm.tolist(), dsize)
         if code is not None:  # every output pixel is one input pixel: warpAffine's own result, 10x cheaper
             return image.copy() if code == 2 else np.asarray(cv2.flip(image, code)).reshape(image.shape)
+    if affine and border == cv2.BORDER_CONSTANT:
+        box = aligned_box(cvm, (image.shape[0], image.shape[1]), dsize)
+        if box is not None:  # edge pixels replicated inside the content, the fill outside it
+            out = cv_warp(image, cvm, affine, dsize, flags, cv2.BORDER_REPLICATE, value)
+            x0, y0, x1, y1 = box
+            v = np.rint(value) if out.dtype.kind in "ui" else value
+            out[:y0], out[y1:], out[y0:y1, :x0], out[y0:y1, x1:] = v, v, v, v
+            return out
     bval = (value, value, value, value)
     rgba = image.ndim == 3 and warps_as_rgba(image.shape[2], image.dtype, flags, dsize)
     src = cv2.cvtColor(image, cv2.COLOR_RGB2RGBA) if rgba else image

@@ -72,6 +72,36 @@ def sampling_grid(matrix: Tensor, in_size: tuple[int, int], out_size: tuple[int,
     return grid
 
 
+def snap_aligned(grid: Tensor, matrix: Tensor, in_size: tuple[int, int]) -> Tensor:
+    """The grid of a constant-border warp with the rows that only scale, flip and shift the image onto
+    whole output pixels (a letterbox, a pad) sampling like a resize then a pad.
+
+    Output pixels inside the image's footprint sample at most to the outermost pixel centres (the
+    edge replicated, as ``cv2.resize`` does), those outside it far outside (the fill, unblended);
+    see ``warp_cv.aligned_box``, the per-sample path's rule. Other rows keep their grid. No host sync.
+    """
+    h, w = in_size
+    m = matrix.to(torch.float64)
+    a, b, c = m[:, 0, 0], m[:, 0, 1], m[:, 0, 2]
+    d, e, f = m[:, 1, 0], m[:, 1, 1], m[:, 1, 2]
+
+    def whole(v: Tensor) -> Tensor:
+        return (v - v.round()).abs() <= 1e-4
+
+    aligned = (
+        (b == 0) & (d == 0) & (a != 0) & (e != 0) & (m[:, 2, 0] == 0) & (m[:, 2, 1] == 0) & (m[:, 2, 2] == 1)
+        & whole(c) & whole(c + a * w) & whole(f) & whole(f + e * h)
+    )  # fmt: skip
+    if grid.device.type == "cpu" and not bool(aligned.any()):
+        return grid
+    gx, gy = grid[..., 0], grid[..., 1]
+    inside = (gx.abs() < 1) & (gy.abs() < 1)
+    snapped = torch.stack([gx.clamp(-1 + 1 / w, 1 - 1 / w), gy.clamp(-1 + 1 / h, 1 - 1 / h)], dim=-1)
+    far = torch.full_like(grid, 3.0)  # beyond the zero padding's reach: the fill alone
+    snapped = torch.where(inside[..., None], snapped, far)
+    return torch.where(aligned[:, None, None, None], snapped, grid)
+
+
 def warp_image(image: Tensor, grid: Tensor, *, mode: str, border_mode: str, fill: float) -> Tensor:
     """Sample ``image`` at ``grid``; keeps dtype (uint8 is warped in float and rounded back).
 

@@ -97,9 +97,20 @@ def _unused(stage: Stage, shape: _Shape, rng: RNG, mask: Array | None) -> bool:
 
 
 def _keeps_size(stage: Stage, size: tuple[int, int]) -> bool:
-    """True when the stage (every leaf below a composite) leaves an image of ``size`` at that size."""
+    """True when the stage (every leaf below a composite) leaves an image of ``size`` at that size.
+
+    A composite's answer is kept per size (a few dozen sizes at most): an AutoAugment call asks it
+    of the 24 sub-policies it did not choose, which walked 150 leaves a call uncached.
+    """
     if isinstance(stage, Composite):
-        return all(_keeps_size(c, size) for c in stage.transforms)
+        cache: dict[tuple[tuple[int, int], int], bool] = stage.__dict__.setdefault("_keeps_size", {})
+        key = (size, len(stage.transforms))
+        known = cache.get(key)
+        if known is None:
+            if len(cache) >= 64:
+                cache.clear()
+            known = cache[key] = all(_keeps_size(c, size) for c in stage.transforms)
+        return known
     return stage.output_size(size) == size
 
 
@@ -153,6 +164,12 @@ class OneOf(Composite):
             choice = np.searchsorted(cdf[:-1], uc, side="right")
             if type(rng) is np.random.Generator:  # see _unused: only the choices some row took draw
                 taken = set(choice[np.asarray(gate, dtype=bool)].tolist())
+                if _keeps_size(self, shape.size):  # the others leave no step: visit the taken ones alone
+                    chosen: list[Step] = []
+                    for k in sorted(taken):
+                        key = f"{path}.{k}" if path else str(k)
+                        chosen += _sample_child(self.transforms[k], key, shape, rng, _combine(gate, choice == k))[0]
+                    return chosen, shape
                 masks = [_combine(gate, choice == k) if k in taken else None for k in range(len(self.transforms))]
             else:
                 masks = [_combine(gate, choice == k) for k in range(len(self.transforms))]

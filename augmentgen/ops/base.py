@@ -140,9 +140,9 @@ class Op:
             return fwarp.warp_batch(batch, torch.as_tensor(mat), self.output_size(batch.size), self.warp_spec())
         params = params.to_torch(batch.device)
         applied = torch.as_tensor(params.applied, device=batch.device)
-        if not bool(applied.any()):
+        rows = int(applied.sum())  # one host sync on an accelerator, as the check for no row was
+        if rows == 0:
             return batch
-        rows = int(applied.sum())
         if rows * 2 <= applied.numel():  # a few rows (a one_of's choice): the op on those rows alone
             idx = applied.nonzero().squeeze(1)
             part = self._apply_rows(batch.image.index_select(0, idx), params.select(idx))

@@ -15,7 +15,9 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -97,49 +99,44 @@ class Solarize(Op):
         return flevels.solarize_np(image, scalar(expect(params, SolarizeParams, self).threshold))
 
 
-@register("invert")
 @dataclass(kw_only=True)
-class Invert(Op):
-    """Invert every value: ``255 - x`` (torchvision ``invert``, PIL ``ImageOps.invert``); AutoAugment's ``Invert``."""
+class _Unparameterized(Op):
+    """A level op with no parameter of its own: ``KERNELS`` (the torch kernel, the numpy one)."""
+
+    KERNELS: ClassVar[tuple[Callable[[Tensor], Tensor], Callable[[np.ndarray], np.ndarray]]]
 
     def draw(self, n: int, size: tuple[int, int], rng: RNG, applied: Array) -> Params:
         return Params(applied=applied)
 
     def apply_image(self, image: Tensor, params: Params) -> Tensor:
-        return flevels.invert(image)
+        return type(self).KERNELS[0](image)
 
     def apply_image_np(self, image: np.ndarray, params: Params) -> np.ndarray:
-        return flevels.invert_np(image)
+        return type(self).KERNELS[1](image)
+
+
+@register("invert")
+@dataclass(kw_only=True)
+class Invert(_Unparameterized):
+    """Invert every value: ``255 - x`` (torchvision ``invert``, PIL ``ImageOps.invert``); AutoAugment's ``Invert``."""
+
+    KERNELS = (flevels.invert, flevels.invert_np)
 
 
 @register("autocontrast")
 @dataclass(kw_only=True)
-class AutoContrast(Op):
+class AutoContrast(_Unparameterized):
     """Stretch each channel to the full range (torchvision ``autocontrast``, PIL ``ImageOps.autocontrast``)."""
 
-    def draw(self, n: int, size: tuple[int, int], rng: RNG, applied: Array) -> Params:
-        return Params(applied=applied)
-
-    def apply_image(self, image: Tensor, params: Params) -> Tensor:
-        return flevels.autocontrast(image)
-
-    def apply_image_np(self, image: np.ndarray, params: Params) -> np.ndarray:
-        return flevels.autocontrast_np(image)
+    KERNELS = (flevels.autocontrast, flevels.autocontrast_np)
 
 
 @register("equalize")
 @dataclass(kw_only=True)
-class Equalize(Op):
+class Equalize(_Unparameterized):
     """Histogram-equalize each channel (torchvision ``equalize``, PIL ``ImageOps.equalize``)."""
 
-    def draw(self, n: int, size: tuple[int, int], rng: RNG, applied: Array) -> Params:
-        return Params(applied=applied)
-
-    def apply_image(self, image: Tensor, params: Params) -> Tensor:
-        return flevels.equalize(image)
-
-    def apply_image_np(self, image: np.ndarray, params: Params) -> np.ndarray:
-        return flevels.equalize_np(image)
+    KERNELS = (flevels.equalize, flevels.equalize_np)
 
 
 @dataclass(frozen=True)

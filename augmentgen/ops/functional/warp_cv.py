@@ -124,8 +124,8 @@ def _flip_code(m: list[list[float]], dsize: tuple[int, int]) -> int | None:
 
 def aligned_box(cvm: np.ndarray, in_size: tuple[int, int], dsize: tuple[int, int]) -> tuple[int, int, int, int] | None:
     """Where an image of ``in_size`` (H, W) lands under OpenCV affine matrix ``cvm``, as whole output
-    pixels ``(x0, y0, x1, y1)`` clipped to ``dsize`` (W, H), when the matrix only scales, flips and
-    shifts it onto whole pixels (a letterbox, a pad); else None.
+    pixels ``(x0, y0, x1, y1)`` clipped to ``dsize`` (W, H), when the matrix only scales (by other
+    than 1), flips and shifts it onto whole pixels (a letterbox); else None.
 
     Such a warp with a constant border is the image resized with its edge pixels replicated, then
     padded with the fill: no output pixel is part content and part fill. A plain constant-border
@@ -133,8 +133,8 @@ def aligned_box(cvm: np.ndarray, in_size: tuple[int, int], dsize: tuple[int, int
     of pixels on each side (4 px for 28 px scaled to 224).
     """
     (a, b, c), (d, e, f) = cvm[0], cvm[1]
-    if b != 0.0 or d != 0.0 or a == 0.0 or e == 0.0:
-        return None
+    if b != 0.0 or d != 0.0 or a == 0.0 or e == 0.0 or (abs(a) == 1.0 and abs(e) == 1.0):
+        return None  # (at scale 1, whole-pixel shifts and flips read pixel centres or the border alone)
     (h, w), (wo, ho) = in_size, dsize
     cx, cy = c - 0.5 * a + 0.5, f - 0.5 * e + 0.5  # back to continuous coordinates (see cv_matrix)
     edges = (cx, cx + a * w, cy, cy + e * h)

@@ -73,8 +73,8 @@ def sampling_grid(matrix: Tensor, in_size: tuple[int, int], out_size: tuple[int,
 
 
 def snap_aligned(grid: Tensor, matrix: Tensor, in_size: tuple[int, int]) -> Tensor:
-    """The grid of a constant-border warp with the rows that only scale, flip and shift the image onto
-    whole output pixels (a letterbox, a pad) sampling like a resize then a pad.
+    """The grid of a constant-border warp with the rows that only scale (by other than 1), flip and
+    shift the image onto whole output pixels (a letterbox) sampling like a resize then a pad.
 
     Output pixels inside the image's footprint sample at most to the outermost pixel centres (the
     edge replicated, as ``cv2.resize`` does), those outside it far outside (the fill, unblended);
@@ -91,6 +91,7 @@ def snap_aligned(grid: Tensor, matrix: Tensor, in_size: tuple[int, int]) -> Tens
     aligned = (
         (b == 0) & (d == 0) & (a != 0) & (e != 0) & (m[:, 2, 0] == 0) & (m[:, 2, 1] == 0) & (m[:, 2, 2] == 1)
         & whole(c) & whole(c + a * w) & whole(f) & whole(f + e * h)
+        & ((a.abs() != 1) | (e.abs() != 1))  # at scale 1 the grid reads pixel centres or the border alone
     )  # fmt: skip
     if grid.device.type == "cpu" and not bool(aligned.any()):
         return grid

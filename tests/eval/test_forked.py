@@ -56,7 +56,10 @@ def test_children_die_with_a_killed_caller(tmp_path: Path) -> None:
         import os, time
         from augmentgen.eval.forked import run_forked
         def job(k):
-            open(os.path.join({str(tmp_path)!r}, f"child{{k}}"), "w").write(str(os.getpid()))
+            tmp = os.path.join({str(tmp_path)!r}, f"tmp{{k}}")
+            with open(tmp, "w") as f:
+                f.write(str(os.getpid()))
+            os.replace(tmp, os.path.join({str(tmp_path)!r}, f"child{{k}}"))  # whole, or not there
             time.sleep(60)
         list(run_forked(job, [(0,), (1,)], workers=2))
         """

@@ -287,19 +287,18 @@ def apply_trace_samples(samples: list[Sample], trace: Trace, fuse: bool = True) 
             samples = _fused_colors(g, samples)
         else:
             (step,) = g
-            applied = np.asarray(step.params.to_numpy().applied, dtype=bool)
+            prm = step.params.to_numpy()
             leaf = step.leaf
             op = leaf if isinstance(leaf, Op) else None
             pixel = op is not None and op.kind not in ("geometric", "color")
-            rows = step.params.to_numpy().rows(len(samples))
-            new = []
-            for i, smp in enumerate(samples):
-                if op is not None and not applied[i]:
-                    new.append(smp)  # an Op that did not draw this sample is the identity on it
-                elif pixel and op is not None:
-                    new.append(_with_image(smp, op.apply_image_np(smp.image, rows[i])))
+            # an Op that did not draw a sample is the identity on it: its rows alone are visited
+            acting = np.flatnonzero(np.asarray(prm.applied, dtype=bool)).tolist() if op is not None else range(len(samples))
+            new = list(samples)
+            for i, row in zip(acting, prm.pick(acting), strict=True):
+                if pixel and op is not None:
+                    new[i] = _with_image(samples[i], op.apply_image_np(samples[i].image, row))
                 else:
-                    new.append(leaf.apply_sample(smp, rows[i]))
+                    new[i] = leaf.apply_sample(samples[i], row)
             samples = new
             size = samples[0].size
     return samples

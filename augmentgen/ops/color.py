@@ -1,5 +1,5 @@
-"""Color ops: brightness, contrast, saturation, hue, color_jitter, grayscale (affine, fusable),
-gamma and normalize (per-pixel).
+"""Color ops: brightness, contrast, saturation, hue, color_jitter, grayscale, rgb_shift,
+channel_shuffle (affine, fusable), gamma and normalize (per-pixel).
 
 The affine ones return a ``[B, 3, 4]`` matrix (see ``ops.functional.color``); the base class
 applies it and the pipeline fuses runs of them into one pass. Per-sample calls take a
@@ -257,6 +257,86 @@ class Grayscale(Op):
             col = torch.zeros(mean.shape[0], device=mean.device)
             return fcolor.combine([col + float(c) for c in coefs])
         return np.repeat(np.asarray(fcolor.combine(coefs)), mean.shape[0], axis=0)
+
+
+@dataclass(frozen=True)
+class RGBShiftParams(Params):
+    r: Array  # [B] offsets in image units
+    g: Array
+    b: Array
+
+
+@register("rgb_shift")
+@dataclass(kw_only=True)
+class RGBShift(Op):
+    """Add an offset per channel (albumentations ``RGBShift``; affine, so it fuses).
+
+    Args:
+        r_shift, g_shift, b_shift: ``x`` for offsets in ``[-x, x]``, or a ``(low, high)`` range,
+            in image units within [-1, 1] (albumentations' limit of 20 levels is ``20 / 255``).
+            A C=1 image takes the luma of the three offsets.
+    """
+
+    kind: ClassVar[str] = "color"
+    r_shift: Range = 20 / 255
+    g_shift: Range = 20 / 255
+    b_shift: Range = 20 / 255
+
+    def _ranges(self) -> list[tuple[float, float]]:
+        out = []
+        for name in ("r_shift", "g_shift", "b_shift"):
+            v = getattr(self, name)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                v = (-abs(float(v)), abs(float(v)))
+            out.append(as_range("RGBShift", name, v, low=-1.0, high=1.0))
+        return out
+
+    def validate(self) -> None:
+        self._ranges()
+
+    def draw(self, n: int, size: tuple[int, int], rng: RNG, applied: Array) -> Params:
+        (r, g, b), _ = uniform_cols(rng, self._ranges(), n)
+        return RGBShiftParams(applied=applied, r=r, g=g, b=b)
+
+    def color_matrix(self, params: Params, mean: Array) -> Array:
+        prm = expect(params, RGBShiftParams, self)
+        if isinstance(prm.r, Tensor):
+            m = torch.eye(3, 4, device=prm.r.device).repeat(prm.r.shape[0], 1, 1)
+            m[:, :, 3] = torch.stack([torch.as_tensor(v, dtype=torch.float32) for v in (prm.r, prm.g, prm.b)], -1)
+            return m
+        m_np = np.repeat(np.eye(3, 4, dtype=np.float32)[None], np.asarray(prm.r).shape[0], axis=0)
+        m_np[:, :, 3] = np.stack([np.asarray(v, np.float32) for v in (prm.r, prm.g, prm.b)], -1)
+        return m_np
+
+
+# the six orders of (R, G, B): row k of the output takes channel PERMUTATIONS[p][k]
+PERMUTATIONS = ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
+_PERM_MATS = np.stack([np.eye(3, 4, dtype=np.float32)[list(p)] for p in PERMUTATIONS])  # [6, 3, 4]
+
+
+@dataclass(frozen=True)
+class ChannelShuffleParams(Params):
+    order: Array  # [B] int64: an index into PERMUTATIONS
+
+
+@register("channel_shuffle")
+@dataclass(kw_only=True)
+class ChannelShuffle(Op):
+    """Reorder the RGB channels, one of the six orders per sample, the identity included
+    (albumentations ``ChannelShuffle``; a permutation matrix, so it fuses). C=1 is unchanged."""
+
+    kind: ClassVar[str] = "color"
+
+    def draw(self, n: int, size: tuple[int, int], rng: RNG, applied: Array) -> Params:
+        (u,), _ = uniform_cols(rng, [(0.0, 6.0)], n)
+        order = u.floor().clamp(max=5).to(torch.int64) if isinstance(u, Tensor) else np.minimum(np.floor(u), 5).astype(np.int64)
+        return ChannelShuffleParams(applied=applied, order=order)
+
+    def color_matrix(self, params: Params, mean: Array) -> Array:
+        order = expect(params, ChannelShuffleParams, self).order
+        if isinstance(order, Tensor):
+            return torch.as_tensor(_PERM_MATS, device=order.device)[order.long()]
+        return _PERM_MATS[np.asarray(order, np.int64)]
 
 
 @register("gamma")

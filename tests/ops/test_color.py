@@ -32,6 +32,8 @@ COLOR_OPS: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] = {
     "gamma": ({"gamma": (0.5, 2.0)}, {"gamma": 1.0}),
     "grayscale": ({}, None),
     "normalize": ({"mean": (0.5,), "std": (0.25,)}, None),
+    "rgb_shift": ({"r_shift": 0.2, "g_shift": (-0.1, 0.3), "b_shift": 0.05}, {"r_shift": 0, "g_shift": 0, "b_shift": 0}),
+    "channel_shuffle": ({}, None),
 }
 
 
@@ -351,3 +353,45 @@ def test_a_pipeline_first_run_under_inference_mode_still_backpropagates_later() 
     assert not fc._basis_t(x.device).is_inference()
     assert fn._bank_torch.cache_info().currsize and fp._ubank_torch.cache_info().currsize  # made under inference_mode
     assert not fp._ubank_torch(x.device).is_inference()
+
+
+def test_every_registered_color_op_is_covered() -> None:
+    assert {n for n, cls in OPS.items() if getattr(cls, "kind", "") == "color"} <= set(COLOR_OPS)
+
+
+def test_rgb_shift_is_albumentations_rgbshift() -> None:
+    import albumentations as A
+
+    img = _photo(32)
+    levels = {"r": 10, "g": -25, "b": 0}
+    ours = {f"{k}_shift": (v / 255, v / 255) for k, v in levels.items()}
+    want = A.RGBShift(**{f"{k}_shift_limit": (v, v) for k, v in levels.items()}, p=1.0)(image=img)["image"]
+    op = OPS.get("rgb_shift")(**ours)
+    s = Sample(img)
+    assert np.array_equal(op.apply_sample(s, op.sample_params(s, np.random.default_rng(0))).image, want)
+    out = op.apply(_batch_from(img), op.sample_params(_batch_from(img), torch.Generator())).image[0]
+    assert torch.equal(out.permute(1, 2, 0), torch.from_numpy(want))
+    with pytest.raises(ValueError, match="RGBShift.g_shift"):
+        OPS.get("rgb_shift")(g_shift=(0.2, 1.5))
+
+
+def test_channel_shuffle_gives_each_of_the_six_orders() -> None:
+    img = _photo(16)
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].repeat(600, 1, 1, 1)
+    op = OPS.get("channel_shuffle")()
+    params = op.sample_params(Batch(x), torch.Generator().manual_seed(0))
+    out = op.apply(Batch(x), params).image
+    orders = []
+    for row in out[:, :, 0, 0].tolist():
+        order = [img[0, 0].tolist().index(v) for v in row]
+        orders.append(tuple(order))
+    counts = {p: orders.count(p) for p in set(orders)}
+    assert len(counts) == 6 and min(counts.values()) > 60, counts  # 100 each expected (sd ~9)
+    for i in range(0, 600, 97):  # the channels moved whole, as the params say
+        perm = [(0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0)][int(params.order[i])]
+        assert torch.equal(out[i], x[i][list(perm)])
+    s = Sample(img)
+    one = op.apply_sample(s, op.sample_params(s, np.random.default_rng(5))).image
+    assert sorted(one[0, 0].tolist()) == sorted(img[0, 0].tolist()) and one.shape == img.shape
+    gray = Sample(img[:, :, :1].copy())
+    assert np.array_equal(op.apply_sample(gray, op.sample_params(gray, np.random.default_rng(1))).image, gray.image)

@@ -1,10 +1,10 @@
-"""The policies (trivial_augment, rand_augment, auto_augment) against torchvision's and kornia's, same run.
+"""The policies (trivial_augment, rand_augment, auto_augment, augmix) against torchvision's and kornia's, same run.
 
 Two settings, one thread, the peers interleaved round by round with ours (best of ``--repeat``):
 
 - ``single``: one uint8 RGB image per call, as in a Dataset's ``__getitem__``: a seeded
   ``Pipeline([policy])(image, index=i)`` against torchvision.transforms.v2's
-  ``TrivialAugmentWide`` / ``RandAugment`` / ``AutoAugment`` on a uint8 CHW tensor and on a PIL image.
+  ``TrivialAugmentWide`` / ``RandAugment`` / ``AutoAugment`` / ``AugMix`` on a uint8 CHW tensor and on a PIL image.
 - ``batch``: 256 images on the CPU, per-sample draws: ``pipe.map_samples`` on HWC uint8 arrays (the
   DataLoader path of ``AugmentedDataset``: OpenCV per image, parameters drawn for all at once), the
   torch batched path (``Pipeline([policy])(batch, rng=g)`` on a uint8 CHW batch, the path a GPU
@@ -36,6 +36,7 @@ POLICIES = {
     "trivial_augment": ("TrivialAugmentWide", {}),
     "rand_augment": ("RandAugment", {"num_ops": 2, "magnitude": 9}),
     "auto_augment": ("AutoAugment", {}),
+    "augmix": ("AugMix", {}),
 }
 
 
@@ -77,7 +78,7 @@ def main() -> None:
         for name, (tv_name, kw) in POLICIES.items():
             pipe = Pipeline.from_dict([{"name": name, **kw}])
             tv = getattr(T, tv_name)(**kw)
-            kornia_policy = kornia_cls[name](**({"n": 2, "m": 9} if name == "rand_augment" else {}))
+            kornia_policy = kornia_cls[name](**({"n": 2, "m": 9} if name == "rand_augment" else {})) if name in kornia_cls else None
             gen = torch.Generator().manual_seed(0)
             epochs = iter(range(10**9))
             fns: dict[str, Callable[[], object]] = {
@@ -88,6 +89,8 @@ def main() -> None:
                 "torchvision loop": lambda tv=tv, x8=x8: [tv(x8[i]) for i in range(x8.shape[0])],
                 "kornia": lambda k=kornia_policy, xf=xf: k(xf),
             }
+            if kornia_policy is None:  # kornia has no AugMix
+                del fns["kornia"]
             t = best_us(fns, max(1, args.n // 20), args.repeat, x8.shape[0])
             print(json.dumps({"setting": "batch", "size": size, "policy": name, "us_per_image": {k: round(v, 2) for k, v in t.items()},
                               "peer_over_ours": {k: round(v / t["augmentgen"], 2) for k, v in t.items() if k != "augmentgen"}}), flush=True)

@@ -425,7 +425,7 @@ class Pipeline(Composite):
 _PIPELINE_KEYS = {"box_policy", "fuse", "seed", "transforms"}
 _COMPOSITES: dict[str, type[Composite]] = {"one_of": OneOf, "some_of": SomeOf, "random_apply": RandomApply, "pipeline": Pipeline}
 # The policies of ``pipeline.policies`` (which imports this module), by their stage names.
-_POLICY_NAMES = ("auto_augment", "rand_augment", "trivial_augment")
+_POLICY_NAMES = ("augmix", "auto_augment", "rand_augment", "trivial_augment")
 
 
 def _stage_list(data: dict[str, Any], where: str) -> list[Any]:

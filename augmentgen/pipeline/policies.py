@@ -26,7 +26,6 @@ side (theirs whole pixels, rounded toward zero).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 from augmentgen.core.registry import did_you_mean
@@ -34,7 +33,8 @@ from augmentgen.core.rng import RNG, Array
 from augmentgen.ops.base import Op
 from augmentgen.ops.color import Brightness, Contrast, Saturation
 from augmentgen.ops.geometric import Rotate, Shear, Translate
-from augmentgen.ops.levels import AutoContrast, Equalize, Invert, Posterize, Sharpness, Solarize
+from augmentgen.ops.levels import AutoContrast, Equalize, Posterize, Sharpness, Solarize
+from augmentgen.pipeline.augmix import AugMix
 from augmentgen.pipeline.compose import (
     Composite,
     OneOf,
@@ -45,6 +45,7 @@ from augmentgen.pipeline.compose import (
     _Shape,
 )
 from augmentgen.pipeline.plan import Step
+from augmentgen.pipeline.policy_ops import _MAX, fixed_op
 
 WIDE_SHEAR_DEG = math.degrees(math.atan(0.99))  # shear factor 0.99 as an angle: 44.7 degrees
 WIDE_FACTOR = 0.99  # brightness, colour, contrast, sharpness: 1 +- 0.99
@@ -110,41 +111,11 @@ class TrivialAugment(OneOf):
 
 
 # ---- RandAugment and AutoAugment: torchvision's magnitude tables --------------------------------
-# The largest magnitude of each op (at the last bin); bin m of n is m / (n - 1) of it.
-_MAX = {
-    "ShearX": 0.3, "ShearY": 0.3, "TranslateX": 150.0 / 331.0, "TranslateY": 150.0 / 331.0, "Rotate": 30.0,
-    "Brightness": 0.9, "Color": 0.9, "Contrast": 0.9, "Sharpness": 0.9,
-}  # fmt: skip
 # The fourteen ops of RandAugment (the identity is the fourteenth choice, see ``_slot``).
 RAND_OPS = (
     "ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Brightness", "Color", "Contrast", "Sharpness",
     "Posterize", "Solarize", "AutoContrast", "Equalize",
 )  # fmt: skip
-
-
-def _fixed(name: str, v: float, fill: float) -> Op:
-    """Op ``name`` (torchvision's name) at the signed magnitude ``v`` (the op's own units, see ``_level``)."""
-    geo: dict[str, Any] = {"border_mode": "constant", "fill": fill}
-    if name in ("ShearX", "ShearY"):
-        deg = math.degrees(math.atan(v))
-        return Shear(shear_x=(deg, deg) if name == "ShearX" else (0.0, 0.0), shear_y=(deg, deg) if name == "ShearY" else (0.0, 0.0), **geo)
-    if name in ("TranslateX", "TranslateY"):
-        return Translate(translate=((v, v), (0.0, 0.0)) if name == "TranslateX" else ((0.0, 0.0), (v, v)), **geo)
-    if name == "Rotate":
-        return Rotate(degrees=(v, v), **geo)
-    factors: dict[str, Callable[..., Op]] = {
-        "Brightness": lambda f: Brightness(brightness=f),
-        "Color": lambda f: Saturation(saturation=f),
-        "Contrast": lambda f: Contrast(contrast=f),
-        "Sharpness": lambda f: Sharpness(factor=f),
-    }
-    if name in factors:
-        return factors[name]((1.0 + v, 1.0 + v))
-    if name == "Posterize":
-        return Posterize(bits=int(v))
-    if name == "Solarize":
-        return Solarize(threshold=v)
-    return {"AutoContrast": AutoContrast, "Equalize": Equalize, "Invert": Invert}[name]()
 
 
 def _level(name: str, m: float, bins: int) -> float:
@@ -162,8 +133,8 @@ def _signed(name: str, m: float, bins: int, fill: float) -> tuple[list[Op], list
     """The leaves of op ``name`` at bin ``m``: ``+v`` and ``-v`` (half the weight each) where it has a sign."""
     v = _level(name, m, bins)
     if name in _MAX:
-        return [_fixed(name, v, fill), _fixed(name, -v, fill)], [0.5, 0.5]
-    return [_fixed(name, v, fill)], [1.0]
+        return [fixed_op(name, v, fill), fixed_op(name, -v, fill)], [0.5, 0.5]
+    return [fixed_op(name, v, fill)], [1.0]
 
 
 def _number(where: str, key: str, value: Any, low: float, high: float, whole: bool = False) -> float:
@@ -332,4 +303,5 @@ POLICIES: dict[str, Any] = {
     TrivialAugment.registry_name: TrivialAugment,
     RandAugment.registry_name: RandAugment,
     AutoAugment.registry_name: AutoAugment,
+    AugMix.registry_name: AugMix,
 }

@@ -34,6 +34,7 @@ PHOTOMETRIC = [
     "salt_and_pepper",
     "gaussian_blur",
     "motion_blur",
+    "median_blur",
     "random_erasing",
     "cutout",
 ]

@@ -1,4 +1,4 @@
-"""Blur ops: Gaussian blur (per-sample sigma) and motion blur (per-sample length and angle).
+"""Blur ops: Gaussian blur (per-sample sigma), motion blur (per-sample length and angle), median blur.
 
 Both backends build identical float32 kernels from the params; the batched path filters the
 whole batch with one grouped convolution (see ``ops.functional.blur``).
@@ -116,3 +116,45 @@ class MotionBlur(Op):
         if length == 0.0:
             return image
         return fblur.motion_blur_np(image, fblur.motion_kernel_np(length, scalar(prm.angle), self.ksize()))
+
+
+@dataclass(frozen=True)
+class MedianBlurParams(Params):
+    ksize: Array  # [B] int64, odd
+
+
+@register("median_blur")
+@dataclass(kw_only=True)
+class MedianBlur(Op):
+    """Median filter, the window drawn per sample among the odd sizes of ``ksize`` (albumentations
+    ``MedianBlur(blur_limit)``; ``cv2.medianBlur``, edges replicated). Removes salt and pepper.
+
+    Args:
+        ksize: ``(low, high)`` odd window sizes >= 3, each odd size equally likely (or one fixed size).
+    """
+
+    ksize: int | tuple[int, int] = (3, 7)
+
+    def _sizes(self) -> list[int]:
+        lo, hi = as_range("MedianBlur", "ksize", self.ksize, low=3.0)
+        if lo != int(lo) or hi != int(hi) or int(lo) % 2 == 0 or int(hi) % 2 == 0:
+            raise ValueError(f"MedianBlur.ksize must be odd whole numbers >= 3, got {self.ksize!r}")
+        return list(range(int(lo), int(hi) + 1, 2))
+
+    def validate(self) -> None:
+        self._sizes()
+
+    def draw(self, n: int, size: tuple[int, int], rng: RNG, applied: Array) -> Params:
+        sizes = self._sizes()
+        (u,), _ = uniform_cols(rng, [(0.0, float(len(sizes)))], n)
+        if isinstance(u, Tensor):
+            pick = u.floor().clamp(max=len(sizes) - 1).to(torch.int64)
+            return MedianBlurParams(applied=applied, ksize=torch.as_tensor(sizes, device=u.device)[pick])
+        pick_np = np.minimum(np.floor(u), len(sizes) - 1).astype(np.int64)
+        return MedianBlurParams(applied=applied, ksize=np.asarray(sizes, np.int64)[pick_np])
+
+    def apply_image(self, image: Tensor, params: Params) -> Tensor:
+        return fblur.median_blur(image, torch.as_tensor(expect(params, MedianBlurParams, self).ksize))
+
+    def apply_image_np(self, image: np.ndarray, params: Params) -> np.ndarray:
+        return fblur.median_blur_np(image, int(scalar(expect(params, MedianBlurParams, self).ksize)))

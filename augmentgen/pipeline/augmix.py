@@ -21,7 +21,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from scipy.special import gammaincinv
 from torch import Tensor
 
 from augmentgen.core.batch import Batch, Sample
@@ -29,7 +28,7 @@ from augmentgen.core.params import Params
 from augmentgen.core.rng import RNG, Array
 from augmentgen.ops._draws import expect, uniform_cols
 from augmentgen.ops.base import Op
-from augmentgen.pipeline.policy_ops import _MAX, fixed_op
+from augmentgen.pipeline.policy_ops import MAX_MAGNITUDE, fixed_op, level
 
 # torchvision's AugMix tables: the nine "partial" ops, then the four that change colour and contrast
 AUGMIX_OPS = (
@@ -40,19 +39,6 @@ PARTIAL = 9
 BINS = 10  # torchvision's _PARAMETER_MAX: bin m of 10 is m / 9 of an op's largest magnitude
 _MAX_DEPTH = 3
 _TRANSLATE = 1.0 / 3.0  # AugMix shifts up to a third of the side (RandAugment: 150 / 331)
-
-
-def _level(name: str, m: int) -> float:
-    """Bin ``m`` (of ``BINS``) of op ``name``, unsigned, as torchvision's AugMix tables give it."""
-    if name in ("TranslateX", "TranslateY"):
-        return _TRANSLATE * m / (BINS - 1)
-    if name in _MAX:
-        return _MAX[name] * m / (BINS - 1)
-    if name == "Posterize":  # 4 bits down to 0; 0 bits (a black image) is kept at 1
-        return float(max(1, round(4 - m / ((BINS - 1) / 4))))
-    if name == "Solarize":
-        return 1.0 - m / (BINS - 1)
-    return 0.0
 
 
 def gamma_draws(alpha: float, u: np.ndarray) -> np.ndarray:
@@ -66,6 +52,8 @@ def gamma_draws(alpha: float, u: np.ndarray) -> np.ndarray:
     if alpha == 1.0:
         out: np.ndarray = -np.log1p(-u64)
         return out
+    from scipy.special import gammaincinv  # scikit-image's dependency; imported here, not by every process
+
     return np.asarray(gammaincinv(alpha, u64), np.float64)
 
 
@@ -119,9 +107,9 @@ class AugMix(Op):
         leaves: list[Op] = []
         for name in names:
             for m in range(self.severity):
-                v = _level(name, m)
+                v = level(name, m, BINS, shift=_TRANSLATE, bits=4)
                 plus = fixed_op(name, v, float(self.fill))
-                leaves += [plus, fixed_op(name, -v, float(self.fill)) if name in _MAX else plus]
+                leaves += [plus, fixed_op(name, -v, float(self.fill)) if name in MAX_MAGNITUDE else plus]
         self.__dict__["_leaves"] = leaves
         self.__dict__["_n_ops"] = len(names)
         self.__dict__["_rows"] = {}  # device -> per op, the params of its 2 * severity leaves as rows

@@ -1,4 +1,4 @@
-r"""Augmentation policies built from the ops: TrivialAugment, RandAugment, AutoAugment.
+r"""Augmentation policies built from the ops: TrivialAugment, RandAugment, AutoAugment (and AugMix).
 
 Each is a composite of the library's own ops and composites, so its draws are per sample
 (also on a batch: torchvision's v2 policies draw one op for a whole batch tensor), seeded,
@@ -14,8 +14,9 @@ replayable and recorded in the trace like every other stage.
 - ``AutoAugment`` (Cubuk et al. 2019, https://arxiv.org/abs/1805.09501; torchvision's
   ``AutoAugment``): one of 25 learned sub-policies per image (ImageNet, CIFAR-10 or SVHN), each
   two ops applied with their own probability and magnitude.
+- ``AugMix`` (``pipeline.augmix``): an op, not a composite, as it blends several chains.
 
-Magnitudes follow torchvision's tables (``_MAX``): shear up to 0.3 (as ``atan`` in degrees),
+Magnitudes follow torchvision's tables (``policy_ops``): shear up to 0.3 (as ``atan`` in degrees),
 rotation 30 degrees, shifts 150/331 of the side, brightness / colour / contrast / sharpness
 factors 1 +- 0.9, posterize 8 to 4 bits, solarize thresholds 1 to 0. Where this differs from
 torchvision: geometric ops are bilinear (theirs nearest), shear is about the centre (theirs
@@ -45,7 +46,7 @@ from augmentgen.pipeline.compose import (
     _Shape,
 )
 from augmentgen.pipeline.plan import Step
-from augmentgen.pipeline.policy_ops import _MAX, fixed_op
+from augmentgen.pipeline.policy_ops import MAX_MAGNITUDE, fixed_op, level
 
 WIDE_SHEAR_DEG = math.degrees(math.atan(0.99))  # shear factor 0.99 as an angle: 44.7 degrees
 WIDE_FACTOR = 0.99  # brightness, colour, contrast, sharpness: 1 +- 0.99
@@ -111,28 +112,17 @@ class TrivialAugment(OneOf):
 
 
 # ---- RandAugment and AutoAugment: torchvision's magnitude tables --------------------------------
-# The fourteen ops of RandAugment (the identity is the fourteenth choice, see ``_slot``).
+# RandAugment's thirteen ops besides the identity (its fourteenth choice, see ``_slot``).
 RAND_OPS = (
     "ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Brightness", "Color", "Contrast", "Sharpness",
     "Posterize", "Solarize", "AutoContrast", "Equalize",
 )  # fmt: skip
 
 
-def _level(name: str, m: float, bins: int) -> float:
-    """Magnitude bin ``m`` (of ``bins``) of op ``name``, unsigned, as torchvision's tables give it."""
-    if name in _MAX:
-        return _MAX[name] * m / (bins - 1)
-    if name == "Posterize":
-        return float(round(8 - m / ((bins - 1) / 4)))  # round half to even, as torch's round
-    if name == "Solarize":
-        return 1.0 - m / (bins - 1)
-    return 0.0
-
-
 def _signed(name: str, m: float, bins: int, fill: float) -> tuple[list[Op], list[float]]:
     """The leaves of op ``name`` at bin ``m``: ``+v`` and ``-v`` (half the weight each) where it has a sign."""
-    v = _level(name, m, bins)
-    if name in _MAX:
+    v = level(name, m, bins)
+    if name in MAX_MAGNITUDE:
         return [fixed_op(name, v, fill), fixed_op(name, -v, fill)], [0.5, 0.5]
     return [fixed_op(name, v, fill)], [1.0]
 

@@ -1,7 +1,7 @@
 """The fixed-magnitude ops the policies are made of, in torchvision's units (``policies``, ``augmix``).
 
 ``fixed_op(name, v, fill)`` is torchvision's op ``name`` (``ShearX`` ... ``Invert``) at the signed
-magnitude ``v``; ``_MAX`` the largest magnitude of the ops that have a sign, at a table's last bin.
+magnitude ``v``; ``MAX_MAGNITUDE`` the largest magnitude of the ops that have a sign, at a table's last bin.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from augmentgen.ops.geometric import Rotate, Shear, Translate
 from augmentgen.ops.levels import AutoContrast, Equalize, Invert, Posterize, Sharpness, Solarize
 
 # The largest magnitude of each op (at the last bin); bin m of n is m / (n - 1) of it.
-_MAX = {
+MAX_MAGNITUDE = {
     "ShearX": 0.3, "ShearY": 0.3, "TranslateX": 150.0 / 331.0, "TranslateY": 150.0 / 331.0, "Rotate": 30.0,
     "Brightness": 0.9, "Color": 0.9, "Contrast": 0.9, "Sharpness": 0.9,
 }  # fmt: skip
@@ -45,3 +45,21 @@ def fixed_op(name: str, v: float, fill: float) -> Op:
     if name == "Solarize":
         return Solarize(threshold=v)
     return {"AutoContrast": AutoContrast, "Equalize": Equalize, "Invert": Invert}[name]()
+
+
+def level(name: str, m: float, bins: int, *, shift: float = MAX_MAGNITUDE["TranslateX"], bits: int = 8) -> float:
+    """Bin ``m`` (of ``bins``) of op ``name``, unsigned, as torchvision's tables give it.
+
+    ``shift`` is the largest shift (RandAugment and AutoAugment: 150/331 of the side, AugMix: 1/3)
+    and ``bits`` posterize's first bin (8, AugMix: 4); posterize loses 4 bits over the bins and
+    keeps at least 1 (torchvision's AugMix table reaches 0, a black image, at its last two bins).
+    """
+    if name in ("TranslateX", "TranslateY"):
+        return shift * m / (bins - 1)
+    if name in MAX_MAGNITUDE:
+        return MAX_MAGNITUDE[name] * m / (bins - 1)
+    if name == "Posterize":
+        return float(max(1, round(bits - m / ((bins - 1) / 4))))  # round half to even, as torch's round
+    if name == "Solarize":
+        return 1.0 - m / (bins - 1)
+    return 0.0

@@ -166,3 +166,61 @@ def test_bad_hyperparameters_are_named() -> None:
         GaussianBlur(kernel_size=4)
     with pytest.raises(ValueError, match="MotionBlur.length"):
         MotionBlur(length=(-1.0, 2.0))
+
+
+# ---- median blur -------------------------------------------------------------------------------
+@settings(max_examples=25, deadline=None)
+@given(
+    h=st.integers(1, 20),
+    w=st.integers(1, 20),
+    channels=st.sampled_from([1, 3]),
+    k=st.sampled_from([3, 5, 7, 9]),
+    as_float=st.booleans(),
+    seed=st.integers(0, 10_000),
+)
+def test_median_blur_is_cv2_median_blur_on_both_backends(h: int, w: int, channels: int, k: int, as_float: bool, seed: int) -> None:
+    import cv2
+
+    from augmentgen.ops.blur import MedianBlur
+
+    img = np.random.default_rng(seed).integers(0, 256, (h, w, channels)).astype(np.uint8)
+    x = img.astype(np.float32) / 255 if as_float else img
+    op = MedianBlur(ksize=k)
+    s = Sample(x)
+    out = op.apply_sample(s, op.sample_params(s, np.random.default_rng(0))).image
+    batch = Batch(torch.from_numpy(x).permute(2, 0, 1)[None])
+    out_b = op.apply(batch, op.sample_params(batch, torch.Generator())).image[0].permute(1, 2, 0).numpy()
+    assert out.dtype == x.dtype and np.array_equal(out, out_b)
+    if not as_float or k <= 5:  # OpenCV filters float32 only up to k = 5
+        assert np.array_equal(out, cv2.medianBlur(x, k).reshape(x.shape))
+    else:  # beyond, the same definition: the median of the window, edges replicated
+        pad = np.pad(x, ((k // 2, k // 2), (k // 2, k // 2), (0, 0)), mode="edge")
+        win = np.lib.stride_tricks.sliding_window_view(pad, (k, k), axis=(0, 1))
+        assert np.array_equal(out, np.median(win.reshape(h, w, channels, k * k), axis=-1).astype(np.float32))
+
+
+def test_median_blur_draws_odd_windows_per_sample_and_cleans_salt_and_pepper() -> None:
+    import albumentations as A
+
+    from augmentgen.ops.blur import MedianBlur
+
+    img = np.ascontiguousarray(data.astronaut()[::16, ::16])  # 32 px
+    noisy = img.copy()
+    rng = np.random.default_rng(1)
+    dots = rng.random(img.shape[:2]) < 0.05
+    noisy[dots] = rng.choice([0, 255], size=(int(dots.sum()), 1))
+    op = MedianBlur(ksize=(3, 7))
+    x = torch.from_numpy(noisy).permute(2, 0, 1)[None].repeat(300, 1, 1, 1)
+    prm = op.sample_params(Batch(x), torch.Generator().manual_seed(0))
+    sizes = prm.ksize.tolist()  # type: ignore[attr-defined]
+    assert set(sizes) == {3, 5, 7} and all(abs(sizes.count(k) - 100) < 35 for k in (3, 5, 7))
+    out = op.apply(Batch(x), prm).image
+    for i in (sizes.index(3), sizes.index(5), sizes.index(7)):  # each row with its own window
+        want = A.MedianBlur(blur_limit=(sizes[i], sizes[i]), p=1.0)(image=noisy)["image"]
+        assert np.array_equal(out[i].permute(1, 2, 0).numpy(), want)
+    err = lambda a: np.abs(a.astype(int) - img.astype(int))[dots].mean()  # noqa: E731  (on the noisy pixels)
+    assert err(out[sizes.index(3)].permute(1, 2, 0).numpy()) < 0.5 * err(noisy)
+    with pytest.raises(ValueError, match="MedianBlur.ksize must be odd"):
+        MedianBlur(ksize=(3, 6))
+    with pytest.raises(ValueError, match="MedianBlur.ksize"):
+        MedianBlur(ksize=1)

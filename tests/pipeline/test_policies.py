@@ -17,7 +17,14 @@ from hypothesis import strategies as st
 from augmentgen.data.photos import load_photo
 from augmentgen.pipeline import AutoAugment, OneOf, Pipeline, RandAugment, TrivialAugment
 from augmentgen.pipeline.compose import _POLICY_NAMES, Composite
-from augmentgen.pipeline.policies import _MAX, AUTO_POLICIES, POLICIES, RAND_OPS, WIDE_ROTATE, WIDE_SHEAR_DEG
+from augmentgen.pipeline.policies import (
+    AUTO_POLICIES,
+    MAX_MAGNITUDE,
+    POLICIES,
+    RAND_OPS,
+    WIDE_ROTATE,
+    WIDE_SHEAR_DEG,
+)
 
 
 def test_one_op_per_image_uniformly_with_the_identity_as_the_fourteenth() -> None:
@@ -84,7 +91,7 @@ def test_rand_augment_ops_are_torchvisions_at_the_same_magnitude(magnitude: int)
     assert isinstance(slot, OneOf) and slot.p == pytest.approx(13 / 14)
     leaves = _leaves(slot)
     by_name: dict[str, list[Any]] = {}
-    for name, leaf in zip([n for n in RAND_OPS for _ in range(2 if n in _MAX else 1)], leaves, strict=True):
+    for name, leaf in zip([n for n in RAND_OPS for _ in range(2 if n in MAX_MAGNITUDE else 1)], leaves, strict=True):
         by_name.setdefault(name, []).append(leaf)
     assert sorted(by_name) == sorted(set(TV_SPACE) - {"Identity"})
     for name, ours in by_name.items():
@@ -125,7 +132,7 @@ def test_rand_augment_draws_num_ops_per_row_with_replacement_and_the_identity() 
     for steps in slots:
         applied = np.stack([np.asarray(s.params.applied) for s in steps])  # [22 leaves, B]
         assert (applied.sum(0) <= 1).all()  # one op a slot
-        per_op = np.add.reduceat(applied.sum(1), np.cumsum([0] + [2 if n in _MAX else 1 for n in RAND_OPS])[:-1])
+        per_op = np.add.reduceat(applied.sum(1), np.cumsum([0] + [2 if n in MAX_MAGNITUDE else 1 for n in RAND_OPS])[:-1])
         counts = np.append(per_op, (applied.sum(0) == 0).sum())  # 13 ops, then the identity
         assert (np.abs(counts - 200) < 60).all(), counts  # 1/14 each (binomial sd ~13)
     same = sum(

@@ -166,3 +166,44 @@ def motion_blur_np(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     # the border rule follows the untrimmed kernel, as on the batched path
     out = cv2.filter2D(image, -1, kern, borderType=_border(c0, h, w))
     return out.reshape(image.shape)
+
+
+_MEDIAN_CHUNK_BYTES = 64 << 20  # the k*k neighbourhoods of a chunk of rows, at most
+
+
+def median_blur(image: Tensor, ksize: Tensor) -> Tensor:
+    """Median of each pixel's ``k x k`` neighbourhood, edges replicated (``cv2.medianBlur``), ``k`` per row.
+
+    Rows that share a ``k`` are filtered together, a few at a time (their neighbourhoods are
+    ``k * k`` copies of the image); uint8 stays uint8, the median of integers being one of them.
+
+    Example:
+        >>> x = torch.tensor([[[[0, 0, 0], [0, 255, 0], [0, 0, 0]]]], dtype=torch.uint8)
+        >>> median_blur(x, torch.tensor([3]))[0, 0].tolist()
+        [[0, 0, 0], [0, 0, 0], [0, 0, 0]]
+    """
+    b, c, h, w = image.shape
+    ks = torch.as_tensor(ksize).reshape(-1).to(torch.int64).cpu()
+    out = image.clone()
+    for k in torch.unique(ks).tolist():
+        rows = (ks == k).nonzero().flatten().to(image.device)
+        r = k // 2
+        per_row = c * h * w * k * k * max(image.element_size(), 4)
+        step = max(1, _MEDIAN_CHUNK_BYTES // per_row)
+        for s in range(0, len(rows), step):
+            idx = rows[s : s + step]
+            x = image.index_select(0, idx)
+            wide = x if x.is_floating_point() else x.to(torch.float32)  # replicate padding wants floats
+            padded = F.pad(wide, (r, r, r, r), mode="replicate")
+            patches = padded.unfold(2, k, 1).unfold(3, k, 1).reshape(len(idx), c, h, w, k * k)
+            out[idx] = patches.median(dim=-1).values.to(image.dtype)
+    return out
+
+
+def median_blur_np(image: np.ndarray, ksize: int) -> np.ndarray:
+    """``median_blur`` on one HWC image: ``cv2.medianBlur`` (float32 only up to k = 5, beyond through torch)."""
+    if image.dtype == np.uint8 or ksize <= 5:
+        out = cv2.medianBlur(np.ascontiguousarray(image), int(ksize))
+        return np.asarray(out).reshape(image.shape)
+    chw = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
+    return median_blur(chw, torch.tensor([ksize]))[0].permute(1, 2, 0).contiguous().numpy()

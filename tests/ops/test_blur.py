@@ -191,6 +191,8 @@ def test_median_blur_is_cv2_median_blur_on_both_backends(h: int, w: int, channel
     batch = Batch(torch.from_numpy(x).permute(2, 0, 1)[None])
     out_b = op.apply(batch, op.sample_params(batch, torch.Generator())).image[0].permute(1, 2, 0).numpy()
     assert out.dtype == x.dtype and np.array_equal(out, out_b)
+    unfolded = fb.median_unfold(torch.from_numpy(x).permute(2, 0, 1)[None], k)[0].permute(1, 2, 0).numpy()
+    assert np.array_equal(out, unfolded)  # the accelerator's path (the CPU's goes through OpenCV where it can)
     if not as_float or k <= 5:  # OpenCV filters float32 only up to k = 5
         assert np.array_equal(out, cv2.medianBlur(x, k).reshape(x.shape))
     else:  # beyond, the same definition: the median of the window, edges replicated

@@ -81,6 +81,19 @@ def offsets(u: Array, size: int) -> Array:
     return np.asarray(np.floor(np.asarray(u) * size), np.int64)
 
 
+def whole(u: Array, high: int) -> Array:
+    """``floor(u)`` clamped to ``high``, as int64 on ``u``'s backend: uniform draws on ``[lo, high + 1)``
+    to equally likely whole numbers (a float32 draw may round up to the open end).
+
+    Example:
+        >>> whole(np.array([0.2, 2.99, 3.0], np.float32), 2).tolist()
+        [0, 2, 2]
+    """
+    if isinstance(u, Tensor):
+        return u.floor().clamp(max=high).to(torch.int64)
+    return np.minimum(np.floor(u), high).astype(np.int64)
+
+
 def scalar(a: Array) -> float:
     """The single value of a one-row param (per-sample path)."""
     if isinstance(a, np.ndarray) and a.size == 1:

@@ -23,7 +23,7 @@ from torch import Tensor
 from augmentgen.core.params import Params
 from augmentgen.core.registry import register
 from augmentgen.core.rng import RNG, Array
-from augmentgen.ops._draws import Range, as_range, expect, scalar, uniform_cols
+from augmentgen.ops._draws import Range, as_range, expect, scalar, uniform_cols, whole
 from augmentgen.ops.base import Op
 from augmentgen.ops.functional import blur as fblur
 
@@ -149,11 +149,10 @@ class MedianBlur(Op):
     def draw(self, n: int, size: tuple[int, int], rng: RNG, applied: Array) -> Params:
         sizes = self._sizes()
         (u,), _ = uniform_cols(rng, [(0.0, float(len(sizes)))], n)
-        if isinstance(u, Tensor):
-            pick = u.floor().clamp(max=len(sizes) - 1).to(torch.int64)
-            return MedianBlurParams(applied=applied, ksize=torch.as_tensor(sizes, device=u.device)[pick])
-        pick_np = np.minimum(np.floor(u), len(sizes) - 1).astype(np.int64)
-        return MedianBlurParams(applied=applied, ksize=np.asarray(sizes, np.int64)[pick_np])
+        pick = whole(u, len(sizes) - 1)
+        if isinstance(pick, Tensor):
+            return MedianBlurParams(applied=applied, ksize=torch.as_tensor(sizes, device=pick.device)[pick])
+        return MedianBlurParams(applied=applied, ksize=np.asarray(sizes, np.int64)[pick])
 
     def apply_image(self, image: Tensor, params: Params) -> Tensor:
         return fblur.median_blur(image, torch.as_tensor(expect(params, MedianBlurParams, self).ksize))

@@ -27,7 +27,7 @@ from torch import Tensor
 from augmentgen.core.params import Params
 from augmentgen.core.registry import register
 from augmentgen.core.rng import RNG, Array
-from augmentgen.ops._draws import Range, as_range, expect, one_row_np, scalar, uniform_cols
+from augmentgen.ops._draws import Range, as_range, expect, one_row_np, scalar, uniform_cols, whole
 from augmentgen.ops.base import Op
 from augmentgen.ops.functional import color as fcolor
 
@@ -329,8 +329,7 @@ class ChannelShuffle(Op):
 
     def draw(self, n: int, size: tuple[int, int], rng: RNG, applied: Array) -> Params:
         (u,), _ = uniform_cols(rng, [(0.0, 6.0)], n)
-        order = u.floor().clamp(max=5).to(torch.int64) if isinstance(u, Tensor) else np.minimum(np.floor(u), 5).astype(np.int64)
-        return ChannelShuffleParams(applied=applied, order=order)
+        return ChannelShuffleParams(applied=applied, order=whole(u, len(PERMUTATIONS) - 1))
 
     def color_matrix(self, params: Params, mean: Array) -> Array:
         order = expect(params, ChannelShuffleParams, self).order

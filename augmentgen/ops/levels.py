@@ -26,7 +26,7 @@ from torch import Tensor
 from augmentgen.core.params import Params
 from augmentgen.core.registry import register
 from augmentgen.core.rng import RNG, Array
-from augmentgen.ops._draws import Range, as_range, expect, scalar, uniform_cols
+from augmentgen.ops._draws import Range, as_range, expect, scalar, uniform_cols, whole
 from augmentgen.ops.base import Op
 from augmentgen.ops.functional import levels as flevels
 
@@ -59,8 +59,7 @@ class Posterize(Op):
     def draw(self, n: int, size: tuple[int, int], rng: RNG, applied: Array) -> Params:
         lo, hi = self._bits()
         (u,), _ = uniform_cols(rng, [(float(lo), float(hi) + 1.0)], n)
-        bits = u.floor().clamp(max=hi).to(torch.int64) if isinstance(u, Tensor) else np.minimum(np.floor(u), hi).astype(np.int64)
-        return PosterizeParams(applied=applied, bits=bits)
+        return PosterizeParams(applied=applied, bits=whole(u, hi))
 
     def apply_image(self, image: Tensor, params: Params) -> Tensor:
         return flevels.posterize(image, torch.as_tensor(expect(params, PosterizeParams, self).bits))
